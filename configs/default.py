@@ -1,0 +1,69 @@
+"""Every config field, once, with its default. Other configs import and override.
+
+Run any config as ``python main.py --config=configs/X.py --workdir=DIR`` and
+override a field with ``--config.FIELD=VALUE`` (e.g. ``--config.batch_size=512``).
+"""
+
+import ml_collections
+
+from ssl_jax import augment
+
+
+def get_config() -> ml_collections.ConfigDict:
+  """Returns the default config (SimCLR, ResNet-18, CIFAR-10)."""
+  c = ml_collections.ConfigDict()
+  c.method = 'simclr'            # Key of ssl_jax.methods.METHODS.
+  c.encoder = 'resnet18'         # Key of ssl_jax.models.ENCODERS.
+  c.dataset = 'cifar10'          # tfds name, or 'sklearn_digits' (installs with the project).
+  c.data_dir = ''                # tfds data_dir; '' uses tfds' default (~/tensorflow_datasets).
+  c.image_size = 32              # Side of the augmented views fed to the encoder.
+  c.batch_size = 256             # Global batch (all devices and processes).
+  c.num_epochs = 100             # Pretraining epochs over config.data.train_split.
+  c.learning_rate = 0.075        # Base LR, scaled by optimizer.lr_scaling.
+  c.temperature = 0.5            # NT-Xent temperature.
+  c.seed = 0                     # Seeds init, data order and augmentation.
+
+  c.model = ml_collections.ConfigDict()
+  c.model.width = 128            # ConvNet channels.
+  c.model.dense = 128            # ConvNet final dense width (0: none).
+  c.model.cifar_stem = True      # ResNet: 3x3 stride-1 stem, no max-pool.
+
+  c.projector = ml_collections.ConfigDict()
+  c.projector.hidden_dims = (2048,)  # Hidden widths of the projection MLP.
+  c.projector.out_dim = 128      # Projection output width.
+  c.projector.use_bn = True      # BatchNorm in the projector.
+
+  c.data = ml_collections.ConfigDict()
+  c.data.train_split = 'train'   # Split(s) for pretraining, tfds syntax ('unlabelled+train').
+  c.data.probe_train_split = 'train'  # Labelled split for the linear probe.
+  c.data.probe_test_split = 'test'    # Split the probe is reported on (never used to choose).
+  c.data.cache = True            # Decode each split once into host RAM.
+  c.data.prefetch = 2            # Batches prepared ahead by the host thread.
+
+  c.augment = ml_collections.ConfigDict()
+  c.augment.view1 = augment.view_config(jitter_strength=0.5)
+  c.augment.view2 = augment.view_config(jitter_strength=0.5)
+
+  c.optimizer = ml_collections.ConfigDict()
+  c.optimizer.name = 'lars'      # lars | sgd | adam | adamw.
+  c.optimizer.lr_scaling = 'sqrt'  # linear (B/256) | sqrt (sqrt(B)) | none.
+  c.optimizer.warmup_epochs = 10.0
+  c.optimizer.weight_decay = 1e-6
+  c.optimizer.momentum = 0.9     # LARS and SGD.
+  c.optimizer.trust_coefficient = 1e-3  # LARS.
+  c.optimizer.b1 = 0.9           # Adam(W).
+  c.optimizer.b2 = 0.999         # Adam(W).
+
+  c.online_probe = True          # Linear head on stop-gradient features, trained alongside.
+  c.log_every_steps = 50         # Console/TensorBoard metrics cadence.
+  c.checkpoint_every_steps = 500 # Also saved at the end of training.
+  c.keep_checkpoints = 3         # Checkpoints kept in WORKDIR/checkpoints.
+
+  c.probe = ml_collections.ConfigDict()
+  c.probe.enabled = True         # Final linear probe on frozen pre-projection features.
+  c.probe.random_init = True     # Also probe a randomly initialised encoder (reference).
+  c.probe.l2_grid = (1e-5, 1e-4, 1e-3, 1e-2)  # L2 strengths, chosen on validation.
+  c.probe.val_fraction = 0.1     # Part of the probe train split held out to choose l2.
+  c.probe.max_iters = 500        # L-BFGS iterations per fit.
+  c.probe.batch_size = 512       # Feature-extraction batch (global).
+  return c

@@ -1,0 +1,53 @@
+"""Runs an experiment: ``python main.py --config=configs/X.py --workdir=DIR``.
+
+With no flags it runs the offline quick start into ./workdirs/quickstart.
+"""
+
+import os
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', os.path.join(_HERE, 'configs', 'quickstart.py'),
+    'Experiment config file.', lock_config=True)
+_WORKDIR = flags.DEFINE_string(
+    'workdir', None, 'Run directory (checkpoints, summaries, results.json). '
+    'Default: ./workdirs/<config name>.')
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  # Imported late so that --help and flag errors do not pay for jax and tfds.
+  from ssl_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  from ssl_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  from ssl_jax import train  # pylint: disable=g-import-not-at-top
+  from ssl_jax import validate  # pylint: disable=g-import-not-at-top
+
+  config_path = flags.FLAGS['config'].config_filename
+  workdir = _WORKDIR.value or os.path.join(
+      'workdirs', os.path.splitext(os.path.basename(config_path))[0])
+  logging.info('Config %s, workdir %s', config_path, os.path.abspath(workdir))
+  try:
+    results = train.train_and_evaluate(_CONFIG.value, workdir)
+  except (validate.ConfigError, input_pipeline.DataError,
+          checkpoint.IncompatibleCheckpointError) as e:
+    print(f'ssl_jax: error: {e}', file=sys.stderr)
+    sys.exit(2)
+  probe = results.get('linear_probe/test_accuracy')
+  if probe is not None:
+    line = f'Linear probe test accuracy: {probe:.2%}'
+    reference = results.get('random_init/linear_probe/test_accuracy')
+    if reference is not None:
+      line += f' (random-init encoder: {reference:.2%})'
+    print(line)
+  print(f'Results written to {os.path.abspath(os.path.join(workdir, "results.json"))}')
+
+
+if __name__ == '__main__':
+  app.run(main)

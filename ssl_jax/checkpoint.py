@@ -1,0 +1,102 @@
+"""Checkpoints: an orbax CheckpointManager over the whole TrainState, plus the config.
+
+orbax writes each step to a temporary directory and renames it when complete,
+so a run killed mid-save never leaves a half-written checkpoint as the latest.
+"""
+
+import json
+import os
+from typing import Any, Optional
+
+from absl import logging
+import jax
+import ml_collections
+import orbax.checkpoint as ocp
+
+# Fields whose change makes a checkpoint unusable (shapes or data order differ).
+STRUCTURAL_FIELDS = ('method', 'encoder', 'model', 'projector', 'dataset',
+                     'data.train_split', 'batch_size', 'seed', 'optimizer.name')
+
+
+class IncompatibleCheckpointError(ValueError):
+  """The workdir holds a run of a different config."""
+
+
+def flatten(d: dict, prefix: str = '') -> dict[str, Any]:
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, dict):
+      out.update(flatten(v, f'{prefix}{k}.'))
+    else:
+      out[f'{prefix}{k}'] = list(v) if isinstance(v, tuple) else v
+  return out
+
+
+def check_config(workdir: str, config: ml_collections.ConfigDict) -> None:
+  """Saves the config beside the checkpoints, or checks it against the saved one.
+
+  Args:
+    workdir: the run's directory.
+    config: the config of this run.
+
+  Raises:
+    IncompatibleCheckpointError: a structural field differs from the saved run.
+  """
+  path = os.path.join(workdir, 'config.json')
+  new = flatten(json.loads(config.to_json()))
+  if os.path.exists(path) and os.path.isdir(os.path.join(workdir, 'checkpoints')):
+    with open(path) as f:
+      old = flatten(json.load(f))
+    diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    bad = [k for k in diff if any(k == f or k.startswith(f + '.')
+                                  for f in STRUCTURAL_FIELDS)]
+    if bad:
+      details = ', '.join(f'{k}: {old.get(k)!r} -> {new.get(k)!r}' for k in bad)
+      raise IncompatibleCheckpointError(
+          f'workdir {workdir!r} holds a checkpoint of a different config '
+          f'({details}); use a new --workdir or the original values.')
+    if diff:
+      logging.warning('Resuming with changed fields: %s', ', '.join(diff))
+  os.makedirs(workdir, exist_ok=True)
+  tmp = path + '.tmp'
+  with open(tmp, 'w') as f:
+    f.write(config.to_json(indent=2))
+  os.replace(tmp, path)
+
+
+class Checkpointer:
+  """Saves every N steps and at the end, keeps the newest K, restores the latest."""
+
+  def __init__(self, workdir: str, keep: int):
+    self._manager = ocp.CheckpointManager(
+        os.path.join(os.path.abspath(workdir), 'checkpoints'),
+        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
+
+  def latest_step(self) -> Optional[int]:
+    return self._manager.latest_step()
+
+  def save(self, step: int, state: Any) -> None:
+    """Saves asynchronously; the previous save is finished first."""
+    self._manager.save(step, args=ocp.args.StandardSave(state))
+
+  def restore_latest(self, target: Any) -> Optional[Any]:
+    """Restores the latest checkpoint into the shapes and shardings of ``target``.
+
+    Args:
+      target: a state pytree of arrays (placed as the restored one should be).
+
+    Returns:
+      The restored state, or None when there is no checkpoint.
+    """
+    step = self._manager.latest_step()
+    if step is None:
+      return None
+    abstract = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
+        target)
+    logging.info('Restoring checkpoint of step %d', step)
+    return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+
+  def close(self) -> None:
+    self._manager.wait_until_finished()
+    self._manager.close()

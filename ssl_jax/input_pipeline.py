@@ -1,0 +1,265 @@
+"""Host input pipeline: random-access tfds sources -> uint8 global batches.
+
+The host only reads and batches uint8 images; augmentation runs on device in
+the train step. Reading is random access (``tfds.data_source``, array_record)
+so the batch of step ``s`` is a pure function of ``(seed, s)``: a resumed run
+continues mid-epoch with exactly the batches it would have seen. Every process
+computes the same global permutation and reads only its own slice of each
+global batch, so the global batch does not depend on the number of processes
+(the reason for not using ``tfds.split_for_jax_process``).
+"""
+
+import dataclasses
+import queue
+import threading
+import time
+from typing import Iterator, Optional, Sequence
+
+from absl import logging
+import jax
+import numpy as np
+
+# Facts the config validation needs before any data is read.
+DATASETS = {
+    'cifar10': dict(image_shape=(32, 32, 3), num_classes=10),
+    'cifar100': dict(image_shape=(32, 32, 3), num_classes=100),
+    'stl10': dict(image_shape=(96, 96, 3), num_classes=10),
+    'mnist': dict(image_shape=(28, 28, 1), num_classes=10),
+    'sklearn_digits': dict(image_shape=(16, 16, 1), num_classes=10),
+}
+
+
+class DataError(ValueError):
+  """A user-facing data problem (missing dataset, empty split)."""
+
+
+@dataclasses.dataclass
+class Split:
+  """A split held as a random-access source, optionally decoded into RAM."""
+  name: str
+  sources: list
+  images: Optional[np.ndarray] = None
+  labels: Optional[np.ndarray] = None
+
+  def __len__(self):
+    if self.images is not None:
+      return len(self.images)
+    return sum(len(s) for s in self.sources)
+
+  def read(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+    """Returns ``{'image': uint8 [n,H,W,C], 'label': int32 [n]}`` for indices."""
+    if self.images is not None:
+      return {'image': self.images[indices], 'label': self.labels[indices]}
+    bounds = np.cumsum([0] + [len(s) for s in self.sources])
+    examples = []
+    for i in np.asarray(indices):
+      j = int(np.searchsorted(bounds, i, side='right') - 1)
+      examples.append(self.sources[j][int(i - bounds[j])])
+    return {
+        'image': np.stack([_as_hwc(e['image']) for e in examples]),
+        'label': np.asarray([e['label'] for e in examples], np.int32),
+    }
+
+
+def _as_hwc(image) -> np.ndarray:
+  image = np.asarray(image, np.uint8)
+  return image[..., None] if image.ndim == 2 else image
+
+
+def _sklearn_digits(split: str) -> Split:
+  """The 1,797 8x8 handwritten digits bundled with scikit-learn, at 16x16."""
+  from sklearn import datasets  # pylint: disable=g-import-not-at-top
+  digits = datasets.load_digits()
+  images = (digits.images * (255.0 / 16.0)).round().astype(np.uint8)
+  images = images.repeat(2, axis=1).repeat(2, axis=2)[..., None]
+  labels = digits.target.astype(np.int32)
+  perm = np.random.default_rng(0).permutation(len(labels))
+  cut = int(0.8 * len(labels))
+  idx = {'train': perm[:cut], 'test': perm[cut:]}.get(split)
+  if idx is None:
+    raise DataError(f"sklearn_digits has splits 'train' and 'test', not {split!r}.")
+  return Split(split, [], images[idx], labels[idx])
+
+
+def _tfds_source(dataset: str, split: str, data_dir: str):
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  try:
+    return tfds.data_source(dataset, split=split, data_dir=data_dir or None,
+                            download=False)
+  except Exception as e:  # tfds raises several types for "not prepared".
+    where = data_dir or '~/tensorflow_datasets'
+    fix = (f'python -m ssl_jax.prepare_data --npz=cifar10_jpeg_q75.npz '
+           f'--data_dir={where}' if dataset == 'cifar10' else
+           f'python -m ssl_jax.prepare_data --dataset={dataset} --data_dir={where}')
+    raise DataError(
+        f'dataset {dataset!r} split {split!r} is not prepared (array_record) in '
+        f'data_dir {where!r} ({type(e).__name__}). Prepare it with: {fix}, or '
+        f'pass --config.data_dir=DIR where it is.') from None
+
+
+def load_split(dataset: str, split: str, data_dir: str = '',
+               cache: bool = True) -> Split:
+  """Opens a split (``'a+b'`` concatenates) and optionally decodes it into RAM.
+
+  Args:
+    dataset: a tfds name, or ``'sklearn_digits'``.
+    split: split name(s) joined by ``+``.
+    data_dir: the tfds data_dir (never downloads).
+    cache: decode every image once into a uint8 array in host memory.
+
+  Returns:
+    A :class:`Split`.
+
+  Raises:
+    DataError: the dataset is not prepared, or the split is empty.
+  """
+  if dataset == 'sklearn_digits':
+    result = _sklearn_digits(split)
+  else:
+    result = Split(split, [_tfds_source(dataset, s.strip(), data_dir)
+                           for s in split.split('+')])
+    if len(result) and cache:
+      result = _decode_all(result)
+  if not len(result):
+    raise DataError(f'split {split!r} of dataset {dataset!r} is empty.')
+  return result
+
+
+def _decode_all(split: Split) -> Split:
+  n, chunk, start = len(split), 4096, time.time()
+  parts = []
+  for lo in range(0, n, chunk):
+    parts.append(split.read(np.arange(lo, min(n, lo + chunk))))
+    done = min(n, lo + chunk)
+    if n > 4 * chunk:
+      rate = done / (time.time() - start)
+      logging.info('Decoding %s: %d/%d images, ETA %.0fs', split.name, done, n,
+                   (n - done) / rate)
+  return dataclasses.replace(
+      split, images=np.concatenate([p['image'] for p in parts]),
+      labels=np.concatenate([p['label'] for p in parts]))
+
+
+def batch_indices(seed: int, step: int, num_examples: int,
+                  batch_size: int) -> np.ndarray:
+  """Indices of the global batch of ``step``: a pure function of its inputs.
+
+  Each epoch is a fresh permutation seeded by ``(seed, epoch)``; the last
+  incomplete batch of an epoch is dropped.
+
+  Args:
+    seed: the data seed.
+    step: the global step.
+    num_examples: size of the split.
+    batch_size: the global batch size.
+
+  Returns:
+    int64 array [batch_size].
+  """
+  steps_per_epoch = num_examples // batch_size
+  epoch, i = divmod(step, steps_per_epoch)
+  perm = np.random.default_rng([seed, epoch]).permutation(num_examples)
+  return perm[i * batch_size:(i + 1) * batch_size]
+
+
+def train_batches(split: Split, *, seed: int, batch_size: int, start_step: int,
+                  sharding: jax.sharding.NamedSharding,
+                  prefetch: int = 2) -> Iterator[dict[str, jax.Array]]:
+  """Yields global batches for steps ``start_step, start_step + 1, ...``.
+
+  Args:
+    split: the training split.
+    seed: the data seed.
+    batch_size: the global batch size (divisible by the process count).
+    start_step: the first step to produce (the restored step on resume).
+    sharding: sharding of the batch arrays over the data axis.
+    prefetch: batches prepared ahead in a background thread.
+
+  Yields:
+    ``{'image': uint8 [B,H,W,C], 'label': int32 [B]}`` global jax Arrays.
+  """
+  per_process = batch_size // jax.process_count()
+  lo = jax.process_index() * per_process
+  n = len(split)
+
+  def host_batch(step):
+    idx = batch_indices(seed, step, n, batch_size)[lo:lo + per_process]
+    return split.read(idx)
+
+  def to_global(local):
+    return jax.tree.map(
+        lambda x: jax.make_array_from_process_local_data(sharding, x), local)
+
+  yield from _prefetch((to_global(host_batch(s)) for s in _count(start_step)),
+                       prefetch)
+
+
+def _count(start):
+  while True:
+    yield start
+    start += 1
+
+
+def _prefetch(iterator, size: int):
+  """Runs ``iterator`` in a daemon thread, ``size`` items ahead."""
+  if size <= 0:
+    yield from iterator
+    return
+  q = queue.Queue(maxsize=size)
+  stop = threading.Event()
+
+  def worker():
+    try:
+      for item in iterator:
+        while not stop.is_set():
+          try:
+            q.put(item, timeout=0.1)
+            break
+          except queue.Full:
+            pass
+        if stop.is_set():
+          return
+    except Exception as e:  # pylint: disable=broad-except
+      q.put(e)
+
+  threading.Thread(target=worker, daemon=True).start()
+  try:
+    while True:
+      item = q.get()
+      if isinstance(item, Exception):
+        raise item
+      yield item
+  finally:
+    stop.set()
+
+
+def eval_batches(images: np.ndarray, batch_size: int,
+                 sharding: jax.sharding.NamedSharding) -> Iterator[
+                     tuple[jax.Array, int]]:
+  """Yields ``(global uint8 batch, number of real rows)`` in order, padded.
+
+  Every process holds all ``images``; each contributes its slice of the batch.
+
+  Args:
+    images: uint8 [N, H, W, C].
+    batch_size: the global batch (divisible by the device count).
+    sharding: the data-axis sharding.
+
+  Yields:
+    A padded [batch_size, H, W, C] array and how many leading rows are real.
+  """
+  per_process = batch_size // jax.process_count()
+  lo = jax.process_index() * per_process
+  for start in range(0, len(images), batch_size):
+    chunk = images[start:start + batch_size]
+    real = len(chunk)
+    if real < batch_size:
+      pad = np.zeros((batch_size - real,) + chunk.shape[1:], chunk.dtype)
+      chunk = np.concatenate([chunk, pad])
+    yield (jax.make_array_from_process_local_data(
+        sharding, chunk[lo:lo + per_process]), real)
+
+
+def split_names(config) -> Sequence[str]:
+  return [config.data.train_split, config.data.probe_train_split,
+          config.data.probe_test_split]

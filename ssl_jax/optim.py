@@ -1,0 +1,103 @@
+"""Optimisers and learning-rate schedules built from the config."""
+
+import math
+
+import jax
+import ml_collections
+import optax
+
+OPTIMIZERS = ('lars', 'sgd', 'adam', 'adamw')
+LR_SCALINGS = ('linear', 'sqrt', 'none')
+
+
+def scaled_learning_rate(base_lr: float, batch_size: int, scaling: str) -> float:
+  """Peak learning rate for a global batch.
+
+  Args:
+    base_lr: the config's base learning rate.
+    batch_size: the global batch size.
+    scaling: ``'linear'`` (base * B / 256, Goyal et al.), ``'sqrt'``
+      (base * sqrt(B), SimCLR's LARS recipe) or ``'none'``.
+
+  Returns:
+    The peak learning rate.
+  """
+  if scaling == 'linear':
+    return base_lr * batch_size / 256
+  if scaling == 'sqrt':
+    return base_lr * math.sqrt(batch_size)
+  if scaling == 'none':
+    return base_lr
+  raise ValueError(f'optimizer.lr_scaling={scaling!r}; use one of {LR_SCALINGS}.')
+
+
+def learning_rate_schedule(config: ml_collections.ConfigDict,
+                           steps_per_epoch: int) -> optax.Schedule:
+  """Linear warmup then cosine decay to zero: a pure function of the step.
+
+  Args:
+    config: the experiment config (``learning_rate``, ``batch_size``,
+      ``num_epochs``, ``optimizer.warmup_epochs``, ``optimizer.lr_scaling``).
+    steps_per_epoch: optimiser steps per epoch.
+
+  Returns:
+    An optax schedule mapping the global step to the learning rate.
+  """
+  peak = scaled_learning_rate(config.learning_rate, config.batch_size,
+                              config.optimizer.lr_scaling)
+  total = max(1, int(config.num_epochs * steps_per_epoch))
+  warmup = int(config.optimizer.warmup_epochs * steps_per_epoch)
+  if warmup == 0:
+    return optax.cosine_decay_schedule(peak, total)
+  return optax.warmup_cosine_decay_schedule(
+      init_value=0.0, peak_value=peak, warmup_steps=warmup, decay_steps=total,
+      end_value=0.0)
+
+
+def decay_mask(params):
+  """True for weight matrices and conv kernels; False for biases and norms.
+
+  Biases and normalisation scales/offsets are the 1-D leaves, so the rank is
+  the rule (as in SimCLR and BYOL) and no parameter names are needed.
+
+  Args:
+    params: a parameter pytree.
+
+  Returns:
+    A pytree of bools with the structure of ``params``.
+  """
+  return jax.tree.map(lambda p: p.ndim > 1, params)
+
+
+def make_optimizer(config: ml_collections.ConfigDict,
+                   schedule: optax.Schedule) -> optax.GradientTransformation:
+  """Builds the optimiser named by ``config.optimizer.name``.
+
+  LARS (``optax.lars``) excludes biases and normalisation parameters from both
+  the weight decay and the trust-ratio adaptation, via :func:`decay_mask`.
+
+  Args:
+    config: the experiment config.
+    schedule: the learning-rate schedule.
+
+  Returns:
+    An optax gradient transformation.
+  """
+  opt = config.optimizer
+  if opt.name == 'lars':
+    return optax.lars(
+        learning_rate=schedule, weight_decay=opt.weight_decay,
+        weight_decay_mask=decay_mask, trust_coefficient=opt.trust_coefficient,
+        eps=0.0, trust_ratio_mask=decay_mask, momentum=opt.momentum)
+  if opt.name == 'sgd':
+    return optax.chain(
+        optax.add_decayed_weights(opt.weight_decay, mask=decay_mask),
+        optax.sgd(schedule, momentum=opt.momentum, nesterov=True))
+  if opt.name == 'adam':
+    return optax.chain(
+        optax.add_decayed_weights(opt.weight_decay, mask=decay_mask),
+        optax.adam(schedule, b1=opt.b1, b2=opt.b2))
+  if opt.name == 'adamw':
+    return optax.adamw(schedule, b1=opt.b1, b2=opt.b2,
+                       weight_decay=opt.weight_decay, mask=decay_mask)
+  raise ValueError(f'optimizer.name={opt.name!r}; use one of {OPTIMIZERS}.')

@@ -1,0 +1,220 @@
+"""The training loop: the only module with side effects (files, logs, devices)."""
+
+import functools
+import json
+import os
+import time
+from typing import Any, Optional
+
+from absl import logging
+from clu import metric_writers
+from clu import periodic_actions
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from ssl_jax import checkpoint
+from ssl_jax import evaluate
+from ssl_jax import input_pipeline
+from ssl_jax import methods
+from ssl_jax import optim
+from ssl_jax import validate
+from ssl_jax.train_state import TrainState
+
+P = jax.sharding.PartitionSpec
+
+
+def make_mesh(devices: Optional[list[Any]] = None) -> jax.sharding.Mesh:
+  """A 1-D mesh over ``devices`` (default: all) with the axis ``'data'``."""
+  devices = jax.devices() if devices is None else devices
+  return jax.sharding.Mesh(np.asarray(devices), ('data',),
+                           axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def train_step(state: TrainState, batch, base_key, *, method, **kwargs):
+  """Derives this step's key as ``fold_in(base_key, step)`` and runs the method.
+
+  No key is carried across steps, so a resumed run draws the same
+  augmentations as an uninterrupted one.
+
+  Args:
+    state: the train state.
+    batch: the global batch.
+    base_key: the run's augmentation key.
+    method: the method module.
+    **kwargs: bound to ``method.train_step``.
+
+  Returns:
+    ``(state, metrics)`` from ``method.train_step``.
+  """
+  key = jax.random.fold_in(base_key, state.step)
+  return method.train_step(state, batch, key, **kwargs)
+
+
+def create_state(config: ml_collections.ConfigDict, model, tx, key: jax.Array,
+                 channels: int) -> TrainState:
+  """Initialises the train state on the host (unplaced)."""
+  method = methods.get(config.method)
+  sample = jnp.zeros((1, config.image_size, config.image_size, channels))
+  params, batch_stats = method.init(key, config, sample, model)
+  return TrainState(step=jnp.zeros([], jnp.int32), params=params,
+                    batch_stats=batch_stats, opt_state=tx.init(params))
+
+
+def compile_train_step(config, model, tx, schedule, mesh):
+  """Jits the method's step over ``mesh``: batch on 'data', state replicated, donated."""
+  replicated = jax.sharding.NamedSharding(mesh, P())
+  data = jax.sharding.NamedSharding(mesh, P('data'))
+  fn = functools.partial(train_step, method=methods.get(config.method),
+                         model=model, tx=tx, config=config, schedule=schedule)
+  return jax.jit(fn, in_shardings=(replicated, data, replicated),
+                 out_shardings=(replicated, replicated), donate_argnums=0)
+
+
+def _write_json(path: str, obj: Any) -> None:
+  tmp = path + '.tmp'
+  with open(tmp, 'w') as f:
+    json.dump(obj, f, indent=2, sort_keys=True)
+  os.replace(tmp, path)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict,
+                       workdir: str) -> dict[str, float]:
+  """Pretrains (or resumes) in ``workdir``, then runs the final evaluation.
+
+  Args:
+    config: the experiment config.
+    workdir: where checkpoints, TensorBoard summaries, the config and
+      ``results.json`` go.
+
+  Returns:
+    The results dict also written to ``workdir/results.json``.
+  """
+  start = time.time()
+  validate.validate(config, jax.device_count(), jax.process_count())
+  is_chief = jax.process_index() == 0
+  if is_chief:
+    checkpoint.check_config(workdir, config)
+  mesh = make_mesh()
+  replicated = jax.sharding.NamedSharding(mesh, P())
+  data_sharding = jax.sharding.NamedSharding(mesh, P('data'))
+  info = input_pipeline.DATASETS[config.dataset]
+  load = functools.partial(input_pipeline.load_split, config.dataset,
+                           data_dir=config.data_dir)
+
+  train_split = load(config.data.train_split, cache=config.data.cache)
+  steps_per_epoch = len(train_split) // config.batch_size
+  if steps_per_epoch == 0:
+    raise input_pipeline.DataError(
+        f'split {config.data.train_split!r} has {len(train_split)} images, fewer'
+        f' than batch_size={config.batch_size}; lower --config.batch_size.')
+  num_steps = int(config.num_epochs * steps_per_epoch)
+  logging.info('%d devices, %d train images, %d steps/epoch, %d steps',
+               jax.device_count(), len(train_split), steps_per_epoch, num_steps)
+
+  method = methods.get(config.method)
+  model = method.build_model(config, info['num_classes'])
+  schedule = optim.learning_rate_schedule(config, steps_per_epoch)
+  tx = optim.make_optimizer(config, schedule)
+  init_key, aug_key = jax.random.split(jax.random.key(config.seed))
+  state = jax.device_put(
+      create_state(config, model, tx, init_key, info['image_shape'][-1]),
+      replicated)
+  random_init = jax.device_get({'params': state.params,
+                                'batch_stats': state.batch_stats})
+  ckpt = checkpoint.Checkpointer(workdir, config.keep_checkpoints)
+  state = ckpt.restore_latest(state) or state
+  first_step = int(state.step)
+  if first_step:
+    logging.info('Resuming at step %d (lr %.5g)', first_step,
+                 float(schedule(first_step)))
+
+  step_fn = compile_train_step(config, model, tx, schedule, mesh)
+  aug_key = jax.device_put(aug_key, replicated)
+  writer = metric_writers.create_default_writer(
+      workdir, just_logging=not is_chief, asynchronous=False)
+  if first_step == 0:
+    writer.write_hparams(_flat_hparams(config))
+  progress = periodic_actions.ReportProgress(num_train_steps=num_steps,
+                                             writer=writer, every_secs=60)
+  batches = input_pipeline.train_batches(
+      train_split, seed=config.seed, batch_size=config.batch_size,
+      start_step=first_step, sharding=data_sharding,
+      prefetch=config.data.prefetch)
+  pending, results, timer = [], {}, None
+  last_log = (first_step, time.time())
+  for step in range(first_step, num_steps):
+    state, metrics = step_fn(state, next(batches), aug_key)
+    pending.append(metrics)
+    if timer is None:  # Steady-state throughput excludes the compiling step.
+      jax.block_until_ready(state)
+      timer = (step + 1, time.time())
+    done = step + 1
+    progress(done)
+    if done % config.log_every_steps == 0 or done == num_steps:
+      scalars = {k: float(np.mean([m[k] for m in jax.device_get(pending)]))
+                 for k in pending[0]}
+      now = time.time()
+      rate = (done - last_log[0]) / max(now - last_log[1], 1e-9)
+      scalars['steps_per_second'] = rate
+      scalars['images_per_second'] = rate * config.batch_size
+      scalars['epoch'] = done / steps_per_epoch
+      writer.write_scalars(done, scalars)
+      logging.info('step %d/%d  epoch %.2f  loss %.4f  ETA %s', done, num_steps,
+                   done / steps_per_epoch, scalars['loss'],
+                   _hms((num_steps - done) / max(rate, 1e-9)))
+      pending, last_log = [], (done, now)
+      results['train/final_loss'] = scalars['loss']
+      results['train/final_contrastive_accuracy'] = scalars.get(
+          'contrastive_accuracy', float('nan'))
+    if done % config.checkpoint_every_steps == 0 or done == num_steps:
+      ckpt.save(done, state)
+  ckpt.close()
+  if timer is not None and num_steps > timer[0]:
+    jax.block_until_ready(state)
+    results['train/images_per_second'] = (
+        (num_steps - timer[0]) * config.batch_size / (time.time() - timer[1]))
+  results['train/wall_seconds'] = time.time() - start
+  results['train/steps'] = num_steps
+  results['train/epochs'] = num_steps / steps_per_epoch
+  writer.flush()
+
+  if config.probe.enabled:
+    results.update(_final_probe(config, model, state, random_init, train_split,
+                                load, mesh, info))
+  writer.write_scalars(num_steps, {k: v for k, v in results.items()
+                                   if isinstance(v, (int, float))})
+  writer.close()
+  if is_chief:
+    _write_json(os.path.join(workdir, 'results.json'), results)
+  return results
+
+
+def _final_probe(config, model, state, random_init, train_split, load, mesh,
+                 info) -> dict[str, float]:
+  """Linear probes of the trained and the randomly initialised encoder."""
+  if config.data.probe_train_split == config.data.train_split and config.data.cache:
+    probe_train = train_split
+  else:
+    probe_train = load(config.data.probe_train_split, cache=True)
+  probe_test = load(config.data.probe_test_split, cache=True)
+  probe = functools.partial(
+      evaluate.probe_encoder, model, train_split=probe_train,
+      test_split=probe_test, config=config, mesh=mesh,
+      num_classes=info['num_classes'], class_names=info.get('class_names'))
+  results = probe({'params': state.params, 'batch_stats': state.batch_stats})
+  if config.probe.random_init:
+    results.update(probe(random_init, prefix='random_init/linear_probe/'))
+  return results
+
+
+def _flat_hparams(config) -> dict[str, Any]:
+  flat = checkpoint.flatten(json.loads(config.to_json()))
+  return {k: v if isinstance(v, (int, float, str, bool)) else str(v)
+          for k, v in flat.items()}
+
+
+def _hms(seconds: float) -> str:
+  seconds = int(seconds)
+  return f'{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}'

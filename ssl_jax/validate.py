@@ -1,0 +1,81 @@
+"""Config validation before anything is compiled or read: one-line errors."""
+
+import ml_collections
+
+from ssl_jax import input_pipeline
+from ssl_jax import methods
+from ssl_jax import models
+from ssl_jax import optim
+
+
+class ConfigError(ValueError):
+  """A user error in the config; the message names the field, value and fix."""
+
+
+def _check(ok: bool, message: str) -> None:
+  if not ok:
+    raise ConfigError(message)
+
+
+def _probability(name: str, value) -> None:
+  _check(isinstance(value, (int, float)) and 0.0 <= value <= 1.0,
+         f'{name}={value!r} must be a probability in [0, 1].')
+
+
+def validate(config: ml_collections.ConfigDict, num_devices: int,
+             num_processes: int = 1) -> None:
+  """Raises :class:`ConfigError` on the first invalid field.
+
+  Args:
+    config: the experiment config.
+    num_devices: devices the global batch is split over.
+    num_processes: processes the global batch is split over.
+  """
+  _check(config.method in methods.METHODS,
+         f'method={config.method!r} is not registered; use one of '
+         f'{sorted(methods.METHODS)}.')
+  _check(config.encoder in models.ENCODERS,
+         f'encoder={config.encoder!r} is not registered; use one of '
+         f'{sorted(models.ENCODERS)}.')
+  for name in ('image_size', 'batch_size', 'num_epochs', 'log_every_steps',
+               'checkpoint_every_steps', 'keep_checkpoints', 'probe.batch_size'):
+    value = config[name] if '.' not in name else config.probe.batch_size
+    _check(isinstance(value, int) and value > 0,
+           f'{name}={value!r} must be a positive integer.')
+  _check(config.temperature > 0,
+         f'temperature={config.temperature!r} must be > 0 (SimCLR uses 0.1-0.5).')
+  _check(config.learning_rate > 0,
+         f'learning_rate={config.learning_rate!r} must be > 0.')
+  for n in (num_devices, num_processes):
+    _check(config.batch_size % n == 0,
+           f'batch_size={config.batch_size} is not divisible by the {n} '
+           f'{"devices" if n == num_devices else "processes"}; use a multiple '
+           f'of {n}, e.g. {max(n, config.batch_size // n * n)}.')
+  _check(config.probe.batch_size % num_devices == 0,
+         f'probe.batch_size={config.probe.batch_size} is not divisible by the '
+         f'{num_devices} devices; use a multiple of {num_devices}.')
+  _check(config.optimizer.name in optim.OPTIMIZERS,
+         f'optimizer.name={config.optimizer.name!r}; use one of {optim.OPTIMIZERS}.')
+  _check(config.optimizer.lr_scaling in optim.LR_SCALINGS,
+         f'optimizer.lr_scaling={config.optimizer.lr_scaling!r}; use one of '
+         f'{optim.LR_SCALINGS}.')
+  _check(0 <= config.optimizer.warmup_epochs < config.num_epochs,
+         f'optimizer.warmup_epochs={config.optimizer.warmup_epochs} must be in '
+         f'[0, num_epochs={config.num_epochs}).')
+  _check(0 < config.probe.val_fraction < 1,
+         f'probe.val_fraction={config.probe.val_fraction!r} must be in (0, 1).')
+  _check(config.dataset in input_pipeline.DATASETS,
+         f'dataset={config.dataset!r} is not supported; use one of '
+         f'{sorted(input_pipeline.DATASETS)}.')
+  side = min(input_pipeline.DATASETS[config.dataset]['image_shape'][:2])
+  _check(config.image_size <= side,
+         f'image_size={config.image_size} is larger than the {config.dataset} '
+         f'images ({side} px); use --config.image_size={side} or less.')
+  for view in ('view1', 'view2'):
+    v = config.augment[view]
+    for field in ('flip_prob', 'jitter_prob', 'grayscale_prob', 'blur_prob',
+                  'noise_prob', 'solarize_prob'):
+      _probability(f'augment.{view}.{field}', v[field])
+    lo, hi = v.crop_scale
+    _check(0 < lo <= hi <= 1, f'augment.{view}.crop_scale={tuple(v.crop_scale)}'
+           ' must satisfy 0 < min <= max <= 1.')
