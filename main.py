@@ -20,9 +20,18 @@ _WORKDIR = flags.DEFINE_string(
     'Default: ./workdirs/<config name>.')
 
 
+def _quiet_libraries():
+  """Keeps orbax's per-save INFO chatter out of the training log."""
+  noisy = ('/orbax/', '/tensorstore/')
+  logging.get_absl_handler().addFilter(
+      lambda r: r.levelno >= logging.WARNING
+      or not any(n in r.pathname for n in noisy))
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  _quiet_libraries()
   # Imported late so that --help and flag errors do not pay for jax and tfds.
   from ssl_jax import checkpoint  # pylint: disable=g-import-not-at-top
   from ssl_jax import input_pipeline  # pylint: disable=g-import-not-at-top

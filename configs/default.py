@@ -24,7 +24,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.seed = 0                     # Seeds init, data order and augmentation.
 
   c.model = ml_collections.ConfigDict()
-  c.model.width = 128            # ConvNet channels.
+  c.model.width = 128            # ConvNet channels of all four conv layers...
+  c.model.conv_widths = ()       # ...unless given per layer here, e.g. (64, 128, 256, 512).
   c.model.dense = 128            # ConvNet final dense width (0: none).
   c.model.cifar_stem = True      # ResNet: 3x3 stride-1 stem, no max-pool.
 

@@ -1,5 +1,6 @@
 """Tests for ssl_jax.augment."""
 
+import dm_pix as pix
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -71,13 +72,6 @@ def test_per_example_keys():
     assert not np.allclose(out[0], out[i])
 
 
-def test_raw_uint32_key():
-  images = _images()
-  out = augment.augment_batch(
-      jax.random.PRNGKey(0), images, augment.view_config(), 24)
-  assert out.shape == (8, 24, 24, 3)
-
-
 def test_jit_matches_eager():
   images = _images()
   cfg = augment.view_config(**ALL_ON)
@@ -87,18 +81,26 @@ def test_jit_matches_eager():
   np.testing.assert_allclose(eager, jitted, atol=1e-5)
 
 
+def test_raw_uint32_key():
+  # Eager, same shapes as test_jit_matches_eager so op caches are shared.
+  images = _images()
+  cfg = augment.view_config(**ALL_ON)
+  out_a = augment.augment_batch(jax.random.PRNGKey(0), images, cfg, 24)
+  out_b = augment.augment_batch(jax.random.PRNGKey(1), images, cfg, 24)
+  assert out_a.shape == (8, 24, 24, 3)
+  assert not np.allclose(out_a, out_b)
+
+
 def test_make_views():
   images = _images()
-  cfgs = (augment.view_config(), augment.view_config(**ALL_ON))
+  cfgs = [augment.view_config(), augment.view_config(**ALL_ON)]
   key = jax.random.key(0)
-  make_views = jax.jit(augment.make_views, static_argnums=(2, 3))
-  views = make_views(
-      key, images, tuple(map(ml_collections.FrozenConfigDict, cfgs)), 24)
+  views = augment.make_views(key, images, cfgs, 24)
   assert len(views) == 2
   for i, cfg in enumerate(cfgs):
-    np.testing.assert_allclose(
-        views[i], _augment(jax.random.fold_in(key, i), images, cfg, 24),
-        atol=1e-5)
+    np.testing.assert_array_equal(
+        views[i],
+        augment.augment_batch(jax.random.fold_in(key, i), images, cfg, 24))
 
 
 def test_identity_crop():
@@ -135,8 +137,18 @@ def test_grayscale_channels_equal():
 def test_all_off_is_identity(channels):
   images = _images(channels=channels)
   cfg = augment.view_config(**ALL_OFF)
-  out = _augment(jax.random.key(0), images, cfg, 32)
+  out = augment.augment_batch(jax.random.key(0), images, cfg, 32)
   np.testing.assert_allclose(out, images / 255.0, atol=1e-5)
+
+
+def test_jitter_step_matches_pix():
+  image = _images(batch=1)[0].astype(jnp.float32) / 255.0
+  b, c, s, h = 1.3, 0.7, 1.4, 0.15
+  expected = [image * b, pix.adjust_contrast(image, c),
+              pix.adjust_saturation(image, s), pix.adjust_hue(image, h)]
+  for op, ref in enumerate(expected):
+    out = augment._jitter_step(image, jnp.int32(op), b, c, s, h)
+    np.testing.assert_allclose(out, jnp.clip(ref, 0.0, 1.0), atol=1e-5)
 
 
 def test_jitter_changes_grayscale_image():
@@ -155,6 +167,9 @@ def test_preprocess_eval():
   assert out.shape == (2, 24, 24, 3)
   assert out.dtype == jnp.float32
   assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+  # Resizing to the shorter side leaves just the central crop.
+  np.testing.assert_allclose(
+      augment.preprocess_eval(rect, 28), rect[:, 2:30] / 255.0, atol=1e-5)
 
 
 def test_view_config():

@@ -10,7 +10,8 @@ from ssl_jax.models import resnet
 ProjectionHead = heads.ProjectionHead
 
 ENCODERS = {
-    'convnet': lambda m: convnet.ConvNet(width=m.width, dense=m.dense),
+    'convnet': lambda m: convnet.ConvNet(
+        widths=tuple(m.conv_widths) or (m.width,) * 4, dense=m.dense),
     'resnet18': lambda m: resnet.resnet18(cifar_stem=m.cifar_stem),
     'resnet50': lambda m: resnet.resnet50(cifar_stem=m.cifar_stem),
 }

@@ -1,9 +1,11 @@
 """The small ConvNet: four 3x3 conv layers with BatchNorm, ReLU and pooling."""
 
-from typing import Any
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
+
+from ssl_jax.models import conv
 
 
 class ConvNet(nn.Module):
@@ -11,14 +13,14 @@ class ConvNet(nn.Module):
 
   At 32 px the feature maps are 32, 16, 8 and 4 pixels wide; the last one is
   average-pooled. ``dense=0`` drops the dense layer and returns the pooled
-  ``width``-dimensional conv features.
+  last conv layer's pooled features.
 
   Attributes:
-    width: channels of every conv layer.
+    widths: channels of the four conv layers.
     dense: width of the final dense layer (0 for none).
     dtype: computation dtype.
   """
-  width: int = 128
+  widths: Sequence[int] = (128, 128, 128, 128)
   dense: int = 128
   dtype: Any = jnp.float32
 
@@ -27,10 +29,11 @@ class ConvNet(nn.Module):
     norm = lambda: nn.BatchNorm(use_running_average=not train, momentum=0.9,
                                 dtype=self.dtype)
     x = x.astype(self.dtype)
-    for i in range(4):
-      x = nn.Conv(self.width, (3, 3), use_bias=False, dtype=self.dtype)(x)
+    for i, width in enumerate(self.widths):
+      x = nn.Conv(width, (3, 3), use_bias=False, dtype=self.dtype,
+                  conv_general_dilated=conv.conv_general_dilated)(x)
       x = nn.relu(norm()(x))
-      if i < 3 and min(x.shape[1:3]) >= 2:
+      if i < len(self.widths) - 1 and min(x.shape[1:3]) >= 2:
         x = nn.max_pool(x, (2, 2), strides=(2, 2))
     x = jnp.mean(x, axis=(1, 2))
     if self.dense:

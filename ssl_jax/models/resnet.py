@@ -1,9 +1,15 @@
 """ResNet-18/50 encoders with CIFAR (3x3, stride 1, no max-pool) or ImageNet stems."""
 
+import functools
 from typing import Any, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
+
+from ssl_jax.models import conv as fast_conv
+
+_Conv = functools.partial(nn.Conv, use_bias=False,
+                          conv_general_dilated=fast_conv.conv_general_dilated)
 
 
 class BasicBlock(nn.Module):
@@ -16,8 +22,8 @@ class BasicBlock(nn.Module):
   def __call__(self, x, train: bool = True):
     norm = lambda **kw: nn.BatchNorm(use_running_average=not train, momentum=0.9,
                                      dtype=self.dtype, **kw)
-    conv = lambda f, k, s, name=None: nn.Conv(
-        f, (k, k), (s, s), use_bias=False, dtype=self.dtype, name=name)
+    conv = lambda f, k, s, name=None: _Conv(
+        f, (k, k), (s, s), dtype=self.dtype, name=name)
     residual = x
     y = nn.relu(norm()(conv(self.filters, 3, self.strides)(x)))
     y = norm()(conv(self.filters, 3, 1)(y))
@@ -37,8 +43,8 @@ class BottleneckBlock(nn.Module):
   def __call__(self, x, train: bool = True):
     norm = lambda **kw: nn.BatchNorm(use_running_average=not train, momentum=0.9,
                                      dtype=self.dtype, **kw)
-    conv = lambda f, k, s, name=None: nn.Conv(
-        f, (k, k), (s, s), use_bias=False, dtype=self.dtype, name=name)
+    conv = lambda f, k, s, name=None: _Conv(
+        f, (k, k), (s, s), dtype=self.dtype, name=name)
     residual = x
     y = nn.relu(norm()(conv(self.filters, 1, 1)(x)))
     y = nn.relu(norm()(conv(self.filters, 3, self.strides)(y)))
@@ -70,11 +76,10 @@ class ResNet(nn.Module):
   def __call__(self, x, train: bool = True):
     x = x.astype(self.dtype)
     if self.cifar_stem:
-      x = nn.Conv(self.width, (3, 3), use_bias=False, dtype=self.dtype,
-                  name='stem_conv')(x)
+      x = _Conv(self.width, (3, 3), dtype=self.dtype, name='stem_conv')(x)
     else:
-      x = nn.Conv(self.width, (7, 7), (2, 2), padding=[(3, 3), (3, 3)],
-                  use_bias=False, dtype=self.dtype, name='stem_conv')(x)
+      x = _Conv(self.width, (7, 7), (2, 2), padding=[(3, 3), (3, 3)],
+                dtype=self.dtype, name='stem_conv')(x)
     x = nn.BatchNorm(use_running_average=not train, momentum=0.9,
                      dtype=self.dtype, name='stem_bn')(x)
     x = nn.relu(x)
