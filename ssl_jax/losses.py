@@ -4,8 +4,17 @@ Every loss takes per-device arrays. With ``axis_name=None`` the inputs are the
 whole batch (under ``jax.jit`` a sharded global array is the whole batch). With
 ``axis_name`` set, the function must run inside ``shard_map``/``pmap`` over that
 axis: it gathers what it needs from the other devices and returns the loss of
-this device's anchors. Differentiate that local value and average the
-gradients over devices (``lax.pmean``); never differentiate a ``psum`` of it.
+this device's anchors. The gradient of the global-batch loss is then:
+
+* under ``pmap`` or ``shard_map(..., check_vma=False)``: the gradient of the
+  local value, averaged over devices with ``lax.pmean``; never the gradient of
+  a ``psum`` of it;
+* under ``shard_map`` with its default ``check_vma=True``: the gradient of
+  ``lax.pmean(local_value, axis)``. There JAX already sums the cotangents of
+  replicated parameters over devices, so a ``pmean`` of local gradients would
+  be ``axis_size`` times too large.
+
+Both are tested against one device on the global batch.
 """
 
 from typing import Optional

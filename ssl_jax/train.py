@@ -177,6 +177,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         (num_steps - timer[0]) * config.batch_size / (time.time() - timer[1]))
   results['train/wall_seconds'] = time.time() - start
   results['train/steps'] = num_steps
+  results['train/first_step'] = first_step
+  results['train/final_learning_rate'] = float(schedule(num_steps - 1))
   results['train/epochs'] = num_steps / steps_per_epoch
   writer.flush()
 

@@ -1,0 +1,85 @@
+"""Encoders' shapes and the custom-gradient convolution against lax."""
+
+import functools
+
+import flax.linen as nn
+import jax
+from jax import lax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import default
+from ssl_jax import models
+from ssl_jax.models import conv
+
+
+@pytest.mark.parametrize('encoder,cifar_stem,size,dim', [
+    ('convnet', True, 32, 128),
+    ('resnet18', True, 16, 512),
+    ('resnet18', False, 32, 512),
+    ('resnet50', False, 32, 2048),
+])
+def test_encoder_output_shapes(encoder, cifar_stem, size, dim):
+  c = default.get_config()
+  c.encoder, c.model.cifar_stem = encoder, cifar_stem
+  model = models.get_encoder(c)
+  x = jnp.zeros((2, size, size, 3))
+  variables = jax.eval_shape(functools.partial(model.init, train=False),
+                             jax.random.key(0), x)
+  out = jax.eval_shape(functools.partial(model.apply, train=False), variables, x)
+  assert out.shape == (2, dim)
+
+
+def test_convnet_widths_and_dense():
+  c = default.get_config()
+  c.encoder, c.model.conv_widths, c.model.dense = 'convnet', (4, 8, 8, 16), 0
+  model = models.get_encoder(c)
+  x = jnp.ones((3, 16, 16, 1))
+  variables = model.init(jax.random.key(0), x, train=False)
+  assert model.apply(variables, x, train=False).shape == (3, 16)
+
+
+def test_projection_head():
+  head = models.ProjectionHead(hidden_dims=(8, 8), out_dim=4, use_bn=True)
+  x = jnp.ones((5, 6))
+  variables = head.init(jax.random.key(0), x, train=False)
+  assert head.apply(variables, x, train=False).shape == (5, 4)
+  assert 'batch_stats' in variables
+
+
+@pytest.mark.parametrize('kernel,strides,padding,channels', [
+    (3, 1, 'SAME', 3), (3, 2, 'SAME', 4), (1, 2, 'SAME', 5), (7, 2, ((3, 3), (3, 3)), 3),
+    (3, 1, 'VALID', 2),
+])
+def test_fast_conv_gradients_match_lax(kernel, strides, padding, channels):
+  rng = np.random.default_rng(kernel + strides)
+  x = jnp.asarray(rng.normal(size=(4, 9, 9, channels)), jnp.float32)
+  w = jnp.asarray(rng.normal(size=(kernel, kernel, channels, 6)), jnp.float32)
+  dims = lax.conv_dimension_numbers(x.shape, w.shape, ('NHWC', 'HWIO', 'NHWC'))
+
+  def loss(fn, x, w):
+    y = fn(x, w, (strides, strides), padding, dimension_numbers=dims)
+    return jnp.sum(jnp.sin(y))
+
+  want = jax.grad(functools.partial(loss, lax.conv_general_dilated), (0, 1))(x, w)
+  got = jax.jit(jax.grad(functools.partial(loss, conv.conv_general_dilated),
+                         (0, 1)))(x, w)
+  for g, e in zip(got, want):
+    np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(
+      conv.conv_general_dilated(x, w, (strides, strides), padding,
+                                dimension_numbers=dims),
+      lax.conv_general_dilated(x, w, (strides, strides), padding,
+                               dimension_numbers=dims), rtol=1e-5, atol=1e-5)
+
+
+def test_fast_conv_inside_flax_matches_plain_conv():
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 8, 8, 3)), jnp.float32)
+  fast = nn.Conv(4, (3, 3), conv_general_dilated=conv.conv_general_dilated)
+  plain = nn.Conv(4, (3, 3))
+  params = plain.init(jax.random.key(0), x)
+  loss = lambda m, p: jnp.sum(m.apply(p, x) ** 2)
+  np.testing.assert_allclose(jax.grad(functools.partial(loss, fast))(params)['params']['kernel'],
+                             jax.grad(functools.partial(loss, plain))(params)['params']['kernel'],
+                             rtol=1e-4, atol=1e-4)

@@ -1,0 +1,96 @@
+"""LARS masks, the schedule as a pure function of the step, LR scaling."""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+from configs import default
+from ssl_jax import optim
+
+
+def _config(**opt):
+  c = default.get_config()
+  c.optimizer.update(opt)
+  return c
+
+
+def test_lars_masks_biases_and_norms():
+  c = _config(name='lars', weight_decay=0.5, momentum=0.0, trust_coefficient=1e-3)
+  tx = optim.make_optimizer(c, lambda step: 0.1)
+  rng = np.random.default_rng(0)
+  params = {
+      'dense': {'kernel': jnp.asarray(rng.normal(size=(4, 3)), jnp.float32),
+                'bias': jnp.zeros(3)},
+      'bn': {'scale': jnp.ones(3), 'bias': jnp.zeros(3)},
+      'zero_kernel': {'kernel': jnp.zeros((3, 2))},
+  }
+  grads = jax.tree.map(lambda p: jnp.asarray(rng.normal(size=p.shape), jnp.float32),
+                       params)
+  updates, _ = tx.update(grads, tx.init(params), params)
+  # 1-D leaves: plain SGD step, no decay, no trust ratio; a zero bias moves.
+  for path in (('dense', 'bias'), ('bn', 'scale'), ('bn', 'bias')):
+    u, g = updates[path[0]][path[1]], grads[path[0]][path[1]]
+    np.testing.assert_allclose(u, -0.1 * g, rtol=1e-6)
+    assert np.all(u != 0)
+  # Kernels: decay then trust ratio eta * |w| / |g + wd w|.
+  w, g = params['dense']['kernel'], grads['dense']['kernel']
+  d = g + 0.5 * w
+  ratio = 1e-3 * jnp.linalg.norm(w) / jnp.linalg.norm(d)
+  np.testing.assert_allclose(updates['dense']['kernel'], -0.1 * ratio * d, rtol=1e-5)
+  # A zero-norm kernel still moves (trust ratio falls back to 1).
+  assert np.all(updates['zero_kernel']['kernel'] != 0)
+
+
+def test_decay_mask_by_rank():
+  mask = optim.decay_mask({'k': jnp.ones((3, 3, 2, 4)), 'b': jnp.ones(4),
+                           's': jnp.ones(4)})
+  assert mask == {'k': True, 'b': False, 's': False}
+
+
+@pytest.mark.parametrize('name', ['sgd', 'adam', 'adamw'])
+def test_other_optimizers_step(name):
+  tx = optim.make_optimizer(_config(name=name, weight_decay=1e-4), lambda s: 0.1)
+  params = {'kernel': jnp.ones((2, 2)), 'bias': jnp.zeros(2)}
+  updates, _ = tx.update(params, tx.init(params), params)
+  assert all(np.all(np.isfinite(u)) for u in jax.tree.leaves(updates))
+
+
+def test_schedule_is_a_pure_function_of_the_step():
+  c = default.get_config()
+  c.batch_size, c.learning_rate, c.num_epochs = 512, 0.3, 10
+  c.optimizer.lr_scaling, c.optimizer.warmup_epochs = 'linear', 2
+  sched = optim.learning_rate_schedule(c, steps_per_epoch=100)
+  peak = 0.3 * 512 / 256
+  assert float(sched(0)) == 0.0
+  np.testing.assert_allclose(sched(100), peak / 2, rtol=1e-6)
+  np.testing.assert_allclose(sched(200), peak, rtol=1e-6)
+  np.testing.assert_allclose(sched(600), peak / 2, rtol=1e-5)
+  assert float(sched(1000)) == pytest.approx(0.0, abs=1e-7)
+  # A fresh schedule (as after a restart) gives the same value at any step.
+  again = optim.learning_rate_schedule(c, steps_per_epoch=100)
+  steps = jnp.arange(0, 1000, 37)
+  np.testing.assert_array_equal(jax.vmap(sched)(steps), jax.vmap(again)(steps))
+
+
+def test_optax_count_resumes_schedule():
+  """The optimiser's own step count lives in opt_state, which is checkpointed."""
+  c = _config(name='sgd', weight_decay=0.0, momentum=0.0)
+  sched = optax.linear_schedule(1.0, 0.0, 10)
+  tx = optim.make_optimizer(c, sched)
+  params = {'w': jnp.zeros(())}
+  state = tx.init(params)
+  for _ in range(4):
+    _, state = tx.update({'w': jnp.ones(())}, state, params)
+  u, _ = tx.update({'w': jnp.ones(())}, state, params)
+  np.testing.assert_allclose(u['w'], -sched(4), rtol=1e-6)
+
+
+def test_lr_scaling():
+  assert optim.scaled_learning_rate(0.3, 4096, 'linear') == pytest.approx(4.8)
+  assert optim.scaled_learning_rate(0.075, 4096, 'sqrt') == pytest.approx(4.8)
+  assert optim.scaled_learning_rate(1e-3, 4096, 'none') == 1e-3
+  with pytest.raises(ValueError, match='lr_scaling'):
+    optim.scaled_learning_rate(1.0, 1, 'cubic')
