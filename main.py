@@ -23,7 +23,7 @@ _WORKDIR = flags.DEFINE_string(
 def _quiet_libraries():
   """Keeps orbax's per-save INFO chatter out of the training log."""
   noisy = ('/orbax/', '/tensorstore/')
-  logging.get_absl_handler().addFilter(
+  logging.get_absl_handler().python_handler.addFilter(
       lambda r: r.levelno >= logging.WARNING
       or not any(n in r.pathname for n in noisy))
 

@@ -18,7 +18,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.data_dir = ''                # tfds data_dir; '' uses tfds' default (~/tensorflow_datasets).
   c.image_size = 32              # Side of the augmented views fed to the encoder.
   c.batch_size = 256             # Global batch (all devices and processes).
-  c.num_epochs = 100             # Pretraining epochs over config.data.train_split.
+  c.num_epochs = 100             # Epochs over config.data.train_split (may be fractional).
   c.learning_rate = 0.075        # Base LR, scaled by optimizer.lr_scaling.
   c.temperature = 0.5            # NT-Xent temperature.
   c.seed = 0                     # Seeds init, data order and augmentation.
@@ -28,11 +28,15 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.conv_widths = ()       # ...unless given per layer here, e.g. (64, 128, 256, 512).
   c.model.dense = 128            # ConvNet final dense width (0: none).
   c.model.cifar_stem = True      # ResNet: 3x3 stride-1 stem, no max-pool.
+  c.model.dropout = 0.0          # Supervised: dropout before the classifier.
 
   c.projector = ml_collections.ConfigDict()
   c.projector.hidden_dims = (2048,)  # Hidden widths of the projection MLP.
   c.projector.out_dim = 128      # Projection output width.
   c.projector.use_bn = True      # BatchNorm in the projector.
+
+  c.barlow = ml_collections.ConfigDict()
+  c.barlow.lambd = 0.0051        # Barlow Twins off-diagonal weight.
 
   c.data = ml_collections.ConfigDict()
   c.data.train_split = 'train'   # Split(s) for pretraining, tfds syntax ('unlabelled+train').

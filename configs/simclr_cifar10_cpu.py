@@ -22,7 +22,7 @@ def get_config():
   c.model.dense = 0
   c.image_size = 32
   c.batch_size = 256
-  c.num_epochs = 5
+  c.num_epochs = 6.25
   c.learning_rate = 1.5e-3
   c.optimizer.name = 'adam'
   c.optimizer.lr_scaling = 'none'

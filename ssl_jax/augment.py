@@ -46,6 +46,7 @@ def view_config(**overrides) -> ml_collections.ConfigDict:
           noise_prob=0.0,
           noise_std=0.05,
           solarize_prob=0.0,
+          jigsaw_grid=0,
       ))
   # ConfigDict.update silently adds unknown keys unless the dict is locked.
   cfg.lock()
@@ -256,6 +257,30 @@ def random_solarize(key: PRNGKey, image: Array, prob: float = 0.2) -> Array:
   return _maybe_apply(key, prob, lambda x: pix.solarize(x, 0.5), image)
 
 
+def jigsaw(key: PRNGKey, image: Array, grid: int) -> Array:
+  """Cuts the image into a grid x grid array of tiles and shuffles them.
+
+  Args:
+    key: PRNG key.
+    image: image [H, W, C] with H and W divisible by ``grid``.
+    grid: tiles per side (0 or 1 leaves the image unchanged).
+
+  Returns:
+    The image with its tiles permuted (a uniformly random permutation).
+  """
+  if grid <= 1:
+    return image
+  h, w, c = image.shape
+  if h % grid or w % grid:
+    raise ValueError(f'jigsaw_grid={grid} must divide the view size {h}x{w}.')
+  th, tw = h // grid, w // grid
+  tiles = image.reshape(grid, th, grid, tw, c).transpose(0, 2, 1, 3, 4)
+  tiles = tiles.reshape(grid * grid, th, tw, c)
+  tiles = tiles[jax.random.permutation(key, grid * grid)]
+  return tiles.reshape(grid, grid, th, tw, c).transpose(0, 2, 1, 3, 4).reshape(
+      h, w, c)
+
+
 def _to_float(image: Array) -> Array:
   """Maps uint8 images to float32 in [0, 1]; float images pass through."""
   if jnp.issubdtype(image.dtype, jnp.integer):
@@ -276,7 +301,7 @@ def augment_image(key: PRNGKey, image: Array,
   Returns:
     float32 image [out_size, out_size, C] in [0, 1].
   """
-  keys = jax.random.split(key, 7)
+  keys = jax.random.split(key, 8)
   x = _to_float(image)
   x = random_resized_crop(keys[0], x, out_size, tuple(cfg.crop_scale),
                           tuple(cfg.crop_ratio))
@@ -287,6 +312,7 @@ def augment_image(key: PRNGKey, image: Array,
   x = random_blur(keys[4], x, float(cfg.blur_prob), tuple(cfg.blur_sigma))
   x = random_noise(keys[5], x, float(cfg.noise_prob), float(cfg.noise_std))
   x = random_solarize(keys[6], x, float(cfg.solarize_prob))
+  x = jigsaw(keys[7], x, int(cfg.jigsaw_grid))
   return jnp.clip(x, 0.0, 1.0)
 
 

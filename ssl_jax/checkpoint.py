@@ -33,7 +33,7 @@ def flatten(d: dict, prefix: str = '') -> dict[str, Any]:
 
 
 def check_config(workdir: str, config: ml_collections.ConfigDict) -> None:
-  """Saves the config beside the checkpoints, or checks it against the saved one.
+  """Checks ``config`` against the one saved beside the workdir's checkpoints.
 
   Args:
     workdir: the run's directory.
@@ -57,6 +57,11 @@ def check_config(workdir: str, config: ml_collections.ConfigDict) -> None:
           f'({details}); use a new --workdir or the original values.')
     if diff:
       logging.warning('Resuming with changed fields: %s', ', '.join(diff))
+
+
+def save_config(workdir: str, config: ml_collections.ConfigDict) -> None:
+  """Writes ``workdir/config.json`` atomically."""
+  path = os.path.join(workdir, 'config.json')
   os.makedirs(workdir, exist_ok=True)
   tmp = path + '.tmp'
   with open(tmp, 'w') as f:

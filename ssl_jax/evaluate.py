@@ -23,29 +23,31 @@ from ssl_jax import augment
 from ssl_jax import input_pipeline
 
 
-def _features_fn(variables, images, *, model, image_size):
+def _features_fn(variables, images, *, model, image_size, output):
   x = augment.preprocess_eval(images, image_size)
-  return model.apply(variables, x, train=False)['features'].astype(jnp.float32)
+  return model.apply(variables, x, train=False)[output].astype(jnp.float32)
 
 
 def extract_features(model, variables: dict[str, Any], images: np.ndarray, *,
-                     image_size: int, batch_size: int,
-                     mesh: jax.sharding.Mesh) -> np.ndarray:
+                     image_size: int, batch_size: int, mesh: jax.sharding.Mesh,
+                     output: str = 'features') -> np.ndarray:
   """Pre-projection features of ``images`` with BatchNorm in inference mode.
 
   Args:
-    model: the method's model; its output dict has ``'features'``.
+    model: the method's model; its output dict has ``output``.
     variables: ``{'params': ..., 'batch_stats': ...}``; never modified.
     images: uint8 [N, H, W, C] (the same on every process).
     image_size: the encoder's input side.
     batch_size: global batch, divisible by the device count.
     mesh: the device mesh, with axis ``'data'``.
+    output: which entry of the model's output dict to return.
 
   Returns:
     float32 [N, D] features.
   """
   sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
-  fn = jax.jit(functools.partial(_features_fn, model=model, image_size=image_size),
+  fn = jax.jit(functools.partial(_features_fn, model=model, image_size=image_size,
+                                 output=output),
                out_shardings=jax.sharding.NamedSharding(
                    mesh, jax.sharding.PartitionSpec()))
   out = []
@@ -125,30 +127,50 @@ def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
     if acc > best[0]:
       best = (acc, l2)
   p = fit_fn(train_x, train_y, best[1])
-  logits = _predict(p, test_x)
-  pred = logits.argmax(1)
-  top5 = np.argsort(-logits, axis=1)[:, :min(5, num_classes)]
   results.update({
       f'{prefix}l2': best[1],
       f'{prefix}val_accuracy': best[0],
       f'{prefix}train_accuracy': float(np.mean(
           _predict(p, train_x).argmax(1) == train_y)),
-      f'{prefix}test_accuracy': float(np.mean(pred == test_y)),
-      f'{prefix}test_top5_accuracy': float(np.mean(
-          (top5 == test_y[:, None]).any(1))),
   })
+  results.update(classification_metrics(_predict(p, test_x), test_y, num_classes,
+                                        class_names, prefix + 'test_'))
+  logging.info('Linear probe: l2=%g val=%.4f test=%.4f (%.1fs)', best[1],
+               best[0], results[f'{prefix}test_accuracy'], time.time() - start)
+  return results
+
+
+def classification_metrics(logits: np.ndarray, labels: np.ndarray,
+                           num_classes: int, class_names=None,
+                           prefix: str = '') -> dict[str, float]:
+  """Top-1/top-5 accuracy and scikit-learn's per-class precision, recall, F1.
+
+  Args:
+    logits: [N, num_classes] scores.
+    labels: [N] int labels.
+    num_classes: number of classes.
+    class_names: optional names used in the metric keys.
+    prefix: metric-name prefix.
+
+  Returns:
+    ``{prefix}accuracy``, ``{prefix}top5_accuracy`` and
+    ``{prefix}{precision,recall,f1}/{class or macro_avg}``.
+  """
+  pred = logits.argmax(1)
+  top5 = np.argsort(-logits, axis=1)[:, :min(5, num_classes)]
+  results = {
+      f'{prefix}accuracy': float(np.mean(pred == labels)),
+      f'{prefix}top5_accuracy': float(np.mean((top5 == labels[:, None]).any(1))),
+  }
   names = list(class_names) if class_names is not None else [
       str(i) for i in range(num_classes)]
   report = skmetrics.classification_report(
-      test_y, pred, labels=list(range(num_classes)), target_names=names,
+      labels, pred, labels=list(range(num_classes)), target_names=names,
       output_dict=True, zero_division=0)
   for name in names + ['macro avg']:
     for m in ('precision', 'recall', 'f1-score'):
-      key = name.replace(' ', '_')
-      results[f'{prefix}test_{m.replace("-score", "")}/{key}'] = float(
-          report[name][m])
-  logging.info('Linear probe: l2=%g val=%.4f test=%.4f (%.1fs)', best[1],
-               best[0], results[f'{prefix}test_accuracy'], time.time() - start)
+      results[f'{prefix}{m.replace("-score", "")}/{name.replace(" ", "_")}'] = (
+          float(report[name][m]))
   return results
 
 

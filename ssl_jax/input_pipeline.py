@@ -13,17 +13,22 @@ import dataclasses
 import queue
 import threading
 import time
-from typing import Iterator, Optional, Sequence
+from typing import Iterator, Optional
 
 from absl import logging
 import jax
 import numpy as np
 
+_CIFAR10 = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog',
+            'horse', 'ship', 'truck')
+_STL10 = ('airplane', 'bird', 'car', 'cat', 'deer', 'dog', 'horse', 'monkey',
+          'ship', 'truck')
+
 # Facts the config validation needs before any data is read.
 DATASETS = {
-    'cifar10': dict(image_shape=(32, 32, 3), num_classes=10),
+    'cifar10': dict(image_shape=(32, 32, 3), num_classes=10, class_names=_CIFAR10),
     'cifar100': dict(image_shape=(32, 32, 3), num_classes=100),
-    'stl10': dict(image_shape=(96, 96, 3), num_classes=10),
+    'stl10': dict(image_shape=(96, 96, 3), num_classes=10, class_names=_STL10),
     'mnist': dict(image_shape=(28, 28, 1), num_classes=10),
     'sklearn_digits': dict(image_shape=(16, 16, 1), num_classes=10),
 }
@@ -258,8 +263,3 @@ def eval_batches(images: np.ndarray, batch_size: int,
       chunk = np.concatenate([chunk, pad])
     yield (jax.make_array_from_process_local_data(
         sharding, chunk[lo:lo + per_process]), real)
-
-
-def split_names(config) -> Sequence[str]:
-  return [config.data.train_split, config.data.probe_train_split,
-          config.data.probe_test_split]

@@ -112,3 +112,49 @@ def nt_xent(
     The float32 scalar mean of the loss over all 2N anchors.
   """
   return nt_xent_and_accuracy(z_a, z_b, temperature, axis_name)[0]
+
+
+def barlow_twins(
+    z_a: jax.Array,
+    z_b: jax.Array,
+    lambd: float = 0.0051,
+    axis_name: Optional[str] = None,
+) -> jax.Array:
+  """Barlow Twins' redundancy-reduction loss (Zbontar et al., 2021).
+
+  Each embedding dimension is standardised with the global batch mean and
+  biased standard deviation (BatchNorm without affine), the cross-correlation
+  is ``C = z_a_n^T z_b_n / N_global``, and the loss is
+  ``sum_i (1 - C_ii)^2 + lambd * sum_{i != j} C_ij^2``.
+
+  Args:
+    z_a: [N, D] embeddings of the first views.
+    z_b: [N, D] embeddings of the second views.
+    lambd: weight of the off-diagonal (redundancy) term.
+    axis_name: if set, the device axis inside ``shard_map``/``pmap``: the
+      statistics and the cross-correlation are summed over all devices, and
+      every device returns the same global loss (see the module docstring
+      for how to differentiate it).
+
+  Returns:
+    The float32 scalar loss.
+  """
+  if z_a.shape != z_b.shape or z_a.ndim != 2:
+    raise ValueError(
+        f'barlow_twins expects two [N, D] arrays of equal shape, got {z_a.shape}'
+        f' and {z_b.shape}.')
+  z_a, z_b = z_a.astype(jnp.float32), z_b.astype(jnp.float32)
+  reduce = (lambda x: x) if axis_name is None else (
+      lambda x: jax.lax.psum(x, axis_name))
+  n = reduce(jnp.asarray(z_a.shape[0], jnp.float32))
+
+  def standardise(z):
+    mean = reduce(z.sum(0)) / n
+    var = reduce(((z - mean) ** 2).sum(0)) / n
+    return (z - mean) * jax.lax.rsqrt(var + 1e-5)
+
+  c = reduce(jnp.matmul(standardise(z_a).T, standardise(z_b),
+                        precision=jax.lax.Precision.HIGHEST)) / n
+  on_diag = jnp.sum((1.0 - jnp.diagonal(c)) ** 2)
+  off_diag = jnp.sum(c ** 2) - jnp.sum(jnp.diagonal(c) ** 2)
+  return on_diag + lambd * off_diag

@@ -110,10 +110,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         f'split {config.data.train_split!r} has {len(train_split)} images, fewer'
         f' than batch_size={config.batch_size}; lower --config.batch_size.')
   num_steps = int(config.num_epochs * steps_per_epoch)
+  method = methods.get(config.method)
+  if (getattr(method, 'NEEDS_LABELS', False) and train_split.labels is not None
+      and (train_split.labels < 0).any()):
+    raise input_pipeline.DataError(
+        f'method={config.method!r} needs labels, but data.train_split='
+        f'{config.data.train_split!r} has unlabelled images; use a labelled '
+        "split such as 'train'.")
   logging.info('%d devices, %d train images, %d steps/epoch, %d steps',
                jax.device_count(), len(train_split), steps_per_epoch, num_steps)
 
-  method = methods.get(config.method)
+  if is_chief:
+    checkpoint.save_config(workdir, config)
   model = method.build_model(config, info['num_classes'])
   schedule = optim.learning_rate_schedule(config, steps_per_epoch)
   tx = optim.make_optimizer(config, schedule)
@@ -182,9 +190,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   results['train/epochs'] = num_steps / steps_per_epoch
   writer.flush()
 
-  if config.probe.enabled:
-    results.update(_final_probe(config, model, state, random_init, train_split,
-                                load, mesh, info))
+  results.update(_final_evaluation(config, method, model, state, random_init,
+                                   train_split, load, mesh, info))
   writer.write_scalars(num_steps, {k: v for k, v in results.items()
                                    if isinstance(v, (int, float))})
   writer.close()
@@ -193,19 +200,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   return results
 
 
-def _final_probe(config, model, state, random_init, train_split, load, mesh,
-                 info) -> dict[str, float]:
-  """Linear probes of the trained and the randomly initialised encoder."""
+def _final_evaluation(config, method, model, state, random_init, train_split,
+                      load, mesh, info) -> dict[str, float]:
+  """The method's own figures, and linear probes of the trained and random encoder."""
+  results = {}
+  probe_test = load(config.data.probe_test_split, cache=True)
+  variables = {'params': state.params, 'batch_stats': state.batch_stats}
+  kwargs = dict(config=config, mesh=mesh, num_classes=info['num_classes'],
+                class_names=info.get('class_names'))
+  if hasattr(method, 'evaluate'):
+    results.update(method.evaluate(model, variables, test_split=probe_test,
+                                   **kwargs))
+  if not config.probe.enabled:
+    return results
   if config.data.probe_train_split == config.data.train_split and config.data.cache:
     probe_train = train_split
   else:
     probe_train = load(config.data.probe_train_split, cache=True)
-  probe_test = load(config.data.probe_test_split, cache=True)
-  probe = functools.partial(
-      evaluate.probe_encoder, model, train_split=probe_train,
-      test_split=probe_test, config=config, mesh=mesh,
-      num_classes=info['num_classes'], class_names=info.get('class_names'))
-  results = probe({'params': state.params, 'batch_stats': state.batch_stats})
+  probe = functools.partial(evaluate.probe_encoder, model, train_split=probe_train,
+                            test_split=probe_test, **kwargs)
+  results.update(probe(variables))
   if config.probe.random_init:
     results.update(probe(random_init, prefix='random_init/linear_probe/'))
   return results

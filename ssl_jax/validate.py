@@ -37,7 +37,9 @@ def validate(config: ml_collections.ConfigDict, num_devices: int,
   _check(config.encoder in models.ENCODERS,
          f'encoder={config.encoder!r} is not registered; use one of '
          f'{sorted(models.ENCODERS)}.')
-  for name in ('image_size', 'batch_size', 'num_epochs', 'log_every_steps',
+  _check(isinstance(config.num_epochs, (int, float)) and config.num_epochs > 0,
+         f'num_epochs={config.num_epochs!r} must be > 0 (fractions are allowed).')
+  for name in ('image_size', 'batch_size', 'log_every_steps',
                'checkpoint_every_steps', 'keep_checkpoints', 'probe.batch_size'):
     value = config[name] if '.' not in name else config.probe.batch_size
     _check(isinstance(value, int) and value > 0,
@@ -76,6 +78,10 @@ def validate(config: ml_collections.ConfigDict, num_devices: int,
     for field in ('flip_prob', 'jitter_prob', 'grayscale_prob', 'blur_prob',
                   'noise_prob', 'solarize_prob'):
       _probability(f'augment.{view}.{field}', v[field])
+    _check(v.jigsaw_grid == 0 or (v.jigsaw_grid > 1
+                                  and config.image_size % v.jigsaw_grid == 0),
+           f'augment.{view}.jigsaw_grid={v.jigsaw_grid} must be 0 (off) or a '
+           f'divisor > 1 of image_size={config.image_size}.')
     lo, hi = v.crop_scale
     _check(0 < lo <= hi <= 1, f'augment.{view}.crop_scale={tuple(v.crop_scale)}'
            ' must satisfy 0 < min <= max <= 1.')

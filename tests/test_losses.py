@@ -109,3 +109,46 @@ def test_sharded_gradient_with_varying_axes_checks():
   loss, grad = jax.jit(sharded)(w, x_a, x_b)
   np.testing.assert_allclose(loss, want_loss, rtol=1e-5)
   np.testing.assert_allclose(grad, want_grad, rtol=1e-4, atol=1e-6)
+
+
+def naive_barlow_twins(z_a, z_b, lambd):
+  z_a, z_b = z_a.astype(np.float64), z_b.astype(np.float64)
+  n, d = z_a.shape
+  na = (z_a - z_a.mean(0)) / np.sqrt(z_a.var(0) + 1e-5)
+  nb = (z_b - z_b.mean(0)) / np.sqrt(z_b.var(0) + 1e-5)
+  total = 0.0
+  for i in range(d):
+    for j in range(d):
+      c = sum(na[k, i] * nb[k, j] for k in range(n)) / n
+      total += (1 - c) ** 2 if i == j else lambd * c ** 2
+  return total
+
+
+def test_barlow_twins_matches_naive_loop():
+  rng = np.random.default_rng(3)
+  z_a = rng.normal(size=(12, 5)).astype(np.float32)
+  z_b = (z_a + 0.5 * rng.normal(size=(12, 5))).astype(np.float32)
+  np.testing.assert_allclose(losses.barlow_twins(z_a, z_b, 0.01),
+                             naive_barlow_twins(z_a, z_b, 0.01), rtol=1e-4)
+  with pytest.raises(ValueError, match='equal shape'):
+    losses.barlow_twins(z_a, z_b[:3])
+
+
+@pytest.mark.parametrize('check_vma', [True, False])
+def test_barlow_twins_sharded_matches_single_device(check_vma):
+  mesh, x_a, x_b, w, _ = _sharded_setup()
+  want_loss, want_grad = jax.value_and_grad(
+      lambda w: losses.barlow_twins(x_a @ w, x_b @ w, 0.01))(w)
+
+  @functools.partial(jax.shard_map, mesh=mesh, in_specs=(P(), P('data'), P('data')),
+                     out_specs=(P(), P()), check_vma=check_vma)
+  def sharded(w, xa, xb):
+    loss_fn = lambda w: losses.barlow_twins(xa @ w, xb @ w, 0.01, axis_name='data')
+    loss, grad = jax.value_and_grad(loss_fn)(w)
+    if not check_vma:
+      grad = jax.lax.pmean(grad, 'data')
+    return loss, grad
+
+  loss, grad = jax.jit(sharded)(w, x_a, x_b)
+  np.testing.assert_allclose(loss, want_loss, rtol=1e-5)
+  np.testing.assert_allclose(grad, want_grad, rtol=1e-4, atol=1e-6)

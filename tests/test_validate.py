@@ -22,7 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ('image_size', 64, 'image_size=64 is larger than the cifar10 images'),
     ('dataset', 'imagenette', "dataset='imagenette' is not supported"),
     ('optimizer.name', 'rmsprop', "optimizer.name='rmsprop'"),
-    ('optimizer.warmup_epochs', 5, 'warmup_epochs=5 must be in'),
+    ('optimizer.warmup_epochs', 5, r'warmup_epochs=5(\.0)? must be in'),
     ('augment.view1.blur_prob', 1.5, r'augment.view1.blur_prob=1.5 must be a probability'),
     ('augment.view2.crop_scale', (0.5, 0.2), 'crop_scale'),
     ('learning_rate', 0.0, 'learning_rate=0.0 must be > 0'),

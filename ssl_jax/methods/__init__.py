@@ -5,13 +5,19 @@ A method module provides:
   train)`` returns a dict with at least ``'features'`` (pre-projection);
   ``init(rng, config, sample, model) -> (params, batch_stats)``;
   ``train_step(state, batch, key, *, model, tx, config, schedule) ->
-  (state, metrics)``, a pure function that ``train.py`` jit-compiles.
+  (state, metrics)``, a pure function that ``train.py`` jit-compiles;
+  optionally ``evaluate(model, variables, *, test_split, config, mesh,
+  num_classes, class_names) -> dict`` for method-specific final figures.
 """
 
+from ssl_jax.methods import barlow_twins
 from ssl_jax.methods import simclr
+from ssl_jax.methods import supervised
 
 METHODS = {
     'simclr': simclr,
+    'barlow_twins': barlow_twins,
+    'supervised': supervised,
 }
 
 

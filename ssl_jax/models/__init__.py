@@ -6,6 +6,7 @@ import ml_collections
 from ssl_jax.models import convnet
 from ssl_jax.models import heads
 from ssl_jax.models import resnet
+from ssl_jax.models import wide_resnet
 
 ProjectionHead = heads.ProjectionHead
 
@@ -14,6 +15,8 @@ ENCODERS = {
         widths=tuple(m.conv_widths) or (m.width,) * 4, dense=m.dense),
     'resnet18': lambda m: resnet.resnet18(cifar_stem=m.cifar_stem),
     'resnet50': lambda m: resnet.resnet50(cifar_stem=m.cifar_stem),
+    'wrn28_2': lambda m: wide_resnet.wrn(28, 2),
+    'wrn45_2': lambda m: wide_resnet.wrn45_2(),
 }
 
 

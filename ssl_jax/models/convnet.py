@@ -3,9 +3,28 @@
 from typing import Any, Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from ssl_jax.models import conv
+
+
+def max_pool_2x2(x: jax.Array) -> jax.Array:
+  """2x2 stride-2 max-pool as a reshape and a max (odd edges are dropped).
+
+  Same values as ``nn.max_pool(x, (2, 2), (2, 2))``, but its gradient is an
+  elementwise select rather than XLA's select-and-scatter, which made the
+  whole SimCLR step ~25 % slower on CPU.
+
+  Args:
+    x: [N, H, W, C].
+
+  Returns:
+    [N, H // 2, W // 2, C].
+  """
+  n, h, w, c = x.shape
+  x = x[:, :h // 2 * 2, :w // 2 * 2]
+  return x.reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
 
 
 class ConvNet(nn.Module):
@@ -34,7 +53,7 @@ class ConvNet(nn.Module):
                   conv_general_dilated=conv.conv_general_dilated)(x)
       x = nn.relu(norm()(x))
       if i < len(self.widths) - 1 and min(x.shape[1:3]) >= 2:
-        x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        x = max_pool_2x2(x)
     x = jnp.mean(x, axis=(1, 2))
     if self.dense:
       x = nn.relu(nn.Dense(self.dense, dtype=self.dtype)(x))

@@ -1,0 +1,44 @@
+"""Barlow Twins (Zbontar et al., 2021): decorrelate the two views' embeddings."""
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import ml_collections
+import optax
+
+from ssl_jax import losses
+from ssl_jax.methods import common
+from ssl_jax.train_state import TrainState
+
+build_model = common.build_two_view_model
+init = common.init
+
+
+def train_step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array,
+               *, model: nn.Module, tx: optax.GradientTransformation,
+               config: ml_collections.ConfigDict,
+               schedule: optax.Schedule) -> tuple[TrainState, dict[str, Any]]:
+  """One Barlow Twins step on a global batch (see ``common.two_view_step``).
+
+  The embedding standardisation and cross-correlation use the global batch.
+
+  Args:
+    state: the replicated train state.
+    batch: ``{'image': uint8 [B,H,W,C], 'label': int32 [B]}`` (label -1 where
+      unknown), sharded over the data axis.
+    key: the PRNG key of this step.
+    model: the module from :func:`build_model`.
+    tx: the optimiser.
+    config: the experiment config (``barlow.lambd``).
+    schedule: the LR schedule (for logging only).
+
+  Returns:
+    The new state and a dict of scalar metrics.
+  """
+  def embedding_loss(z_a, z_b):
+    return losses.barlow_twins(z_a, z_b, config.barlow.lambd), {}
+
+  return common.two_view_step(state, batch, key, model=model, tx=tx,
+                              config=config, schedule=schedule,
+                              embedding_loss=embedding_loss)

@@ -1,0 +1,109 @@
+"""Supervised baseline: cross-entropy on the labelled split, same encoders and views."""
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from ssl_jax import augment
+from ssl_jax import evaluate as evaluation
+from ssl_jax import models
+from ssl_jax.methods import common
+from ssl_jax.train_state import TrainState
+
+
+# The train split must be labelled (checked by train.py before training).
+NEEDS_LABELS = True
+
+
+class SupervisedModel(nn.Module):
+  """Encoder, optional dropout, linear classifier.
+
+  Attributes:
+    encoder: images -> features.
+    num_classes: classifier outputs.
+    dropout: dropout rate on the features (training only).
+  """
+  encoder: nn.Module
+  num_classes: int
+  dropout: float = 0.0
+
+  @nn.compact
+  def __call__(self, x, train: bool = True):
+    features = self.encoder(x, train=train)
+    h = nn.Dropout(self.dropout, deterministic=not train)(features)
+    logits = nn.Dense(self.num_classes, name='head')(h.astype(jnp.float32))
+    return {'features': features, 'logits': logits}
+
+
+def build_model(config: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
+  """Returns the supervised model for ``config``."""
+  return SupervisedModel(models.get_encoder(config), num_classes,
+                         config.model.dropout)
+
+
+init = common.init
+
+
+def train_step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array,
+               *, model: nn.Module, tx: optax.GradientTransformation,
+               config: ml_collections.ConfigDict,
+               schedule: optax.Schedule) -> tuple[TrainState, dict[str, Any]]:
+  """One cross-entropy step on one augmented view (``config.augment.view1``).
+
+  Args:
+    state: the replicated train state.
+    batch: ``{'image': uint8 [B,H,W,C], 'label': int32 [B]}``, all labelled.
+    key: the PRNG key of this step (augmentation and dropout).
+    model: the module from :func:`build_model`.
+    tx: the optimiser.
+    config: the experiment config.
+    schedule: the LR schedule (for logging only).
+
+  Returns:
+    The new state and a dict of scalar metrics.
+  """
+  aug_key, dropout_key = jax.random.split(key)
+  x = augment.augment_batch(aug_key, batch['image'], config.augment.view1,
+                            config.image_size)
+  labels = batch['label']
+
+  def loss_fn(params):
+    out, new_vars = model.apply(
+        {'params': params, 'batch_stats': state.batch_stats}, x, train=True,
+        mutable=['batch_stats'], rngs={'dropout': dropout_key})
+    loss = optax.softmax_cross_entropy_with_integer_labels(
+        out['logits'], labels).mean()
+    acc = jnp.mean(jnp.argmax(out['logits'], -1) == labels)
+    return loss, (new_vars['batch_stats'], {'loss': loss, 'accuracy': acc})
+
+  grads, (batch_stats, metrics) = jax.grad(loss_fn, has_aux=True)(state.params)
+  return common.apply_gradients(state, grads, batch_stats, tx=tx,
+                                schedule=schedule, metrics=metrics)
+
+
+def evaluate(model: nn.Module, variables: dict[str, Any], *, test_split,
+             config: ml_collections.ConfigDict, mesh, num_classes: int,
+             class_names=None) -> dict[str, float]:
+  """The trained classifier's figures on the test split.
+
+  Args:
+    model: the module from :func:`build_model`.
+    variables: ``{'params', 'batch_stats'}``.
+    test_split: the cached test :class:`input_pipeline.Split`.
+    config: the experiment config.
+    mesh: the device mesh.
+    num_classes: number of classes.
+    class_names: optional class names.
+
+  Returns:
+    ``classifier/test_*`` metrics (accuracy, top-5, per-class P/R/F1).
+  """
+  logits = evaluation.extract_features(
+      model, variables, test_split.images, image_size=config.image_size,
+      batch_size=config.probe.batch_size, mesh=mesh, output='logits')
+  return evaluation.classification_metrics(logits, test_split.labels, num_classes,
+                                           class_names, 'classifier/test_')
