@@ -18,7 +18,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.data_dir = ''                # tfds data_dir; '' uses tfds' default (~/tensorflow_datasets).
   c.image_size = 32              # Side of the augmented views fed to the encoder.
   c.batch_size = 256             # Global batch (all devices and processes).
-  c.num_epochs = 100             # Epochs over config.data.train_split (may be fractional).
+  c.num_epochs = 100.0           # Epochs over config.data.train_split (may be fractional).
   c.learning_rate = 0.075        # Base LR, scaled by optimizer.lr_scaling.
   c.temperature = 0.5            # NT-Xent temperature.
   c.seed = 0                     # Seeds init, data order and augmentation.
