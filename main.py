@@ -3,13 +3,17 @@
 With no flags it runs the offline quick start into ./workdirs/quickstart.
 """
 
+import logging as std_logging
 import os
+import re
 import sys
 
-from absl import app
-from absl import flags
-from absl import logging
-from ml_collections import config_flags
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')  # TF is imported by clu/tfds.
+
+from absl import app  # pylint: disable=g-import-not-at-top
+from absl import flags  # pylint: disable=g-import-not-at-top
+from absl import logging  # pylint: disable=g-import-not-at-top
+from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _CONFIG = config_flags.DEFINE_config_file(
@@ -24,7 +28,7 @@ def _quiet_libraries():
   """Keeps orbax's per-save INFO chatter out of the training log."""
   noisy = ('/orbax/', '/tensorstore/')
   logging.get_absl_handler().python_handler.addFilter(
-      lambda r: r.levelno >= logging.WARNING
+      lambda r: r.levelno >= std_logging.WARNING
       or not any(n in r.pathname for n in noisy))
 
 
@@ -58,5 +62,20 @@ def main(argv):
   print(f'Results written to {os.path.abspath(os.path.join(workdir, "results.json"))}')
 
 
+def _parse_flags(argv):
+  """absl's flag parsing, with a mistyped config field as a one-line error."""
+  try:
+    return flags.FLAGS(argv)
+  except (AttributeError, KeyError) as e:  # ConfigDict's "no such field".
+    text = str(e)
+    field = re.search(r"([A-Za-z_][\w.]*)\\?'", text)
+    hint = re.search(r'Did you mean "([\w.]+)"', text)
+    print(f'ssl_jax: error: unknown config field '
+          f'{field.group(1) if field else text!r}'
+          f'{f" (did you mean {hint.group(1)!r}?)" if hint else ""}; every field '
+          'is listed in configs/default.py.', file=sys.stderr)
+    sys.exit(2)
+
+
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

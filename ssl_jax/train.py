@@ -3,6 +3,7 @@
 import functools
 import json
 import os
+import resource
 import time
 from typing import Any, Optional
 
@@ -186,6 +187,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   results['train/wall_seconds'] = time.time() - start
   results['train/steps'] = num_steps
   results['train/first_step'] = first_step
+  results.update(_peak_memory())
   results['train/final_learning_rate'] = float(schedule(num_steps - 1))
   results['train/epochs'] = num_steps / steps_per_epoch
   writer.flush()
@@ -229,6 +231,16 @@ def _flat_hparams(config) -> dict[str, Any]:
   flat = checkpoint.flatten(json.loads(config.to_json()))
   return {k: v if isinstance(v, (int, float, str, bool)) else str(v)
           for k, v in flat.items()}
+
+
+def _peak_memory() -> dict[str, float]:
+  """Peak host RSS of this process and, where the backend reports it, device memory."""
+  out = {'train/peak_host_memory_mb':
+             resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+  stats = jax.local_devices()[0].memory_stats() or {}
+  if 'peak_bytes_in_use' in stats:
+    out['train/peak_device_memory_mb'] = stats['peak_bytes_in_use'] / 2**20
+  return out
 
 
 def _hms(seconds: float) -> str:
