@@ -5,11 +5,12 @@
   python main.py --config=configs/simclr_cifar10_cpu.py --workdir=/tmp/simclr_cpu \
       --config.data_dir=/tmp/tfds
 
-The small ConvNet with conv widths 48-96-192-256 and no dense layer (the
-evaluated representation is the pooled 256-d conv output), batch 256, Adam
+The small ConvNet with conv widths 48-96-192-384 and no dense layer (the
+evaluated representation is the pooled 384-d conv output), batch 256, Adam
 with warmup and cosine, temperature 0.2, CIFAR views (crop scale 0.2-1,
-jitter strength 0.5, no blur), 6.75 epochs. Measured on 2 CPU cores: see
-README "CPU proof".
+jitter strength 0.5, no blur), 6.25 epochs. Measured on 2 CPU cores
+(README "CPU proof", run 2): 25.3 min of pretraining at 209 img/s, linear
+probe 66.75 % test accuracy against 53.71 % for the random-init encoder.
 """
 
 from configs import default
@@ -19,11 +20,11 @@ def get_config():
   c = default.get_config()
   c.dataset = 'cifar10'
   c.encoder = 'convnet'
-  c.model.conv_widths = (48, 96, 192, 256)
+  c.model.conv_widths = (48, 96, 192, 384)
   c.model.dense = 0
   c.image_size = 32
   c.batch_size = 256
-  c.num_epochs = 6.75
+  c.num_epochs = 6.25
   c.learning_rate = 1.5e-3
   c.optimizer.name = 'adam'
   c.optimizer.lr_scaling = 'none'

@@ -206,7 +206,11 @@ def _count(start):
 
 
 def _prefetch(iterator, size: int):
-  """Runs ``iterator`` in a daemon thread, ``size`` items ahead."""
+  """Runs ``iterator`` in a daemon thread, ``size`` items ahead.
+
+  Closing the returned generator stops and joins the thread, so no thread is
+  left touching devices while the interpreter shuts down.
+  """
   if size <= 0:
     yield from iterator
     return
@@ -227,7 +231,8 @@ def _prefetch(iterator, size: int):
     except Exception as e:  # pylint: disable=broad-except
       q.put(e)
 
-  threading.Thread(target=worker, daemon=True).start()
+  thread = threading.Thread(target=worker, daemon=True)
+  thread.start()
   try:
     while True:
       item = q.get()
@@ -236,6 +241,7 @@ def _prefetch(iterator, size: int):
       yield item
   finally:
     stop.set()
+    thread.join(timeout=60)
 
 
 def eval_batches(images: np.ndarray, batch_size: int,

@@ -179,6 +179,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
           'contrastive_accuracy', float('nan'))
     if done % config.checkpoint_every_steps == 0 or done == num_steps:
       ckpt.save(done, state)
+  batches.close()
   ckpt.close()
   if timer is not None and num_steps > timer[0]:
     jax.block_until_ready(state)
