@@ -30,12 +30,15 @@ def _l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
   return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), eps))
 
 
+def _check_pair(name: str, z_a: jax.Array, z_b: jax.Array) -> None:
+  if z_a.shape != z_b.shape or z_a.ndim != 2:
+    raise ValueError(f'{name} expects two [N, D] arrays of equal shape, got '
+                     f'{z_a.shape} and {z_b.shape}.')
+
+
 def _nt_xent_logits(z_a, z_b, temperature, axis_name):
   """Returns masked logits [2n, 2N] and the column of each row's positive."""
-  if z_a.shape != z_b.shape or z_a.ndim != 2:
-    raise ValueError(
-        f'nt_xent expects two [N, D] arrays of equal shape, got {z_a.shape} and'
-        f' {z_b.shape}.')
+  _check_pair('nt_xent', z_a, z_b)
   if temperature <= 0:
     raise ValueError(f'temperature must be > 0, got {temperature}.')
   z_a, z_b = _l2_normalize(z_a), _l2_normalize(z_b)
@@ -139,10 +142,7 @@ def barlow_twins(
   Returns:
     The float32 scalar loss.
   """
-  if z_a.shape != z_b.shape or z_a.ndim != 2:
-    raise ValueError(
-        f'barlow_twins expects two [N, D] arrays of equal shape, got {z_a.shape}'
-        f' and {z_b.shape}.')
+  _check_pair('barlow_twins', z_a, z_b)
   z_a, z_b = z_a.astype(jnp.float32), z_b.astype(jnp.float32)
   reduce = (lambda x: x) if axis_name is None else (
       lambda x: jax.lax.psum(x, axis_name))

@@ -24,6 +24,9 @@ from ssl_jax import validate
 from ssl_jax.train_state import TrainState
 
 P = jax.sharding.PartitionSpec
+# Scalars the loop adds itself; the rest come from the method's step.
+_LOOP_SCALARS = ('steps_per_second', 'images_per_second', 'epoch',
+                 'learning_rate')
 
 
 def make_mesh(devices: Optional[list[Any]] = None) -> jax.sharding.Mesh:
@@ -174,9 +177,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                    done / steps_per_epoch, scalars['loss'],
                    _hms((num_steps - done) / max(rate, 1e-9)))
       pending, last_log = [], (done, now)
-      results['train/final_loss'] = scalars['loss']
-      results['train/final_contrastive_accuracy'] = scalars.get(
-          'contrastive_accuracy', float('nan'))
+      # The last interval's method metrics, whatever the method logs.
+      results.update({f'train/final_{k}': v for k, v in scalars.items()
+                      if k not in _LOOP_SCALARS})
     if done % config.checkpoint_every_steps == 0 or done == num_steps:
       ckpt.save(done, state)
   batches.close()

@@ -26,6 +26,10 @@ def test_method_runs_two_sharded_steps_and_writes_results(name, tmp_path):
   with open(tmp_path / 'results.json') as f:
     saved = json.load(f)
   assert np.isfinite(saved['train/final_loss'])
+  finals = {k: v for k, v in saved.items() if k.startswith('train/final_')}
+  assert all(np.isfinite(v) for v in finals.values()), finals
+  if name == 'simclr':
+    assert 'train/final_contrastive_accuracy' in finals
   assert 'linear_probe/test_accuracy' in saved
   if name == 'supervised':
     assert 'classifier/test_accuracy' in saved
