@@ -16,12 +16,13 @@ def get_config() -> ml_collections.ConfigDict:
   c.encoder = 'resnet18'         # Key of ssl_jax.models.ENCODERS.
   c.dataset = 'cifar10'          # tfds name, or 'sklearn_digits' (installs with the project).
   c.data_dir = ''                # tfds data_dir; '' uses tfds' default (~/tensorflow_datasets).
-  c.image_size = 32              # Side of the augmented views fed to the encoder.
+  c.image_size = 32              # Encoder input side for evaluation (and training views).
   c.batch_size = 256             # Global batch (all devices and processes).
   c.num_epochs = 100.0           # Epochs over config.data.train_split (may be fractional).
   c.learning_rate = 0.075        # Base LR, scaled by optimizer.lr_scaling.
   c.temperature = 0.5            # NT-Xent temperature.
   c.seed = 0                     # Seeds init, data order and augmentation.
+  c.init_from = ''               # Workdir of a finished run whose encoder to start from.
 
   c.model = ml_collections.ConfigDict()
   c.model.width = 128            # ConvNet channels of all four conv layers...
@@ -38,14 +39,30 @@ def get_config() -> ml_collections.ConfigDict:
   c.barlow = ml_collections.ConfigDict()
   c.barlow.lambd = 0.0051        # Barlow Twins off-diagonal weight.
 
+  c.deepcluster = ml_collections.ConfigDict()
+  c.deepcluster.num_clusters = 100  # k of the per-epoch k-means.
+  c.deepcluster.pca_dim = 128    # PCA-whitened dimensions before clustering.
+  c.deepcluster.kmeans_iters = 30  # Lloyd iterations per epoch.
+
+  c.fixmatch = ml_collections.ConfigDict()
+  c.fixmatch.mu = 5              # Unlabelled images per labelled one in a batch.
+  c.fixmatch.threshold = 0.95    # Confidence for a pseudo-label (0: keep all; 1: none).
+  c.fixmatch.unlabelled_weight = 1.0  # lambda_u.
+  c.fixmatch.ema_decay = 0.999   # EMA of the parameters used for evaluation.
+
   c.data = ml_collections.ConfigDict()
   c.data.train_split = 'train'   # Split(s) for pretraining, tfds syntax ('unlabelled+train').
   c.data.probe_train_split = 'train'  # Labelled split for the linear probe.
   c.data.probe_test_split = 'test'    # Split the probe is reported on (never used to choose).
+  c.data.label_fraction = 1.0    # Labelled fraction (class-balanced) for supervised/FixMatch.
+  c.data.labelled_split = 'train'  # FixMatch: split the labelled batches come from.
   c.data.cache = True            # Decode each split once into host RAM.
   c.data.prefetch = 2            # Batches prepared ahead by the host thread.
 
   c.augment = ml_collections.ConfigDict()
+  # Side of the training views; 0: image_size. Smaller trains at lower resolution
+  # and still evaluates at image_size (FixRes: random crops enlarge objects).
+  c.augment.train_size = 0
   c.augment.view1 = augment.view_config(jitter_strength=0.5)
   c.augment.view2 = augment.view_config(jitter_strength=0.5)
 

@@ -24,7 +24,8 @@ def get_config():
   c.model.dense = 0
   c.image_size = 32
   c.batch_size = 256
-  c.num_epochs = 6.25
+  c.num_epochs = 10.0
+  c.augment.train_size = 24      # Train on 24 px views, evaluate at 32 px.
   c.learning_rate = 1.5e-3
   c.optimizer.name = 'adam'
   c.optimizer.lr_scaling = 'none'

@@ -15,7 +15,9 @@ import orbax.checkpoint as ocp
 
 # Fields whose change makes a checkpoint unusable (shapes or data order differ).
 STRUCTURAL_FIELDS = ('method', 'encoder', 'model', 'projector', 'dataset',
-                     'data.train_split', 'batch_size', 'seed', 'optimizer.name')
+                     'data.train_split', 'data.label_fraction', 'batch_size',
+                     'seed', 'optimizer.name', 'deepcluster.num_clusters',
+                     'fixmatch.mu')
 
 
 class IncompatibleCheckpointError(ValueError):
@@ -67,6 +69,51 @@ def save_config(workdir: str, config: ml_collections.ConfigDict) -> None:
   with open(tmp, 'w') as f:
     f.write(config.to_json(indent=2))
   os.replace(tmp, path)
+
+
+def load_encoder(source_workdir: str, params: Any, batch_stats: Any
+                 ) -> tuple[Any, Any]:
+  """Replaces ``state``'s encoder weights with those of another run's checkpoint.
+
+  Used to fine-tune (supervised, FixMatch) from a self-supervised run: only
+  the ``encoder`` subtrees of params and batch_stats are taken; heads, the
+  optimiser state and the step stay as initialised.
+
+  Args:
+    source_workdir: the workdir of the run to start from.
+    params: freshly initialised parameters, with an ``encoder`` subtree.
+    batch_stats: the matching BatchNorm statistics.
+
+  Returns:
+    ``(params, batch_stats)`` with their ``encoder`` subtrees loaded.
+
+  Raises:
+    IncompatibleCheckpointError: no checkpoint there, or the encoders differ.
+  """
+  directory = os.path.join(os.path.abspath(source_workdir), 'checkpoints')
+  step = None
+  if os.path.isdir(directory):
+    with ocp.CheckpointManager(directory) as manager:
+      step = manager.latest_step()
+      if step is not None:
+        restored = manager.restore(step, args=ocp.args.StandardRestore())
+  if step is None:
+    raise IncompatibleCheckpointError(
+        f'init_from={source_workdir!r} holds no checkpoint in {directory!r}; '
+        'pass the --workdir of a finished run.')
+  out = {}
+  for part, mine_tree in (('params', params), ('batch_stats', batch_stats)):
+    new, old = mine_tree.get('encoder'), restored.get(part, {}).get('encoder')
+    mine = jax.tree.map(lambda x: x.shape, new)
+    theirs = jax.tree.map(lambda x: x.shape, old) if old is not None else None
+    if mine != theirs:
+      raise IncompatibleCheckpointError(
+          f'init_from={source_workdir!r}: its {part} encoder does not match this'
+          ' config\'s encoder; use the same --config.encoder and --config.model.')
+    out[part] = dict(mine_tree, encoder=jax.tree.map(
+        lambda a, b: jax.numpy.asarray(a, b.dtype), old, new))
+  logging.info('Loaded the encoder of %s (step %d)', source_workdir, step)
+  return out['params'], out['batch_stats']
 
 
 class Checkpointer:

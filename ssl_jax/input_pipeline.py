@@ -146,7 +146,7 @@ def _decode_all(split: Split) -> Split:
 
 
 def batch_indices(seed: int, step: int, num_examples: int,
-                  batch_size: int) -> np.ndarray:
+                  batch_size: int, stream: int = 0) -> np.ndarray:
   """Indices of the global batch of ``step``: a pure function of its inputs.
 
   Each epoch is a fresh permutation seeded by ``(seed, epoch)``; the last
@@ -157,14 +157,74 @@ def batch_indices(seed: int, step: int, num_examples: int,
     step: the global step.
     num_examples: size of the split.
     batch_size: the global batch size.
+    stream: tells apart independent streams of one run (FixMatch's labelled
+      and unlabelled batches); 0 is the main stream.
 
   Returns:
     int64 array [batch_size].
   """
   steps_per_epoch = num_examples // batch_size
   epoch, i = divmod(step, steps_per_epoch)
-  perm = np.random.default_rng([seed, epoch]).permutation(num_examples)
+  perm = np.random.default_rng([seed, epoch] + ([stream] if stream else [])
+                              ).permutation(num_examples)
   return perm[i * batch_size:(i + 1) * batch_size]
+
+
+def process_slice(global_indices: np.ndarray) -> np.ndarray:
+  """This process's contiguous part of a global batch's indices."""
+  per_process = len(global_indices) // jax.process_count()
+  lo = jax.process_index() * per_process
+  return global_indices[lo:lo + per_process]
+
+
+def labelled_subset(split: Split, fraction: float, seed: int) -> Split:
+  """A class-balanced subset holding ``fraction`` of each class, chosen by seed.
+
+  Args:
+    split: a labelled split.
+    fraction: in (0, 1]; 1 returns ``split`` itself.
+    seed: selects the subset (the same seed gives the same images).
+
+  Returns:
+    A cached :class:`Split` with at least one image of every class present.
+  """
+  if fraction >= 1:
+    return split
+  labels = split.labels if split.labels is not None else split.read(
+      np.arange(len(split)))['label']
+  rng = np.random.default_rng([seed, 7])
+  keep = []
+  for c in np.unique(labels[labels >= 0]):
+    members = np.flatnonzero(labels == c)
+    keep.append(rng.permutation(members)[:max(1, round(fraction * len(members)))])
+  idx = np.sort(np.concatenate(keep))
+  data = split.read(idx)
+  return Split(f'{split.name}[{fraction:g} of labels]', [], data['image'],
+               data['label'])
+
+
+def global_batches(read_step, *, start_step: int,
+                   sharding: jax.sharding.NamedSharding, prefetch: int = 2,
+                   stop_step: Optional[int] = None) -> Iterator[dict[str, jax.Array]]:
+  """Turns per-process host batches into global jax Arrays, prefetched.
+
+  Args:
+    read_step: ``step -> dict of numpy arrays``, this process's part of the
+      global batch of that step.
+    start_step: the first step to produce.
+    sharding: sharding of the batch arrays over the data axis.
+    prefetch: batches prepared ahead in a background thread.
+    stop_step: the step before which to stop (None: never).
+
+  Yields:
+    Dicts of global jax Arrays.
+  """
+  def to_global(local):
+    return jax.tree.map(
+        lambda x: jax.make_array_from_process_local_data(sharding, x), local)
+
+  steps = _count(start_step) if stop_step is None else range(start_step, stop_step)
+  yield from _prefetch((to_global(read_step(s)) for s in steps), prefetch)
 
 
 def train_batches(split: Split, *, seed: int, batch_size: int, start_step: int,
@@ -183,20 +243,11 @@ def train_batches(split: Split, *, seed: int, batch_size: int, start_step: int,
   Yields:
     ``{'image': uint8 [B,H,W,C], 'label': int32 [B]}`` global jax Arrays.
   """
-  per_process = batch_size // jax.process_count()
-  lo = jax.process_index() * per_process
   n = len(split)
-
-  def host_batch(step):
-    idx = batch_indices(seed, step, n, batch_size)[lo:lo + per_process]
-    return split.read(idx)
-
-  def to_global(local):
-    return jax.tree.map(
-        lambda x: jax.make_array_from_process_local_data(sharding, x), local)
-
-  yield from _prefetch((to_global(host_batch(s)) for s in _count(start_step)),
-                       prefetch)
+  read = lambda step: split.read(process_slice(
+      batch_indices(seed, step, n, batch_size)))
+  yield from global_batches(read, start_step=start_step, sharding=sharding,
+                            prefetch=prefetch)
 
 
 def _count(start):
@@ -216,26 +267,33 @@ def _prefetch(iterator, size: int):
     return
   q = queue.Queue(maxsize=size)
   stop = threading.Event()
+  end = object()  # Marks a finished (finite) iterator.
+
+  def put(item) -> bool:
+    while not stop.is_set():
+      try:
+        q.put(item, timeout=0.1)
+        return True
+      except queue.Full:
+        pass
+    return False
 
   def worker():
     try:
       for item in iterator:
-        while not stop.is_set():
-          try:
-            q.put(item, timeout=0.1)
-            break
-          except queue.Full:
-            pass
-        if stop.is_set():
+        if not put(item):
           return
+      put(end)
     except Exception as e:  # pylint: disable=broad-except
-      q.put(e)
+      put(e)
 
   thread = threading.Thread(target=worker, daemon=True)
   thread.start()
   try:
     while True:
       item = q.get()
+      if item is end:
+        return
       if isinstance(item, Exception):
         raise item
       yield item

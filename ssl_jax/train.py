@@ -56,14 +56,40 @@ def train_step(state: TrainState, batch, base_key, *, method, **kwargs):
   return method.train_step(state, batch, key, **kwargs)
 
 
-def create_state(config: ml_collections.ConfigDict, model, tx, key: jax.Array,
-                 channels: int) -> TrainState:
-  """Initialises the train state on the host (unplaced)."""
-  method = methods.get(config.method)
+def init_variables(config: ml_collections.ConfigDict, model, key: jax.Array,
+                   channels: int) -> tuple[Any, Any]:
+  """The method's freshly initialised ``(params, batch_stats)``."""
   sample = jnp.zeros((1, config.image_size, config.image_size, channels))
-  params, batch_stats = method.init(key, config, sample, model)
+  return methods.get(config.method).init(key, config, sample, model)
+
+
+def create_state(config: ml_collections.ConfigDict, model, tx, key: jax.Array,
+                 channels: int, data: Optional[dict[str, Any]] = None
+                 ) -> TrainState:
+  """Initialises the train state (unplaced), loading ``config.init_from``.
+
+  Args:
+    config: the experiment config.
+    model: the method's module.
+    tx: the optimiser.
+    key: the init key.
+    channels: image channels.
+    data: the method's splits (passed to its optional ``init_extra``).
+
+  Returns:
+    A :class:`TrainState` at step 0.
+  """
+  method = methods.get(config.method)
+  params, batch_stats = init_variables(config, model, key, channels)
+  if config.init_from:
+    params, batch_stats = checkpoint.load_encoder(config.init_from, params,
+                                                  batch_stats)
+  extra = {}
+  if hasattr(method, 'init_extra'):
+    extra = method.init_extra(config, params, batch_stats, data or {})
   return TrainState(step=jnp.zeros([], jnp.int32), params=params,
-                    batch_stats=batch_stats, opt_state=tx.init(params))
+                    batch_stats=batch_stats, opt_state=tx.init(params),
+                    extra=extra)
 
 
 def compile_train_step(config, model, tx, schedule, mesh):
@@ -108,12 +134,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                            data_dir=config.data_dir)
 
   train_split = load(config.data.train_split, cache=config.data.cache)
-  steps_per_epoch = len(train_split) // config.batch_size
-  if steps_per_epoch == 0:
-    raise input_pipeline.DataError(
-        f'split {config.data.train_split!r} has {len(train_split)} images, fewer'
-        f' than batch_size={config.batch_size}; lower --config.batch_size.')
-  num_steps = int(config.num_epochs * steps_per_epoch)
   method = methods.get(config.method)
   if (getattr(method, 'NEEDS_LABELS', False) and train_split.labels is not None
       and (train_split.labels < 0).any()):
@@ -121,8 +141,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         f'method={config.method!r} needs labels, but data.train_split='
         f'{config.data.train_split!r} has unlabelled images; use a labelled '
         "split such as 'train'.")
+  # The splits the method trains on ({'train': ...} unless it says otherwise).
+  data = (method.prepare_data(config, train_split, load)
+          if hasattr(method, 'prepare_data') else {'train': train_split})
+  steps_per_epoch = (method.steps_per_epoch(config, data)
+                     if hasattr(method, 'steps_per_epoch')
+                     else len(data['train']) // config.batch_size)
+  if steps_per_epoch == 0:
+    raise input_pipeline.DataError(
+        f'split {config.data.train_split!r} has {len(data["train"])} images, '
+        f'fewer than one batch (batch_size={config.batch_size}); lower '
+        '--config.batch_size.')
+  num_steps = int(config.num_epochs * steps_per_epoch)
   logging.info('%d devices, %d train images, %d steps/epoch, %d steps',
-               jax.device_count(), len(train_split), steps_per_epoch, num_steps)
+               jax.device_count(), len(data['train']), steps_per_epoch,
+               num_steps)
 
   if is_chief:
     checkpoint.save_config(workdir, config)
@@ -130,11 +163,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   schedule = optim.learning_rate_schedule(config, steps_per_epoch)
   tx = optim.make_optimizer(config, schedule)
   init_key, aug_key = jax.random.split(jax.random.key(config.seed))
-  state = jax.device_put(
-      create_state(config, model, tx, init_key, info['image_shape'][-1]),
-      replicated)
-  random_init = jax.device_get({'params': state.params,
-                                'batch_stats': state.batch_stats})
+  state = create_state(config, model, tx, init_key, info['image_shape'][-1],
+                       data)
+  random_init = jax.device_get(
+      dict(zip(('params', 'batch_stats'), init_variables(
+          config, model, init_key, info['image_shape'][-1])))
+      if config.init_from else
+      {'params': state.params, 'batch_stats': state.batch_stats})
+  state = jax.device_put(state, replicated)
   ckpt = checkpoint.Checkpointer(workdir, config.keep_checkpoints)
   state = ckpt.restore_latest(state) or state
   first_step = int(state.step)
@@ -150,13 +186,33 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     writer.write_hparams(_flat_hparams(config))
   progress = periodic_actions.ReportProgress(num_train_steps=num_steps,
                                              writer=writer, every_secs=60)
-  batches = input_pipeline.train_batches(
-      train_split, seed=config.seed, batch_size=config.batch_size,
-      start_step=first_step, sharding=data_sharding,
-      prefetch=config.data.prefetch)
+  make_batches = functools.partial(
+      method.train_batches if hasattr(method, 'train_batches')
+      else _default_batches, config=config, data=data, sharding=data_sharding)
+  epoch_start = getattr(method, 'epoch_start', None)
+  batches = None
   pending, results, timer = [], {}, None
   last_log = (first_step, time.time())
   for step in range(first_step, num_steps):
+    if epoch_start is not None and step % steps_per_epoch == 0:
+      # A host hook (DeepCluster's clustering) that may change how batches are
+      # drawn, so the batch stream restarts after it.
+      if batches is not None:
+        batches.close()
+        batches = None
+      hook_start = time.time()
+      state, hook_metrics = epoch_start(
+          state, step // steps_per_epoch, model=model, config=config,
+          data=data, mesh=mesh)
+      state = jax.device_put(state, replicated)
+      if hook_metrics:
+        writer.write_scalars(step, hook_metrics)
+        results.update({f'train/last_{k}': v for k, v in hook_metrics.items()})
+      logging.info('epoch %d start hook: %s (%.1fs)', step // steps_per_epoch,
+                   hook_metrics, time.time() - hook_start)
+      last_log = (step, time.time())
+    if batches is None:
+      batches = make_batches(state=state, start_step=step)
     state, metrics = step_fn(state, next(batches), aug_key)
     pending.append(metrics)
     if timer is None:  # Steady-state throughput excludes the compiling step.
@@ -182,7 +238,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                       if k not in _LOOP_SCALARS})
     if done % config.checkpoint_every_steps == 0 or done == num_steps:
       ckpt.save(done, state)
-  batches.close()
+  if batches is not None:
+    batches.close()
   ckpt.close()
   if timer is not None and num_steps > timer[0]:
     jax.block_until_ready(state)
@@ -211,7 +268,9 @@ def _final_evaluation(config, method, model, state, random_init, train_split,
   """The method's own figures, and linear probes of the trained and random encoder."""
   results = {}
   probe_test = load(config.data.probe_test_split, cache=True)
-  variables = {'params': state.params, 'batch_stats': state.batch_stats}
+  # FixMatch evaluates its EMA parameters; other methods the trained ones.
+  variables = (method.eval_variables(state) if hasattr(method, 'eval_variables')
+               else {'params': state.params, 'batch_stats': state.batch_stats})
   kwargs = dict(config=config, mesh=mesh, num_classes=info['num_classes'],
                 class_names=info.get('class_names'))
   if hasattr(method, 'evaluate'):
@@ -229,6 +288,13 @@ def _final_evaluation(config, method, model, state, random_init, train_split,
   if config.probe.random_init:
     results.update(probe(random_init, prefix='random_init/linear_probe/'))
   return results
+
+
+def _default_batches(*, state, start_step, config, data, sharding):
+  del state
+  return input_pipeline.train_batches(
+      data['train'], seed=config.seed, batch_size=config.batch_size,
+      start_step=start_step, sharding=sharding, prefetch=config.data.prefetch)
 
 
 def _flat_hparams(config) -> dict[str, Any]:

@@ -16,8 +16,11 @@ class TrainState:
     params: model parameters.
     batch_stats: BatchNorm running statistics.
     opt_state: the optax state.
+    extra: the method's own state (EMA parameters, cluster assignments, ...);
+      an empty dict for methods that keep none.
   """
   step: jax.Array
   params: Any
   batch_stats: Any
   opt_state: Any
+  extra: Any = flax.struct.field(default_factory=dict)

@@ -73,15 +73,39 @@ def validate(config: ml_collections.ConfigDict, num_devices: int,
   _check(config.image_size <= side,
          f'image_size={config.image_size} is larger than the {config.dataset} '
          f'images ({side} px); use --config.image_size={side} or less.')
+  _check(0 < config.data.label_fraction <= 1,
+         f'data.label_fraction={config.data.label_fraction!r} must be in (0, 1].')
+  if config.method == 'deepcluster':
+    dc = config.deepcluster
+    _check(isinstance(dc.num_clusters, int) and dc.num_clusters >= 2,
+           f'deepcluster.num_clusters={dc.num_clusters!r} must be an integer >= 2.')
+    _check(isinstance(dc.pca_dim, int) and dc.pca_dim >= 1,
+           f'deepcluster.pca_dim={dc.pca_dim!r} must be a positive integer.')
+    _check(config.data.cache, 'data.cache=False: deepcluster re-extracts '
+           'features of the whole train split every epoch; set --config.data.cache=True.')
+  if config.method == 'fixmatch':
+    fm = config.fixmatch
+    _check(isinstance(fm.mu, int) and fm.mu >= 1,
+           f'fixmatch.mu={fm.mu!r} must be a positive integer (unlabelled '
+           'images per labelled one).')
+    _check(0 <= fm.threshold <= 1,
+           f'fixmatch.threshold={fm.threshold!r} must be in [0, 1].')
+    _check(0 <= fm.ema_decay < 1,
+           f'fixmatch.ema_decay={fm.ema_decay!r} must be in [0, 1).')
+  train_size = config.augment.get('train_size', 0)
+  _check(isinstance(train_size, int) and 0 <= train_size <= side,
+         f'augment.train_size={train_size!r} must be 0 (use image_size) or a '
+         f'side in [1, {side}].')
+  view_side = train_size or config.image_size
   for view in ('view1', 'view2'):
     v = config.augment[view]
     for field in ('flip_prob', 'jitter_prob', 'grayscale_prob', 'blur_prob',
                   'noise_prob', 'solarize_prob'):
       _probability(f'augment.{view}.{field}', v[field])
     _check(v.jigsaw_grid == 0 or (v.jigsaw_grid > 1
-                                  and config.image_size % v.jigsaw_grid == 0),
+                                  and view_side % v.jigsaw_grid == 0),
            f'augment.{view}.jigsaw_grid={v.jigsaw_grid} must be 0 (off) or a '
-           f'divisor > 1 of image_size={config.image_size}.')
+           f'divisor > 1 of the training view side {view_side}.')
     lo, hi = v.crop_scale
     _check(0 < lo <= hi <= 1, f'augment.{view}.crop_scale={tuple(v.crop_scale)}'
            ' must satisfy 0 < min <= max <= 1.')

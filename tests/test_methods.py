@@ -18,8 +18,11 @@ from tests import helpers
 
 @pytest.mark.parametrize('name', sorted(methods.METHODS))
 def test_method_runs_two_sharded_steps_and_writes_results(name, tmp_path):
+  # mu=1 and 4 clusters so that 32 mock images give two steps for every method.
   config = helpers.tiny_config(method=name, dataset='cifar10', num_epochs=1,
-                               **{'optimizer.warmup_epochs': 0})
+                               **{'optimizer.warmup_epochs': 0, 'fixmatch.mu': 1,
+                                  'deepcluster.num_clusters': 4,
+                                  'deepcluster.pca_dim': 4})
   with tfds.testing.mock_data(num_examples=32):  # 2 steps of 16 on 8 devices.
     results = train.train_and_evaluate(config, str(tmp_path))
   assert results['train/steps'] == 2
@@ -31,8 +34,12 @@ def test_method_runs_two_sharded_steps_and_writes_results(name, tmp_path):
   if name == 'simclr':
     assert 'train/final_contrastive_accuracy' in finals
   assert 'linear_probe/test_accuracy' in saved
-  if name == 'supervised':
+  if name in ('supervised', 'fixmatch'):
     assert 'classifier/test_accuracy' in saved
+  if name == 'fixmatch':
+    assert 0.0 <= saved['train/final_mask_rate'] <= 1.0
+  if name == 'deepcluster':
+    assert saved['train/last_deepcluster/nonempty_clusters'] == 4
 
 
 def test_supervised_refuses_unlabelled_split(tmp_path, monkeypatch):

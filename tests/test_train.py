@@ -97,3 +97,22 @@ def test_batch_larger_than_split_is_a_clear_error(tmp_path):
   with tfds.testing.mock_data(num_examples=NUM_EXAMPLES):
     with pytest.raises(input_pipeline.DataError, match='batch_size=128'):
       train.train_and_evaluate(config, str(tmp_path))
+
+
+def test_init_from_loads_only_the_encoder_of_another_run(uninterrupted):
+  full_dir, _ = uninterrupted
+  simclr = _final_state(full_dir, _config())
+  config = helpers.tiny_config(method='supervised', dataset='cifar10',
+                               init_from=full_dir)
+  model = methods.get('supervised').build_model(config, 10)
+  tx = optim.make_optimizer(config, optim.learning_rate_schedule(config, 4))
+  state = train.create_state(config, model, tx, jax.random.key(5), 3)
+  for part in ('params', 'batch_stats'):
+    got, want = getattr(state, part)['encoder'], getattr(simclr, part)['encoder']
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+      np.testing.assert_array_equal(a, b)
+  assert int(state.step) == 0 and 'head' in state.params
+  config.model.conv_widths = (8, 8, 8, 16)
+  model = methods.get('supervised').build_model(config, 10)
+  with pytest.raises(checkpoint.IncompatibleCheckpointError, match='encoder'):
+    train.create_state(config, model, tx, jax.random.key(5), 3)

@@ -60,6 +60,11 @@ def init(rng: jax.Array, config: ml_collections.ConfigDict, sample: jax.Array,
   return variables['params'], variables.get('batch_stats', {})
 
 
+def train_view_size(config: ml_collections.ConfigDict) -> int:
+  """Side of the training views: ``augment.train_size``, else ``image_size``."""
+  return config.augment.get('train_size', 0) or config.image_size
+
+
 def probe_loss(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
   """Cross-entropy and accuracy over the examples with a label (>= 0)."""
   valid = labels >= 0
@@ -112,7 +117,7 @@ def two_view_step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array
   """
   views = augment.make_views(key, batch['image'],
                              (config.augment.view1, config.augment.view2),
-                             config.image_size)
+                             train_view_size(config))
   x = jnp.concatenate(views, axis=0)
   labels = jnp.concatenate([batch['label'], batch['label']])
 

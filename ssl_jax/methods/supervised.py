@@ -10,6 +10,7 @@ import optax
 
 from ssl_jax import augment
 from ssl_jax import evaluate as evaluation
+from ssl_jax import input_pipeline
 from ssl_jax import models
 from ssl_jax.methods import common
 from ssl_jax.train_state import TrainState
@@ -48,6 +49,14 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int) -> nn.Modul
 init = common.init
 
 
+def prepare_data(config: ml_collections.ConfigDict, train_split, load
+                 ) -> dict[str, Any]:
+  """Trains on a class-balanced ``data.label_fraction`` of the train split."""
+  del load
+  return {'train': input_pipeline.labelled_subset(
+      train_split, config.data.label_fraction, config.seed)}
+
+
 def train_step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array,
                *, model: nn.Module, tx: optax.GradientTransformation,
                config: ml_collections.ConfigDict,
@@ -68,7 +77,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array,
   """
   aug_key, dropout_key = jax.random.split(key)
   x = augment.augment_batch(aug_key, batch['image'], config.augment.view1,
-                            config.image_size)
+                            common.train_view_size(config))
   labels = batch['label']
 
   def loss_fn(params):

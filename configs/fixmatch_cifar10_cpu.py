@@ -1,0 +1,35 @@
+"""FixMatch with 10 % of the CIFAR-10 labels within a CPU budget (the comparison).
+
+  python main.py --config=configs/fixmatch_cifar10_cpu.py \
+      --workdir=/tmp/fm_cpu --config.data_dir=/tmp/tfds
+
+Same encoder and optimiser as the SimCLR CPU proof
+(``configs/cifar10_cpu_common.py``): 64 labelled images from a class-balanced
+10 % of ``train`` plus 3x as many unlabelled ones per step, weak view = crop
+and flip, strong view = SimCLR-strength jitter, grayscale and solarize,
+tau=0.95, lambda_u=1, EMA 0.99. Compare with ``supervised_cifar10_cpu.py``
+at ``--config.data.label_fraction=0.1``.
+"""
+
+from configs import cifar10_cpu_common
+
+
+def get_config():
+  c = cifar10_cpu_common.get_config()
+  c.method = 'fixmatch'
+  c.data.label_fraction = 0.1
+  c.batch_size = 64
+  c.fixmatch.mu = 3
+  c.fixmatch.threshold = 0.95
+  c.fixmatch.unlabelled_weight = 1.0
+  c.fixmatch.ema_decay = 0.99
+  c.num_epochs = 5.0
+  c.learning_rate = 1e-3
+  weak, strong = c.augment.view1, c.augment.view2
+  weak.crop_scale = (0.35, 1.0)
+  weak.jitter_prob = 0.0
+  weak.grayscale_prob = 0.0
+  strong.crop_scale = (0.2, 1.0)
+  strong.jitter_strength = 1.0
+  strong.solarize_prob = 0.2
+  return c

@@ -1,0 +1,215 @@
+"""FixMatch-style semi-supervised learning (Sohn et al., 2020).
+
+Each step takes ``batch_size`` labelled images and ``fixmatch.mu`` times as
+many unlabelled ones. The labelled images and a weak view of the unlabelled
+ones (``augment.view1``) and a strong view (``augment.view2``) go through the
+encoder as one batch, so BatchNorm sees all three. The pseudo-label of an
+unlabelled image is the stop-gradient argmax of its weak view's softmax, kept
+where that softmax reaches ``fixmatch.threshold``; the loss is the labelled
+cross-entropy plus ``unlabelled_weight`` times the masked cross-entropy of the
+strong view against the pseudo-label. An EMA of the parameters (and BatchNorm
+statistics) is kept in the state and is what the final evaluation uses.
+"""
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from ssl_jax import augment
+from ssl_jax import input_pipeline
+from ssl_jax.methods import common
+from ssl_jax.methods import supervised
+from ssl_jax.train_state import TrainState
+
+build_model = supervised.build_model
+init = common.init
+evaluate = supervised.evaluate
+
+
+def prepare_data(config: ml_collections.ConfigDict, train_split, load
+                 ) -> dict[str, Any]:
+  """The unlabelled pool (``data.train_split``) and the labelled subset.
+
+  Args:
+    config: the experiment config.
+    train_split: the loaded ``data.train_split`` (labels are not used).
+    load: ``(split_name, cache) -> Split``.
+
+  Returns:
+    ``{'train': unlabelled pool, 'labelled': class-balanced
+    ``data.label_fraction`` of ``data.labelled_split``}``.
+
+  Raises:
+    input_pipeline.DataError: the labelled split has unlabelled images.
+  """
+  labelled = (train_split if config.data.labelled_split == config.data.train_split
+              else load(config.data.labelled_split, cache=True))
+  if labelled.labels is None or (labelled.labels < 0).any():
+    raise input_pipeline.DataError(
+        f'data.labelled_split={config.data.labelled_split!r} has unlabelled '
+        "images; use a labelled split such as 'train'.")
+  labelled = input_pipeline.labelled_subset(labelled, config.data.label_fraction,
+                                            config.seed)
+  if len(labelled) < config.batch_size:
+    raise input_pipeline.DataError(
+        f'data.label_fraction={config.data.label_fraction} leaves '
+        f'{len(labelled)} labelled images, fewer than batch_size='
+        f'{config.batch_size}; lower --config.batch_size.')
+  return {'train': train_split, 'labelled': labelled}
+
+
+def steps_per_epoch(config: ml_collections.ConfigDict, data) -> int:
+  """An epoch is one pass over the unlabelled pool, ``mu * batch_size`` a step."""
+  return len(data['train']) // (config.fixmatch.mu * config.batch_size)
+
+
+def init_extra(config, params, batch_stats, data) -> dict[str, Any]:
+  """The EMA of params and BatchNorm statistics starts at their initial values."""
+  del config, data
+  # Copies: a buffer that appears twice in the donated state would be freed twice.
+  return {'ema_params': jax.tree.map(jnp.copy, params),
+          'ema_batch_stats': jax.tree.map(jnp.copy, batch_stats)}
+
+
+def eval_variables(state: TrainState) -> dict[str, Any]:
+  """The EMA variables, which the final evaluation uses."""
+  return {'params': state.extra['ema_params'],
+          'batch_stats': state.extra['ema_batch_stats']}
+
+
+def train_batches(*, state: TrainState, start_step: int,
+                  config: ml_collections.ConfigDict, data: dict[str, Any],
+                  sharding: jax.sharding.NamedSharding):
+  """Labelled and unlabelled batches, each a pure function of (seed, step).
+
+  Args:
+    state: unused (the streams do not depend on it).
+    start_step: the first step to produce.
+    config: the experiment config.
+    data: from :func:`prepare_data`.
+    sharding: the data-axis sharding.
+
+  Returns:
+    An iterator of ``{'image', 'label'}`` (labelled, ``batch_size``) plus
+    ``{'unlabelled_image', 'unlabelled_label'}`` (``mu * batch_size``; labels
+    only for logging, -1 where unknown) global batches.
+  """
+  del state
+  labelled, pool = data['labelled'], data['train']
+  b, bu = config.batch_size, config.fixmatch.mu * config.batch_size
+
+  def read(step):
+    lab = labelled.read(input_pipeline.process_slice(
+        input_pipeline.batch_indices(config.seed, step, len(labelled), b,
+                                     stream=1)))
+    unl = pool.read(input_pipeline.process_slice(
+        input_pipeline.batch_indices(config.seed, step, len(pool), bu)))
+    return dict(lab, unlabelled_image=unl['image'],
+                unlabelled_label=unl['label'])
+
+  return input_pipeline.global_batches(read, start_step=start_step,
+                                       sharding=sharding,
+                                       prefetch=config.data.prefetch)
+
+
+def pseudo_label_loss(logits_weak: jax.Array, logits_strong: jax.Array,
+                      threshold: float) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """FixMatch's unlabelled loss.
+
+  Args:
+    logits_weak: [N, C] logits of the weak views (no gradient flows to them).
+    logits_strong: [N, C] logits of the strong views of the same images.
+    threshold: confidence needed for a pseudo-label; 0 keeps all (the
+      no-threshold variant), 1 or more keeps none (a softmax never reaches 1
+      in exact arithmetic, so float rounding is not allowed to decide).
+
+  Returns:
+    ``(mean over all N of mask * CE(strong, pseudo-label), aux)`` with aux
+    ``{'mask': float [N], 'pseudo_label': int [N]}``.
+  """
+  probs = jax.nn.softmax(jax.lax.stop_gradient(logits_weak).astype(jnp.float32))
+  pseudo, confidence = jnp.argmax(probs, -1), jnp.max(probs, -1)
+  if threshold >= 1:
+    mask = jnp.zeros_like(confidence)
+  else:
+    mask = (confidence >= threshold).astype(jnp.float32)
+  ce = optax.softmax_cross_entropy_with_integer_labels(
+      logits_strong.astype(jnp.float32), pseudo)
+  return jnp.mean(mask * ce), {'mask': mask, 'pseudo_label': pseudo}
+
+
+def train_step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array,
+               *, model: nn.Module, tx: optax.GradientTransformation,
+               config: ml_collections.ConfigDict,
+               schedule: optax.Schedule) -> tuple[TrainState, dict[str, Any]]:
+  """One FixMatch step, then the EMA update.
+
+  Args:
+    state: the replicated train state.
+    batch: from :func:`train_batches`, sharded over the data axis.
+    key: the PRNG key of this step (views and dropout).
+    model: the supervised model (encoder + classifier).
+    tx: the optimiser.
+    config: the experiment config (``fixmatch``, views).
+    schedule: the LR schedule (for logging only).
+
+  Returns:
+    The new state and scalar metrics, including the mask rate and the
+    pseudo-labels' accuracy where the unlabelled labels are known.
+  """
+  fm = config.fixmatch
+  size = common.train_view_size(config)
+  k_lab, k_weak, k_strong, k_drop = jax.random.split(key, 4)
+  x = jnp.concatenate([
+      augment.augment_batch(k_lab, batch['image'], config.augment.view1, size),
+      augment.augment_batch(k_weak, batch['unlabelled_image'],
+                            config.augment.view1, size),
+      augment.augment_batch(k_strong, batch['unlabelled_image'],
+                            config.augment.view2, size)])
+  n_lab, n_unl = batch['image'].shape[0], batch['unlabelled_image'].shape[0]
+
+  def loss_fn(params):
+    out, new_vars = model.apply(
+        {'params': params, 'batch_stats': state.batch_stats}, x, train=True,
+        mutable=['batch_stats'], rngs={'dropout': k_drop})
+    logits = out['logits'].astype(jnp.float32)
+    lab, weak, strong = jnp.split(logits, [n_lab, n_lab + n_unl])
+    sup = optax.softmax_cross_entropy_with_integer_labels(
+        lab, batch['label']).mean()
+    unsup, aux = pseudo_label_loss(weak, strong, fm.threshold)
+    known = batch['unlabelled_label'] >= 0
+    right = (aux['pseudo_label'] == batch['unlabelled_label']) & known
+    kept_known = aux['mask'] * known
+    metrics = {
+        'loss': sup + fm.unlabelled_weight * unsup,
+        'supervised_loss': sup, 'unlabelled_loss': unsup,
+        'accuracy': jnp.mean(jnp.argmax(lab, -1) == batch['label']),
+        'mask_rate': jnp.mean(aux['mask']),
+        # Accuracy of the kept pseudo-labels, and of all of them.
+        'pseudo_label_accuracy': jnp.sum(right * aux['mask']) / jnp.maximum(
+            kept_known.sum(), 1),
+        'pseudo_label_accuracy_all': right.sum() / jnp.maximum(known.sum(), 1),
+    }
+    return metrics['loss'], (new_vars['batch_stats'], metrics)
+
+  grads, (batch_stats, metrics) = jax.grad(loss_fn, has_aux=True)(state.params)
+  state, metrics = common.apply_gradients(state, grads, batch_stats, tx=tx,
+                                          schedule=schedule, metrics=metrics)
+  return state.replace(extra=ema_update(state.extra, state.params,
+                                        state.batch_stats, fm.ema_decay)), metrics
+
+
+def ema_update(extra: dict[str, Any], params, batch_stats,
+               decay: float) -> dict[str, Any]:
+  """``ema <- decay * ema + (1 - decay) * new`` for params and BN statistics."""
+  step = 1.0 - decay
+  return dict(extra,
+              ema_params=optax.incremental_update(params, extra['ema_params'],
+                                                  step),
+              ema_batch_stats=optax.incremental_update(
+                  batch_stats, extra['ema_batch_stats'], step))
+
