@@ -35,11 +35,17 @@ def get_config():
   c.fixmatch.threshold = 0.95
   c.fixmatch.unlabelled_weight = 1.0
   c.fixmatch.ema_decay = 0.999
+  set_views(c)
+  return c
+
+
+def set_views(c, weak_crop=(0.6, 1.0), strong_blur=0.0):
+  """FixMatch's views: weak = crop and flip; strong = SimCLR-strength colour."""
   weak, strong = c.augment.view1, c.augment.view2
-  weak.crop_scale = (0.6, 1.0)
+  weak.crop_scale = weak_crop
   weak.jitter_prob = 0.0
   weak.grayscale_prob = 0.0
   strong.crop_scale = (0.2, 1.0)
   strong.jitter_strength = 1.0
+  strong.blur_prob = strong_blur
   strong.solarize_prob = 0.2
-  return c

@@ -12,6 +12,7 @@ at ``--config.data.label_fraction=0.1``.
 """
 
 from configs import cifar10_cpu_common
+from configs import fixmatch_cifar10
 
 
 def get_config():
@@ -25,11 +26,5 @@ def get_config():
   c.fixmatch.ema_decay = 0.99
   c.num_epochs = 5.0
   c.learning_rate = 1e-3
-  weak, strong = c.augment.view1, c.augment.view2
-  weak.crop_scale = (0.35, 1.0)
-  weak.jitter_prob = 0.0
-  weak.grayscale_prob = 0.0
-  strong.crop_scale = (0.2, 1.0)
-  strong.jitter_strength = 1.0
-  strong.solarize_prob = 0.2
+  fixmatch_cifar10.set_views(c, weak_crop=(0.35, 1.0))
   return c

@@ -13,6 +13,7 @@ not measured here (no STL-10 offline).
 """
 
 from configs import default
+from configs import fixmatch_cifar10
 
 
 def get_config():
@@ -33,12 +34,5 @@ def get_config():
   c.fixmatch.mu = 5
   c.fixmatch.threshold = 0.95
   c.probe.batch_size = 256
-  weak, strong = c.augment.view1, c.augment.view2
-  weak.crop_scale = (0.6, 1.0)
-  weak.jitter_prob = 0.0
-  weak.grayscale_prob = 0.0
-  strong.crop_scale = (0.2, 1.0)
-  strong.jitter_strength = 1.0
-  strong.blur_prob = 0.5
-  strong.solarize_prob = 0.2
+  fixmatch_cifar10.set_views(c, strong_blur=0.5)
   return c
