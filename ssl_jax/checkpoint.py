@@ -73,7 +73,7 @@ def save_config(workdir: str, config: ml_collections.ConfigDict) -> None:
 
 def load_encoder(source_workdir: str, params: Any, batch_stats: Any
                  ) -> tuple[Any, Any]:
-  """Replaces ``state``'s encoder weights with those of another run's checkpoint.
+  """Replaces the encoder weights with those of another run's checkpoint.
 
   Used to fine-tune (supervised, FixMatch) from a self-supervised run: only
   the ``encoder`` subtrees of params and batch_stats are taken; heads, the

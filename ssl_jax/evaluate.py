@@ -23,9 +23,16 @@ from ssl_jax import augment
 from ssl_jax import input_pipeline
 
 
-def _features_fn(variables, images, *, model, image_size, output):
+# Module-level jit keyed on (model, image_size, output, mesh): repeated calls
+# (every DeepCluster epoch, each probe) reuse one compilation.
+@functools.partial(jax.jit, static_argnames=('model', 'image_size', 'output',
+                                             'mesh'))
+def _features_fn(variables, images, *, model, image_size, output, mesh):
   x = augment.preprocess_eval(images, image_size)
-  return model.apply(variables, x, train=False)[output].astype(jnp.float32)
+  out = model.apply(variables, x, train=False)[output].astype(jnp.float32)
+  # Replicated, so that every process can read all of it.
+  return jax.lax.with_sharding_constraint(
+      out, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
 
 
 def extract_features(model, variables: dict[str, Any], images: np.ndarray, *,
@@ -46,10 +53,8 @@ def extract_features(model, variables: dict[str, Any], images: np.ndarray, *,
     float32 [N, D] features.
   """
   sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
-  fn = jax.jit(functools.partial(_features_fn, model=model, image_size=image_size,
-                                 output=output),
-               out_shardings=jax.sharding.NamedSharding(
-                   mesh, jax.sharding.PartitionSpec()))
+  fn = functools.partial(_features_fn, model=model, image_size=image_size,
+                         output=output, mesh=mesh)
   out = []
   for batch, real in input_pipeline.eval_batches(images, batch_size, sharding):
     out.append(np.asarray(jax.device_get(fn(variables, batch)))[:real])

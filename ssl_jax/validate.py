@@ -92,7 +92,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int,
            f'fixmatch.threshold={fm.threshold!r} must be in [0, 1].')
     _check(0 <= fm.ema_decay < 1,
            f'fixmatch.ema_decay={fm.ema_decay!r} must be in [0, 1).')
-  train_size = config.augment.get('train_size', 0)
+  train_size = config.augment.train_size
   _check(isinstance(train_size, int) and 0 <= train_size <= side,
          f'augment.train_size={train_size!r} must be 0 (use image_size) or a '
          f'side in [1, {side}].')

@@ -62,11 +62,15 @@ def init(rng: jax.Array, config: ml_collections.ConfigDict, sample: jax.Array,
 
 def train_view_size(config: ml_collections.ConfigDict) -> int:
   """Side of the training views: ``augment.train_size``, else ``image_size``."""
-  return config.augment.get('train_size', 0) or config.image_size
+  return config.augment.train_size or config.image_size
 
 
 def probe_loss(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """Cross-entropy and accuracy over the examples with a label (>= 0)."""
+  """Cross-entropy and accuracy over the examples with a label (>= 0).
+
+  The loss of every classification head here: online probes, the supervised
+  and FixMatch classifiers and DeepCluster's cluster head.
+  """
   valid = labels >= 0
   safe = jnp.where(valid, labels, 0)
   ce = optax.softmax_cross_entropy_with_integer_labels(

@@ -222,10 +222,8 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array,
     out, new_vars = model.apply(
         {'params': params, 'batch_stats': state.batch_stats}, x, train=True,
         mutable=['batch_stats'])
-    loss = optax.softmax_cross_entropy_with_integer_labels(
-        out['logits'].astype(jnp.float32), targets).mean()
+    loss, acc = common.probe_loss(out['logits'], targets)
     p_loss, p_acc = common.probe_loss(out['probe_logits'], batch['label'])
-    acc = jnp.mean(jnp.argmax(out['logits'], -1) == targets)
     metrics = {'loss': loss, 'pseudo_label_accuracy': acc,
                'online_probe/loss': p_loss, 'online_probe/accuracy': p_acc}
     total = loss + (p_loss if config.online_probe else 0.0)

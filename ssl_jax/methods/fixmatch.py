@@ -178,8 +178,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array,
         mutable=['batch_stats'], rngs={'dropout': k_drop})
     logits = out['logits'].astype(jnp.float32)
     lab, weak, strong = jnp.split(logits, [n_lab, n_lab + n_unl])
-    sup = optax.softmax_cross_entropy_with_integer_labels(
-        lab, batch['label']).mean()
+    sup, acc = common.probe_loss(lab, batch['label'])
     unsup, aux = pseudo_label_loss(weak, strong, fm.threshold)
     known = batch['unlabelled_label'] >= 0
     right = (aux['pseudo_label'] == batch['unlabelled_label']) & known
@@ -187,7 +186,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array,
     metrics = {
         'loss': sup + fm.unlabelled_weight * unsup,
         'supervised_loss': sup, 'unlabelled_loss': unsup,
-        'accuracy': jnp.mean(jnp.argmax(lab, -1) == batch['label']),
+        'accuracy': acc,
         'mask_rate': jnp.mean(aux['mask']),
         # Accuracy of the kept pseudo-labels, and of all of them.
         'pseudo_label_accuracy': jnp.sum(right * aux['mask']) / jnp.maximum(

@@ -84,9 +84,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array,
     out, new_vars = model.apply(
         {'params': params, 'batch_stats': state.batch_stats}, x, train=True,
         mutable=['batch_stats'], rngs={'dropout': dropout_key})
-    loss = optax.softmax_cross_entropy_with_integer_labels(
-        out['logits'], labels).mean()
-    acc = jnp.mean(jnp.argmax(out['logits'], -1) == labels)
+    loss, acc = common.probe_loss(out['logits'], labels)
     return loss, (new_vars['batch_stats'], {'loss': loss, 'accuracy': acc})
 
   grads, (batch_stats, metrics) = jax.grad(loss_fn, has_aux=True)(state.params)
