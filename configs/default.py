@@ -6,6 +6,7 @@ override a field with ``--config.FIELD=VALUE`` (e.g. ``--config.batch_size=512``
 
 import ml_collections
 
+from configs.evals import default as evals_default
 from ssl_jax import augment
 
 
@@ -55,9 +56,12 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.probe_train_split = 'train'  # Labelled split for the linear probe.
   c.data.probe_test_split = 'test'    # Split the probe is reported on (never used to choose).
   c.data.label_fraction = 1.0    # Labelled fraction (class-balanced) for supervised/FixMatch.
+  c.data.labels_per_class = 0    # If > 0: this many labelled images per class instead.
   c.data.labelled_split = 'train'  # FixMatch: split the labelled batches come from.
   c.data.cache = True            # Decode each split once into host RAM.
   c.data.prefetch = 2            # Batches prepared ahead by the host thread.
+  c.data.resize = 0              # Resize every image to this side as read (0: keep; mixed sizes).
+  c.data.channels = 0            # Convert every image to 1 or 3 channels (0: keep).
 
   c.augment = ml_collections.ConfigDict()
   # Side of the training views; 0: image_size. Smaller trains at lower resolution
@@ -79,7 +83,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.online_probe = True          # Linear head on stop-gradient features, trained alongside.
   c.log_every_steps = 50         # Console/TensorBoard metrics cadence.
   c.checkpoint_every_steps = 500 # Also saved at the end of training.
-  c.keep_checkpoints = 3         # Checkpoints kept in WORKDIR/checkpoints.
+  c.keep_checkpoints = 3         # Checkpoints kept in WORKDIR/checkpoints...
+  c.keep_checkpoints_every = 0   # ...plus every step divisible by this (t-SNE over training).
 
   c.probe = ml_collections.ConfigDict()
   c.probe.enabled = True         # Final linear probe on frozen pre-projection features.
@@ -88,4 +93,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.probe.val_fraction = 0.1     # Part of the probe train split held out to choose l2.
   c.probe.max_iters = 500        # L-BFGS iterations per fit.
   c.probe.batch_size = 512       # Feature-extraction batch (global).
+
+  # kNN, embedding metrics, pictures, few-label fine-tuning, transfer: see
+  # configs/evals/default.py (also runnable later on the finished workdir).
+  c.evals = evals_default.get_config()
   return c

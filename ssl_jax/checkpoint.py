@@ -11,11 +11,14 @@ from typing import Any, Optional
 from absl import logging
 import jax
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 
 # Fields whose change makes a checkpoint unusable (shapes or data order differ).
 STRUCTURAL_FIELDS = ('method', 'encoder', 'model', 'projector', 'dataset',
-                     'data.train_split', 'data.label_fraction', 'batch_size',
+                     'data.train_split', 'data.label_fraction',
+                     'data.labels_per_class', 'data.resize', 'data.channels',
+                     'batch_size',
                      'seed', 'optimizer.name', 'deepcluster.num_clusters',
                      'fixmatch.mu')
 
@@ -116,13 +119,50 @@ def load_encoder(source_workdir: str, params: Any, batch_stats: Any
   return out['params'], out['batch_stats']
 
 
+def restore_tree(workdir: str, step: Optional[int] = None
+                 ) -> tuple[int, dict[str, Any]]:
+  """Reads a run's checkpoint as a plain pytree, without building its state.
+
+  Args:
+    workdir: the run's directory.
+    step: which checkpoint (default: the latest).
+
+  Returns:
+    ``(step, {'step', 'params', 'batch_stats', 'opt_state', 'extra'})``.
+
+  Raises:
+    IncompatibleCheckpointError: no such checkpoint.
+  """
+  directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
+  if os.path.isdir(directory):
+    with ocp.CheckpointManager(
+        directory, item_handlers=ocp.StandardCheckpointHandler()) as manager:
+      steps = manager.all_steps()
+      step = manager.latest_step() if step is None else step
+      if step in steps:
+        # Replicated over this machine's devices, whatever topology saved it.
+        mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ('d',))
+        replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+        metadata = manager.item_metadata(step)
+        abstract = jax.tree.map(
+            lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=replicated),
+            getattr(metadata, 'tree', metadata))
+        return step, manager.restore(step, args=ocp.args.StandardRestore(abstract))
+  else:
+    steps = []
+  raise IncompatibleCheckpointError(
+      f'workdir {workdir!r} has no checkpoint of step {step} (it has '
+      f'{sorted(steps)}); pass the --workdir of a run that saved one.')
+
+
 class Checkpointer:
   """Saves every N steps and at the end, keeps the newest K, restores the latest."""
 
-  def __init__(self, workdir: str, keep: int):
+  def __init__(self, workdir: str, keep: int, keep_period: int = 0):
     self._manager = ocp.CheckpointManager(
         os.path.join(os.path.abspath(workdir), 'checkpoints'),
-        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=keep, keep_period=keep_period or None, create=True))
 
   def latest_step(self) -> Optional[int]:
     return self._manager.latest_step()

@@ -31,6 +31,10 @@ DATASETS = {
     'stl10': dict(image_shape=(96, 96, 3), num_classes=10, class_names=_STL10),
     'mnist': dict(image_shape=(28, 28, 1), num_classes=10),
     'sklearn_digits': dict(image_shape=(16, 16, 1), num_classes=10),
+    # Transfer targets; mixed image sizes need --config.data.resize.
+    'oxford_iiit_pet': dict(image_shape=(None, None, 3), num_classes=37),
+    'caltech101': dict(image_shape=(None, None, 3), num_classes=102),
+    'uc_merced': dict(image_shape=(256, 256, 3), num_classes=21),
 }
 
 
@@ -40,11 +44,17 @@ class DataError(ValueError):
 
 @dataclasses.dataclass
 class Split:
-  """A split held as a random-access source, optionally decoded into RAM."""
+  """A split held as a random-access source, optionally decoded into RAM.
+
+  ``resize`` and ``channels`` (0: as stored) convert every image as it is
+  read: a centre crop resized to ``resize`` px, and grayscale <-> RGB.
+  """
   name: str
   sources: list
   images: Optional[np.ndarray] = None
   labels: Optional[np.ndarray] = None
+  resize: int = 0
+  channels: int = 0
 
   def __len__(self):
     if self.images is not None:
@@ -61,14 +71,43 @@ class Split:
       j = int(np.searchsorted(bounds, i, side='right') - 1)
       examples.append(self.sources[j][int(i - bounds[j])])
     return {
-        'image': np.stack([_as_hwc(e['image']) for e in examples]),
+        'image': np.stack([convert_image(e['image'], self.resize, self.channels)
+                           for e in examples]),
         'label': np.asarray([e['label'] for e in examples], np.int32),
     }
 
 
-def _as_hwc(image) -> np.ndarray:
+def convert_image(image, resize: int = 0, channels: int = 0) -> np.ndarray:
+  """A uint8 HWC image, centre-cropped and resized, with the channels asked for.
+
+  Args:
+    image: uint8 [H, W] or [H, W, C].
+    resize: output side (0: keep the size).
+    channels: 1 or 3 (0: keep); grayscale is repeated to RGB, RGB is
+      averaged with ITU-R 601 luma weights.
+
+  Returns:
+    uint8 [resize, resize, channels] (or the kept size/channels).
+  """
   image = np.asarray(image, np.uint8)
-  return image[..., None] if image.ndim == 2 else image
+  image = image[..., None] if image.ndim == 2 else image
+  if channels and image.shape[-1] != channels:
+    if channels == 3:
+      image = np.repeat(image[..., :1], 3, axis=-1)
+    else:
+      luma = image[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114])
+      image = np.round(luma)[..., None].astype(np.uint8)
+  if resize and image.shape[:2] != (resize, resize):
+    # PIL: one image at a time, whatever its size (pets and caltech101 vary).
+    from PIL import Image  # pylint: disable=g-import-not-at-top
+    h, w = image.shape[:2]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    crop = image[top:top + side, left:left + side]
+    out = Image.fromarray(crop[..., 0] if crop.shape[-1] == 1 else crop).resize(
+        (resize, resize), Image.BILINEAR)
+    image = np.asarray(out, np.uint8).reshape(resize, resize, -1)
+  return image
 
 
 def _sklearn_digits(split: str) -> Split:
@@ -103,7 +142,7 @@ def _tfds_source(dataset: str, split: str, data_dir: str):
 
 
 def load_split(dataset: str, split: str, data_dir: str = '',
-               cache: bool = True) -> Split:
+               cache: bool = True, resize: int = 0, channels: int = 0) -> Split:
   """Opens a split (``'a+b'`` concatenates) and optionally decodes it into RAM.
 
   Args:
@@ -111,6 +150,8 @@ def load_split(dataset: str, split: str, data_dir: str = '',
     split: split name(s) joined by ``+``.
     data_dir: the tfds data_dir (never downloads).
     cache: decode every image once into a uint8 array in host memory.
+    resize: centre-crop and resize every image to this side (0: keep).
+    channels: convert every image to 1 or 3 channels (0: keep).
 
   Returns:
     A :class:`Split`.
@@ -120,9 +161,13 @@ def load_split(dataset: str, split: str, data_dir: str = '',
   """
   if dataset == 'sklearn_digits':
     result = _sklearn_digits(split)
+    if resize or channels:
+      result.images = np.stack([convert_image(x, resize, channels)
+                                for x in result.images])
   else:
     result = Split(split, [_tfds_source(dataset, s.strip(), data_dir)
-                           for s in split.split('+')])
+                           for s in split.split('+')], resize=resize,
+                   channels=channels)
     if len(result) and cache:
       result = _decode_all(result)
   if not len(result):
@@ -177,30 +222,50 @@ def process_slice(global_indices: np.ndarray) -> np.ndarray:
   return global_indices[lo:lo + per_process]
 
 
-def labelled_subset(split: Split, fraction: float, seed: int) -> Split:
-  """A class-balanced subset holding ``fraction`` of each class, chosen by seed.
+def labelled_indices(labels: np.ndarray, fraction: float, seed: int,
+                     per_class: int = 0) -> np.ndarray:
+  """Sorted indices of a class-balanced subset, chosen by seed.
 
   Args:
-    split: a labelled split.
-    fraction: in (0, 1]; 1 returns ``split`` itself.
-    seed: selects the subset (the same seed gives the same images).
+    labels: [N] int labels (negative: unlabelled, never chosen).
+    fraction: the share of each class kept, in (0, 1].
+    seed: selects the subset (the same seed gives the same indices).
+    per_class: if > 0, keep this many images of each class instead (all of
+      a class that has fewer).
 
   Returns:
-    A cached :class:`Split` with at least one image of every class present.
+    int64 indices with at least one image of every class present.
   """
-  if fraction >= 1:
-    return split
-  labels = split.labels if split.labels is not None else split.read(
-      np.arange(len(split)))['label']
   rng = np.random.default_rng([seed, 7])
   keep = []
   for c in np.unique(labels[labels >= 0]):
     members = np.flatnonzero(labels == c)
-    keep.append(rng.permutation(members)[:max(1, round(fraction * len(members)))])
-  idx = np.sort(np.concatenate(keep))
+    n = per_class if per_class > 0 else max(1, round(fraction * len(members)))
+    keep.append(rng.permutation(members)[:n])
+  return np.sort(np.concatenate(keep))
+
+
+def labelled_subset(split: Split, fraction: float, seed: int,
+                    per_class: int = 0) -> Split:
+  """A class-balanced subset holding ``fraction`` of each class, chosen by seed.
+
+  Args:
+    split: a labelled split.
+    fraction: in (0, 1]; 1 (with ``per_class=0``) returns ``split`` itself.
+    seed: selects the subset (the same seed gives the same images).
+    per_class: if > 0, this many images per class instead of a fraction.
+
+  Returns:
+    A cached :class:`Split` with at least one image of every class present.
+  """
+  if fraction >= 1 and per_class <= 0:
+    return split
+  labels = split.labels if split.labels is not None else split.read(
+      np.arange(len(split)))['label']
+  idx = labelled_indices(labels, fraction, seed, per_class)
   data = split.read(idx)
-  return Split(f'{split.name}[{fraction:g} of labels]', [], data['image'],
-               data['label'])
+  what = f'{per_class} per class' if per_class > 0 else f'{fraction:g} of labels'
+  return Split(f'{split.name}[{what}]', [], data['image'], data['label'])
 
 
 def global_batches(read_step, *, start_step: int,

@@ -17,7 +17,9 @@ import numpy as np
 
 from ssl_jax import checkpoint
 from ssl_jax import evaluate
+from ssl_jax import evaluators
 from ssl_jax import input_pipeline
+from ssl_jax import knn
 from ssl_jax import methods
 from ssl_jax import optim
 from ssl_jax import validate
@@ -102,7 +104,7 @@ def compile_train_step(config, model, tx, schedule, mesh):
                  out_shardings=(replicated, replicated), donate_argnums=0)
 
 
-def _write_json(path: str, obj: Any) -> None:
+def write_json(path: str, obj: Any) -> None:
   tmp = path + '.tmp'
   with open(tmp, 'w') as f:
     json.dump(obj, f, indent=2, sort_keys=True)
@@ -131,7 +133,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   data_sharding = jax.sharding.NamedSharding(mesh, P('data'))
   info = input_pipeline.DATASETS[config.dataset]
   load = functools.partial(input_pipeline.load_split, config.dataset,
-                           data_dir=config.data_dir)
+                           data_dir=config.data_dir, resize=config.data.resize,
+                           channels=config.data.channels)
+  channels = config.data.channels or info['image_shape'][-1]
 
   train_split = load(config.data.train_split, cache=config.data.cache)
   method = methods.get(config.method)
@@ -163,15 +167,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   schedule = optim.learning_rate_schedule(config, steps_per_epoch)
   tx = optim.make_optimizer(config, schedule)
   init_key, aug_key = jax.random.split(jax.random.key(config.seed))
-  state = create_state(config, model, tx, init_key, info['image_shape'][-1],
-                       data)
+  state = create_state(config, model, tx, init_key, channels, data)
   random_init = jax.device_get(
       dict(zip(('params', 'batch_stats'), init_variables(
-          config, model, init_key, info['image_shape'][-1])))
+          config, model, init_key, channels)))
       if config.init_from else
       {'params': state.params, 'batch_stats': state.batch_stats})
   state = jax.device_put(state, replicated)
-  ckpt = checkpoint.Checkpointer(workdir, config.keep_checkpoints)
+  ckpt = checkpoint.Checkpointer(workdir, config.keep_checkpoints,
+                                config.keep_checkpoints_every)
   state = ckpt.restore_latest(state) or state
   first_step = int(state.step)
   if first_step:
@@ -190,6 +194,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       method.train_batches if hasattr(method, 'train_batches')
       else _default_batches, config=config, data=data, sharding=data_sharding)
   epoch_start = getattr(method, 'epoch_start', None)
+  monitor_every = config.evals.knn.every_steps
+  monitor = (_knn_monitor(config, method, model, mesh, train_split, load, info)
+             if monitor_every else None)
   batches = None
   pending, results, timer = [], {}, None
   last_log = (first_step, time.time())
@@ -236,6 +243,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       # The last interval's method metrics, whatever the method logs.
       results.update({f'train/final_{k}': v for k, v in scalars.items()
                       if k not in _LOOP_SCALARS})
+    if monitor is not None and (done % monitor_every == 0 or done == num_steps):
+      acc = monitor(state)
+      writer.write_scalars(done, {'knn_monitor/val_accuracy': acc})
+      results['train/last_knn_monitor_val_accuracy'] = acc
+      logging.info('step %d  kNN monitor (held-out train images) %.4f', done,
+                   acc)
     if done % config.checkpoint_every_steps == 0 or done == num_steps:
       ckpt.save(done, state)
   if batches is not None:
@@ -254,40 +267,66 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   writer.flush()
 
   results.update(_final_evaluation(config, method, model, state, random_init,
-                                   train_split, load, mesh, info))
+                                   train_split, load, mesh, info, workdir,
+                                   writer))
   writer.write_scalars(num_steps, {k: v for k, v in results.items()
                                    if isinstance(v, (int, float))})
   writer.close()
   if is_chief:
-    _write_json(os.path.join(workdir, 'results.json'), results)
+    write_json(os.path.join(workdir, 'results.json'), results)
   return results
 
 
 def _final_evaluation(config, method, model, state, random_init, train_split,
-                      load, mesh, info) -> dict[str, float]:
-  """The method's own figures, and linear probes of the trained and random encoder."""
+                      load, mesh, info, workdir, writer) -> dict[str, float]:
+  """The method's own figures, then every evaluator ``config`` enables."""
   results = {}
-  probe_test = load(config.data.probe_test_split, cache=True)
   # FixMatch evaluates its EMA parameters; other methods the trained ones.
   variables = (method.eval_variables(state) if hasattr(method, 'eval_variables')
                else {'params': state.params, 'batch_stats': state.batch_stats})
-  kwargs = dict(config=config, mesh=mesh, num_classes=info['num_classes'],
-                class_names=info.get('class_names'))
+  ctx = evaluators.Context(
+      config=config, workdir=workdir, model=model, variables=variables,
+      mesh=mesh, load=load, step=int(state.step), random_init=random_init,
+      train_fn=train_and_evaluate, writer=writer,
+      train_split=(train_split if config.data.probe_train_split ==
+                   config.data.train_split and config.data.cache else None))
   if hasattr(method, 'evaluate'):
-    results.update(method.evaluate(model, variables, test_split=probe_test,
-                                   **kwargs))
-  if not config.probe.enabled:
-    return results
-  if config.data.probe_train_split == config.data.train_split and config.data.cache:
-    probe_train = train_split
-  else:
-    probe_train = load(config.data.probe_train_split, cache=True)
-  probe = functools.partial(evaluate.probe_encoder, model, train_split=probe_train,
-                            test_split=probe_test, **kwargs)
-  results.update(probe(variables))
-  if config.probe.random_init:
-    results.update(probe(random_init, prefix='random_init/linear_probe/'))
+    results.update(method.evaluate(
+        model, variables, test_split=ctx.probe_test, config=config, mesh=mesh,
+        num_classes=info['num_classes'], class_names=info.get('class_names')))
+  start = time.time()
+  results.update(evaluators.run(ctx))
+  results['eval/wall_seconds'] = time.time() - start
   return results
+
+
+def _knn_monitor(config, method, model, mesh, train_split, load, info):
+  """``state -> kNN accuracy`` of held-out train images against a train bank.
+
+  Only train images are used, so monitoring never looks at the test split.
+  """
+  cfg = config.evals.knn
+  split = (train_split if config.data.probe_train_split == config.data.train_split
+           and train_split.labels is not None and (train_split.labels >= 0).all()
+           else load(config.data.probe_train_split, cache=True))
+  perm = np.random.default_rng([config.seed, 17]).permutation(len(split))
+  n_bank = min(cfg.monitor_bank, len(split) // 2)
+  bank, queries = perm[:n_bank], perm[n_bank:n_bank + cfg.monitor_queries]
+  images = split.read(np.concatenate([bank, queries]))['image']
+
+  def monitor(state) -> float:
+    variables = (method.eval_variables(state)
+                 if hasattr(method, 'eval_variables')
+                 else {'params': state.params, 'batch_stats': state.batch_stats})
+    x = evaluate.extract_features(model, variables, images,
+                                  image_size=config.image_size,
+                                  batch_size=config.probe.batch_size, mesh=mesh)
+    return knn.knn_accuracy(x[:n_bank], split.labels[bank], x[n_bank:],
+                            split.labels[queries],
+                            num_classes=info['num_classes'], k=cfg.k,
+                            temperature=cfg.temperature)
+
+  return monitor
 
 
 def _default_batches(*, state, start_step, config, data, sharding):

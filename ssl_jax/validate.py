@@ -69,10 +69,18 @@ def validate(config: ml_collections.ConfigDict, num_devices: int,
   _check(config.dataset in input_pipeline.DATASETS,
          f'dataset={config.dataset!r} is not supported; use one of '
          f'{sorted(input_pipeline.DATASETS)}.')
-  side = min(input_pipeline.DATASETS[config.dataset]['image_shape'][:2])
+  shape = input_pipeline.DATASETS[config.dataset]['image_shape']
+  side = config.data.resize or (min(shape[:2]) if shape[0] else 0)
+  _check(side > 0, f'dataset={config.dataset!r} has images of mixed sizes; '
+         'set --config.data.resize=SIDE.')
   _check(config.image_size <= side,
          f'image_size={config.image_size} is larger than the {config.dataset} '
-         f'images ({side} px); use --config.image_size={side} or less.')
+         f'images ({side} px); use --config.image_size={side} or less, or '
+         f'--config.data.resize={config.image_size}.')
+  _check(config.data.channels in (0, 1, 3),
+         f'data.channels={config.data.channels!r} must be 0 (keep), 1 or 3.')
+  _check(config.data.labels_per_class >= 0,
+         f'data.labels_per_class={config.data.labels_per_class!r} must be >= 0.')
   _check(0 < config.data.label_fraction <= 1,
          f'data.label_fraction={config.data.label_fraction!r} must be in (0, 1].')
   if config.method == 'deepcluster':

@@ -22,6 +22,8 @@ def tiny_config(**overrides):
   c.probe.max_iters = 30
   c.probe.batch_size = 32
   c.data.prefetch = 1
+  c.evals.pictures.enabled = False  # Tested on their own (t-SNE takes seconds).
+  c.evals.embedding.max_points = 500
   for k, v in overrides.items():
     node = c
     *path, leaf = k.split('.')

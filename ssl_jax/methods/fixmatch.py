@@ -52,8 +52,9 @@ def prepare_data(config: ml_collections.ConfigDict, train_split, load
     raise input_pipeline.DataError(
         f'data.labelled_split={config.data.labelled_split!r} has unlabelled '
         "images; use a labelled split such as 'train'.")
-  labelled = input_pipeline.labelled_subset(labelled, config.data.label_fraction,
-                                            config.seed)
+  labelled = input_pipeline.labelled_subset(
+      labelled, config.data.label_fraction, config.seed,
+      config.data.labels_per_class)
   if len(labelled) < config.batch_size:
     raise input_pipeline.DataError(
         f'data.label_fraction={config.data.label_fraction} leaves '

@@ -54,7 +54,8 @@ def prepare_data(config: ml_collections.ConfigDict, train_split, load
   """Trains on a class-balanced ``data.label_fraction`` of the train split."""
   del load
   return {'train': input_pipeline.labelled_subset(
-      train_split, config.data.label_fraction, config.seed)}
+      train_split, config.data.label_fraction, config.seed,
+      config.data.labels_per_class)}
 
 
 def train_step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array,
