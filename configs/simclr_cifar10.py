@@ -28,4 +28,10 @@ def get_config():
   for view in (c.augment.view1, c.augment.view2):
     view.jitter_strength = 0.5
     view.blur_prob = 0.0
+  # Watch the representation improve: kNN on held-out train images every
+  # 2,000 steps; t-SNE of the kept checkpoints at every 100 epochs.
+  c.evals.knn.every_steps = 2000
+  c.checkpoint_every_steps = 970  # 10 epochs of 97 steps.
+  c.keep_checkpoints_every = 9700
+  c.evals.pictures.tsne_steps = (9700, 19400, 38800)
   return c

@@ -90,6 +90,14 @@ class Context:
   def test_features(self) -> np.ndarray:
     return self.features(self.probe_test.images)
 
+  @functools.cached_property
+  def knn_scores(self) -> np.ndarray:
+    cfg = self.config.evals.knn
+    return knn_lib.knn_scores(self.train_features, self.probe_train.labels,
+                              self.test_features,
+                              num_classes=self.info['num_classes'], k=cfg.k,
+                              temperature=cfg.temperature)
+
   def save_picture(self, name: str, image: np.ndarray) -> None:
     if self.writer is not None:
       self.writer.write_images(self.step, {f'eval/{name}': image[None]})
@@ -145,18 +153,13 @@ def sklearn_probe(ctx: Context) -> Iterator[tuple[str, Any]]:
 
 def knn(ctx: Context) -> Iterator[tuple[str, Any]]:
   """Weighted cosine kNN: the train split is the bank, test the queries."""
-  cfg = ctx.config.evals.knn
-  scores = knn_lib.knn_scores(ctx.train_features, ctx.probe_train.labels,
-                              ctx.test_features,
-                              num_classes=ctx.info['num_classes'], k=cfg.k,
-                              temperature=cfg.temperature)
   metrics = evaluate.classification_metrics(
-      scores, ctx.probe_test.labels, ctx.info['num_classes'],
+      ctx.knn_scores, ctx.probe_test.labels, ctx.info['num_classes'],
       ctx.info.get('class_names'), 'knn/test_')
   yield 'knn/test_accuracy', metrics['knn/test_accuracy']
   yield 'knn/test_top5_accuracy', metrics['knn/test_top5_accuracy']
   yield 'knn/test_f1/macro_avg', metrics['knn/test_f1/macro_avg']
-  yield 'knn/k', cfg.k
+  yield 'knn/k', ctx.config.evals.knn.k
 
 
 def embedding(ctx: Context) -> Iterator[tuple[str, Any]]:
@@ -196,17 +199,15 @@ def pictures(ctx: Context) -> Iterator[tuple[str, Any]]:
       ctx.probe_test.images[queries], ctx.probe_train.images[nn],
       os.path.join(out, 'neighbours.png'), query_labels=test_y[queries],
       neighbour_labels=ctx.probe_train.labels[nn], class_names=names)
-  knn_cfg = ctx.config.evals.knn
-  preds = knn_lib.knn_scores(
-      ctx.train_features, ctx.probe_train.labels, ctx.test_features,
-      num_classes=ctx.info['num_classes'], k=knn_cfg.k,
-      temperature=knn_cfg.temperature).argmax(1)
   saved['confusion'] = pictures_lib.confusion_matrix(
-      test_y, preds, os.path.join(out, 'confusion_knn.png'), class_names=names,
+      test_y, ctx.knn_scores.argmax(1), os.path.join(out, 'confusion_knn.png'), class_names=names,
       title='kNN predictions on test (row-normalised)')
   series = pictures_lib.read_scalars(ctx.workdir)
-  series = {k: v for k, v in series.items()
-            if not k.startswith(('eval/', 'hparams')) and len(v) > 1}
+  # Training curves only: not the loop's bookkeeping or one-off final figures.
+  bookkeeping = ('epoch', 'uptime', 'steps_per_sec', 'steps_per_second',
+                 'images_per_second')
+  series = {k: v for k, v in series.items() if len(v) > 1
+            and k not in bookkeeping and not k.startswith(('eval/', 'hparams'))}
   if series:
     saved['curves'] = pictures_lib.curves(
         series, os.path.join(out, 'curves.png'), title=ctx.workdir)
@@ -332,11 +333,19 @@ def evaluate_workdir(workdir: str, evals: Optional[ml_collections.ConfigDict]
   load = functools.partial(input_pipeline.load_split, config.dataset,
                            data_dir=config.data_dir, resize=config.data.resize,
                            channels=config.data.channels)
+  from clu import metric_writers  # pylint: disable=g-import-not-at-top
+  # TensorBoard's "eval" run beside the training curves.
+  writer = metric_writers.create_default_writer(
+      os.path.join(workdir, 'eval'), just_logging=jax.process_index() != 0,
+      asynchronous=False)
   ctx = Context(config=config, workdir=workdir, model=model,
                 variables=variables, mesh=mesh, load=load, step=step,
-                train_fn=train.train_and_evaluate)
+                train_fn=train.train_and_evaluate, writer=writer)
   names = names or [n for n in enabled(config) if n != 'linear_probe']
   results = run(ctx, names)
+  writer.write_scalars(step, {k: v for k, v in results.items()
+                              if isinstance(v, (int, float))})
+  writer.close()
   results['eval/wall_seconds'] = time.time() - start
   results['eval/step'] = step
   if jax.process_index() == 0:
@@ -363,14 +372,15 @@ def _flatten(d: dict, prefix: str = '') -> dict[str, Any]:
   return out
 
 
-def main(argv):
+def main(argv, *, evals_flag):
+  """The command line: evaluates ``--workdir`` with ``--evals``."""
   from absl import flags  # pylint: disable=g-import-not-at-top
   if len(argv) > 1:
-    raise ValueError(f'Unexpected arguments: {argv[1:]}')
+    raise SystemExit(f'Unexpected arguments: {argv[1:]}')
   flag = flags.FLAGS
   names = [n for n in flag.only.split(',') if n] if flag.only else None
   try:
-    results = evaluate_workdir(flag.workdir, _EVALS.value, flag.step, names)
+    results = evaluate_workdir(flag.workdir, evals_flag.value, flag.step, names)
   except (input_pipeline.DataError, ValueError) as e:
     raise SystemExit(f'ssl_jax.evaluators: error: {e}') from None
   for k in sorted(results):
@@ -388,8 +398,9 @@ if __name__ == '__main__':
   flags.DEFINE_integer('step', None, 'Checkpoint step (default: latest).')
   flags.DEFINE_string('only', '', 'Comma-separated evaluators to run '
                       f'(default: those --evals enables), from {list(EVALUATORS)}.')
-  _EVALS = config_flags.DEFINE_config_file(
+  # Flags only here: train.py imports this module beside main.py's flags.
+  evals = config_flags.DEFINE_config_file(
       'evals', os.path.join(os.path.dirname(os.path.dirname(
           os.path.abspath(__file__))), 'configs', 'evals', 'default.py'),
       'Evaluations config file (configs/evals/*.py or configs/transfer/*.py).')
-  app.run(main)
+  app.run(functools.partial(main, evals_flag=evals))

@@ -229,9 +229,13 @@ def curves(series: dict[str, list[tuple[int, float]]], path: str, *,
   """
   if not series:
     raise ValueError('curves needs at least one series.')
-  fig, axes = plt.subplots(1, len(series), figsize=(4 * len(series), 3.2),
+  cols = min(4, len(series))
+  rows = -(-len(series) // cols)
+  fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.2 * rows),
                            squeeze=False)
-  for ax, (name, points) in zip(axes[0], series.items()):
+  for ax in axes.flat[len(series):]:
+    ax.axis('off')
+  for ax, (name, points) in zip(axes.flat, series.items()):
     if points:
       steps, values = zip(*points)
       ax.plot(steps, values, marker='.' if len(points) < 50 else None)

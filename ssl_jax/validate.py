@@ -77,6 +77,10 @@ def validate(config: ml_collections.ConfigDict, num_devices: int,
          f'image_size={config.image_size} is larger than the {config.dataset} '
          f'images ({side} px); use --config.image_size={side} or less, or '
          f'--config.data.resize={config.image_size}.')
+  _check(config.keep_checkpoints_every % config.checkpoint_every_steps == 0,
+         f'keep_checkpoints_every={config.keep_checkpoints_every} is not a '
+         f'multiple of checkpoint_every_steps={config.checkpoint_every_steps}, '
+         'so no checkpoint would be kept; use a multiple.')
   _check(config.data.channels in (0, 1, 3),
          f'data.channels={config.data.channels!r} must be 0 (keep), 1 or 3.')
   _check(config.data.labels_per_class >= 0,

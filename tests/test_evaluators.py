@@ -88,7 +88,8 @@ def _tiny_run(tmp_path, **overrides):
 
 @pytest.fixture(scope='module')
 def tiny_run(tmp_path_factory):
-  return _tiny_run(tmp_path_factory.mktemp('ev'))
+  return _tiny_run(tmp_path_factory.mktemp('ev'), **{'evals.knn.every_steps': 10,
+                                                     'evals.knn.monitor_bank': 200})
 
 
 def _context(config, workdir, mesh=None):
@@ -111,6 +112,8 @@ def test_final_evaluation_writes_knn_and_embedding(tiny_run):
               'embedding/kmeans_nmi', 'linear_probe/test_accuracy'):
     assert np.isfinite(results[key]), key
   assert results['knn/test_accuracy'] > 0.3  # 10 classes: chance is 0.1.
+  # The online monitor ran on held-out train images during training.
+  assert 0 < results['train/last_knn_monitor_val_accuracy'] <= 1
 
 
 def test_frozen_evaluations_leave_encoder_bit_identical(tiny_run, tmp_path):

@@ -113,3 +113,23 @@ def test_run_sweep_bad_grid_runs_nothing(tmp_path):
     sweep.run_sweep(default.get_config(), str(tmp_path / 's'),
                     ['fixmatch.mu=1', 'nope=1'], train_fn=fake)
   assert not fake.calls and not os.path.exists(tmp_path / 's')
+
+
+def test_real_sweep_trains_each_point_then_report_draws_the_curve(tmp_path):
+  """Two tiny supervised runs on the bundled digits, then the report."""
+  from ssl_jax import report  # pylint: disable=g-import-not-at-top
+  from tests import helpers  # pylint: disable=g-import-not-at-top
+  config = helpers.tiny_config(**{
+      'method': 'supervised', 'dataset': 'sklearn_digits', 'batch_size': 32,
+      'num_epochs': 1, 'optimizer.warmup_epochs': 0.0, 'probe.enabled': False,
+      'evals.knn.enabled': False, 'evals.embedding.enabled': False})
+  records = sweep.run_sweep(config, str(tmp_path),
+                            ['data.label_fraction=0.25,1.0'])
+  assert [r['status'] for r in records] == ['done', 'done']
+  for r in records:
+    with open(os.path.join(r['workdir'], 'results.json')) as f:
+      assert 0 <= json.load(f)['classifier/test_accuracy'] <= 1
+  out = str(tmp_path / 'report.md')
+  text = report.build_report(report.find_runs([str(tmp_path)]), out)
+  assert text.count('| supervised |') == 2
+  assert any(f.endswith('.png') for f in os.listdir(tmp_path / 'report_files'))

@@ -26,6 +26,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ('augment.view1.blur_prob', 1.5, r'augment.view1.blur_prob=1.5 must be a probability'),
     ('augment.view2.crop_scale', (0.5, 0.2), 'crop_scale'),
     ('learning_rate', 0.0, 'learning_rate=0.0 must be > 0'),
+    ('keep_checkpoints_every', 6, 'keep_checkpoints_every=6 is not a multiple'),
+    ('data.channels', 2, 'data.channels=2 must be 0'),
+    ('data.labels_per_class', -1, 'data.labels_per_class=-1'),
 ])
 def test_bad_field(field, value, match):
   config = helpers.tiny_config(dataset='cifar10', num_epochs=2)
