@@ -27,6 +27,8 @@ _OUT = flags.DEFINE_string(
     'out', 'report.md',
     'Markdown file to write; its plots go to <out stem>_files/ beside it.')
 
+# Their pretraining uses no labels (data.label_fraction does not apply).
+_UNSUPERVISED = frozenset({'simclr', 'barlow_twins', 'deepcluster'})
 METHOD_ORDER = ('supervised', 'simclr', 'barlow_twins', 'deepcluster',
                 'fixmatch')
 RULE = ('Nothing is selected on the test split: probe L2 and all other '
@@ -208,7 +210,8 @@ def _main_table(runs: Sequence[Run]) -> list[str]:
     rows.append([
         run.name, run.method, *(_plain(c.get(f)) for f in (
             'encoder', 'dataset', 'num_epochs')),
-        f'{100 * fraction:g} %' if _is_number(fraction) else MISSING,
+        ('none' if run.method in _UNSUPERVISED else
+         f'{100 * fraction:g} %' if _is_number(fraction) else MISSING),
         _pct(r.get('classifier/test_accuracy')),
         _pct(r.get('linear_probe/test_accuracy')),
         _pct(r.get('random_init/linear_probe/test_accuracy')),
@@ -239,6 +242,8 @@ def _transfer_table(runs: Sequence[Run]) -> list[str]:
                      for m in [_TRANSFER.match(k)] if m})
   rows, errors = [], []
   for run in runs:
+    if not any(_TRANSFER.match(k) for k in run.results):
+      continue
     row = [run.name]
     for d in datasets:
       r, prefix = run.results, f'transfer/{d}/'
@@ -259,7 +264,7 @@ def _transfer_table(runs: Sequence[Run]) -> list[str]:
 
 def _embedding_table(runs: Sequence[Run]) -> list[str]:
   names = sorted({k.split('/', 1)[1] for run in runs for k in run.results
-                  if k.startswith('embedding/')})
+                  if k.startswith('embedding/') and k != 'embedding/num_points'})
   rows = [[run.name] + [f'{v:.4f}' if _is_number(v) else MISSING
                         for v in (run.results.get(f'embedding/{n}')
                                   for n in names)] for run in runs]

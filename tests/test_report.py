@@ -84,7 +84,7 @@ def test_report_tables_and_plots(runs_dir, tmp_path):
 
   assert report.RULE in markdown
   assert _row(markdown, 'simclr_run') == [
-      'simclr_run', 'simclr', 'resnet18', 'cifar10', '100', '100 %', '–',
+      'simclr_run', 'simclr', 'resnet18', 'cifar10', '100', 'none', '–',
       '71.23', '35.00', '65.43', '52.00 ± 1.23', '66.00 ± 0.50', '1:02:05']
   assert _row(markdown, 'label_fraction=0.1')[4:8] == [
       '100', '10 %', '50.00', '45.00']
