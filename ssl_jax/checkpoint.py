@@ -53,8 +53,9 @@ def check_config(workdir: str, config: ml_collections.ConfigDict) -> None:
     with open(path) as f:
       old = flatten(json.load(f))
     diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-    bad = [k for k in diff if any(k == f or k.startswith(f + '.')
-                                  for f in STRUCTURAL_FIELDS)]
+    # A field the saved run did not have yet (added since) is not a conflict.
+    bad = [k for k in diff if k in old and any(
+        k == f or k.startswith(f + '.') for f in STRUCTURAL_FIELDS)]
     if bad:
       details = ', '.join(f'{k}: {old.get(k)!r} -> {new.get(k)!r}' for k in bad)
       raise IncompatibleCheckpointError(

@@ -116,3 +116,19 @@ def test_init_from_loads_only_the_encoder_of_another_run(uninterrupted):
   model = methods.get('supervised').build_model(config, 10)
   with pytest.raises(checkpoint.IncompatibleCheckpointError, match='encoder'):
     train.create_state(config, model, tx, jax.random.key(5), 3)
+
+
+def test_workdir_saved_before_a_field_existed_still_resumes(tmp_path):
+  config = _config()
+  checkpoint.save_config(str(tmp_path), config)
+  os.makedirs(tmp_path / 'checkpoints')
+  with open(tmp_path / 'config.json') as f:
+    old = json.load(f)
+  del old['data']['resize']  # A run saved before data.resize was added.
+  with open(tmp_path / 'config.json', 'w') as f:
+    json.dump(old, f)
+  checkpoint.check_config(str(tmp_path), config)  # No error.
+  config.data.label_fraction = 0.5
+  with pytest.raises(checkpoint.IncompatibleCheckpointError,
+                     match='data.label_fraction'):
+    checkpoint.check_config(str(tmp_path), config)
