@@ -16,6 +16,8 @@ from absl import logging  # pylint: disable=g-import-not-at-top
 from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
+# EX_TEMPFAIL: the run stopped cleanly on SIGTERM/SIGINT; rerun to resume.
+PREEMPTED_EXIT_CODE = 75
 _CONFIG = config_flags.DEFINE_config_file(
     'config', os.path.join(_HERE, 'configs', 'quickstart.py'),
     'Experiment config file.', lock_config=True)
@@ -52,6 +54,9 @@ def main(argv):
           checkpoint.IncompatibleCheckpointError) as e:
     print(f'ssl_jax: error: {e}', file=sys.stderr)
     sys.exit(2)
+  except train.Preempted as e:
+    print(f'ssl_jax: preempted: {e}', file=sys.stderr)
+    sys.exit(PREEMPTED_EXIT_CODE)
   probe = results.get('linear_probe/test_accuracy')
   if probe is not None:
     line = f'Linear probe test accuracy: {probe:.2%}'

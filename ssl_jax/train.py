@@ -4,6 +4,8 @@ import functools
 import json
 import os
 import resource
+import signal
+import threading
 import time
 from typing import Any, Optional
 
@@ -200,57 +202,70 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   batches = None
   pending, results, timer = [], {}, None
   last_log = (first_step, time.time())
-  for step in range(first_step, num_steps):
-    if epoch_start is not None and step % steps_per_epoch == 0:
-      # A host hook (DeepCluster's clustering) that may change how batches are
-      # drawn, so the batch stream restarts after it.
-      if batches is not None:
-        batches.close()
-        batches = None
-      hook_start = time.time()
-      state, hook_metrics = epoch_start(
-          state, step // steps_per_epoch, model=model, config=config,
-          data=data, mesh=mesh)
-      state = jax.device_put(state, replicated)
-      if hook_metrics:
-        writer.write_scalars(step, hook_metrics)
-        results.update({f'train/last_{k}': v for k, v in hook_metrics.items()})
-      logging.info('epoch %d start hook: %s (%.1fs)', step // steps_per_epoch,
-                   hook_metrics, time.time() - hook_start)
-      last_log = (step, time.time())
-    if batches is None:
-      batches = make_batches(state=state, start_step=step)
-    state, metrics = step_fn(state, next(batches), aug_key)
-    pending.append(metrics)
-    if timer is None:  # Steady-state throughput excludes the compiling step.
-      jax.block_until_ready(state)
-      timer = (step + 1, time.time())
-    done = step + 1
-    progress(done)
-    if done % config.log_every_steps == 0 or done == num_steps:
-      scalars = {k: float(np.mean([m[k] for m in jax.device_get(pending)]))
-                 for k in pending[0]}
-      now = time.time()
-      rate = (done - last_log[0]) / max(now - last_log[1], 1e-9)
-      scalars['steps_per_second'] = rate
-      scalars['images_per_second'] = rate * config.batch_size
-      scalars['epoch'] = done / steps_per_epoch
-      writer.write_scalars(done, scalars)
-      logging.info('step %d/%d  epoch %.2f  loss %.4f  ETA %s', done, num_steps,
-                   done / steps_per_epoch, scalars['loss'],
-                   _hms((num_steps - done) / max(rate, 1e-9)))
-      pending, last_log = [], (done, now)
-      # The last interval's method metrics, whatever the method logs.
-      results.update({f'train/final_{k}': v for k, v in scalars.items()
-                      if k not in _LOOP_SCALARS})
-    if monitor is not None and (done % monitor_every == 0 or done == num_steps):
-      acc = monitor(state)
-      writer.write_scalars(done, {'knn_monitor/val_accuracy': acc})
-      results['train/last_knn_monitor_val_accuracy'] = acc
-      logging.info('step %d  kNN monitor (held-out train images) %.4f', done,
-                   acc)
-    if done % config.checkpoint_every_steps == 0 or done == num_steps:
-      ckpt.save(done, state)
+  stop = _StopRequest()
+  try:
+    for step in range(first_step, num_steps):
+      if epoch_start is not None and step % steps_per_epoch == 0:
+        # A host hook (DeepCluster's clustering) that may change how batches are
+        # drawn, so the batch stream restarts after it.
+        if batches is not None:
+          batches.close()
+          batches = None
+        hook_start = time.time()
+        state, hook_metrics = epoch_start(
+            state, step // steps_per_epoch, model=model, config=config,
+            data=data, mesh=mesh)
+        state = jax.device_put(state, replicated)
+        if hook_metrics:
+          writer.write_scalars(step, hook_metrics)
+          results.update({f'train/last_{k}': v for k, v in hook_metrics.items()})
+        logging.info('epoch %d start hook: %s (%.1fs)', step // steps_per_epoch,
+                     hook_metrics, time.time() - hook_start)
+        last_log = (step, time.time())
+      if batches is None:
+        batches = make_batches(state=state, start_step=step)
+      state, metrics = step_fn(state, next(batches), aug_key)
+      pending.append(metrics)
+      if timer is None:  # Steady-state throughput excludes the compiling step.
+        jax.block_until_ready(state)
+        timer = (step + 1, time.time())
+      done = step + 1
+      progress(done)
+      if done % config.log_every_steps == 0 or done == num_steps:
+        scalars = {k: float(np.mean([m[k] for m in jax.device_get(pending)]))
+                   for k in pending[0]}
+        now = time.time()
+        rate = (done - last_log[0]) / max(now - last_log[1], 1e-9)
+        scalars['steps_per_second'] = rate
+        scalars['images_per_second'] = rate * config.batch_size
+        scalars['epoch'] = done / steps_per_epoch
+        writer.write_scalars(done, scalars)
+        logging.info('step %d/%d  epoch %.2f  loss %.4f  ETA %s', done, num_steps,
+                     done / steps_per_epoch, scalars['loss'],
+                     _hms((num_steps - done) / max(rate, 1e-9)))
+        pending, last_log = [], (done, now)
+        # The last interval's method metrics, whatever the method logs.
+        results.update({f'train/final_{k}': v for k, v in scalars.items()
+                        if k not in _LOOP_SCALARS})
+      if monitor is not None and (done % monitor_every == 0 or done == num_steps):
+        acc = monitor(state)
+        writer.write_scalars(done, {'knn_monitor/val_accuracy': acc})
+        results['train/last_knn_monitor_val_accuracy'] = acc
+        logging.info('step %d  kNN monitor (held-out train images) %.4f', done,
+                     acc)
+      if (done % config.checkpoint_every_steps == 0 or done == num_steps
+          or stop.requested):
+        ckpt.save(done, state)
+      if stop.requested and done < num_steps:
+        if batches is not None:
+          batches.close()
+        ckpt.close()
+        writer.flush()
+        raise Preempted(f'{stop.requested} received: stopped after step {done}/'
+                        f'{num_steps} and saved a checkpoint in {workdir!r}; rerun '
+                        'the same command to resume.')
+  finally:
+    stop.restore()
   if batches is not None:
     batches.close()
   ckpt.close()
@@ -298,6 +313,35 @@ def _final_evaluation(config, method, model, state, random_init, train_split,
   results.update(evaluators.run(ctx))
   results['eval/wall_seconds'] = time.time() - start
   return results
+
+
+class Preempted(Exception):
+  """SIGTERM/SIGINT arrived: the step finished and a checkpoint was saved."""
+
+
+class _StopRequest:
+  """Turns SIGTERM and SIGINT into a flag the loop checks after each step.
+
+  Preemptible VMs send SIGTERM before reclaiming the machine: finishing the
+  step and saving beats dying mid-step. Only the main thread can install
+  handlers; elsewhere (a test thread) signals keep their default action.
+  """
+
+  def __init__(self):
+    self.requested = ''
+    self._previous = {}
+    if threading.current_thread() is threading.main_thread():
+      for sig in (signal.SIGTERM, signal.SIGINT):
+        self._previous[sig] = signal.signal(sig, self._handle)
+
+  def _handle(self, signum, frame):
+    del frame
+    self.requested = signal.Signals(signum).name
+
+  def restore(self):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+    self._previous = {}
 
 
 def _knn_monitor(config, method, model, mesh, train_split, load, info):
