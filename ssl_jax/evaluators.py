@@ -285,13 +285,11 @@ def restore_variables(config: ml_collections.ConfigDict, workdir: str,
   from ssl_jax import methods  # pylint: disable=g-import-not-at-top
   from ssl_jax.train_state import TrainState  # pylint: disable=g-import-not-at-top
   step, tree = checkpoint.restore_tree(workdir, step)
-  method = methods.get(config.method)
-  if hasattr(method, 'eval_variables'):
-    state = TrainState(step=tree['step'], params=tree['params'],
-                       batch_stats=tree['batch_stats'], opt_state=None,
-                       extra=tree.get('extra', {}))
-    return step, method.eval_variables(state)
-  return step, {'params': tree['params'], 'batch_stats': tree['batch_stats']}
+  from ssl_jax import train  # pylint: disable=g-import-not-at-top
+  state = TrainState(step=tree['step'], params=tree['params'],
+                     batch_stats=tree['batch_stats'], opt_state=None,
+                     extra=tree.get('extra', {}))
+  return step, train.eval_variables(methods.get(config.method), state)
 
 
 def evaluate_workdir(workdir: str, evals: Optional[ml_collections.ConfigDict]
@@ -312,6 +310,7 @@ def evaluate_workdir(workdir: str, evals: Optional[ml_collections.ConfigDict]
   """
   import json  # pylint: disable=g-import-not-at-top
   from configs import default  # pylint: disable=g-import-not-at-top
+  from ssl_jax import checkpoint  # pylint: disable=g-import-not-at-top
   from ssl_jax import methods  # pylint: disable=g-import-not-at-top
   from ssl_jax import train  # pylint: disable=g-import-not-at-top
   path = os.path.join(workdir, 'config.json')
@@ -320,7 +319,9 @@ def evaluate_workdir(workdir: str, evals: Optional[ml_collections.ConfigDict]
         f'{path} does not exist; pass the --workdir of a run of main.py.')
   config = default.get_config()
   with open(path) as f:
-    config.update_from_flattened_dict(_flatten(json.load(f)))
+    config.update_from_flattened_dict({
+        k: tuple(v) if isinstance(v, list) else v
+        for k, v in checkpoint.flatten(json.load(f)).items()})
   if evals is not None:
     config.evals = evals
   start = time.time()
@@ -360,16 +361,6 @@ def evaluate_workdir(workdir: str, evals: Optional[ml_collections.ConfigDict]
     merged.update(results)
     train.write_json(main_path, merged)
   return results
-
-
-def _flatten(d: dict, prefix: str = '') -> dict[str, Any]:
-  out = {}
-  for k, v in d.items():
-    if isinstance(v, dict):
-      out.update(_flatten(v, f'{prefix}{k}.'))
-    else:
-      out[f'{prefix}{k}'] = tuple(v) if isinstance(v, list) else v
-  return out
 
 
 def main(argv, *, evals_flag):

@@ -297,8 +297,7 @@ def _final_evaluation(config, method, model, state, random_init, train_split,
   """The method's own figures, then every evaluator ``config`` enables."""
   results = {}
   # FixMatch evaluates its EMA parameters; other methods the trained ones.
-  variables = (method.eval_variables(state) if hasattr(method, 'eval_variables')
-               else {'params': state.params, 'batch_stats': state.batch_stats})
+  variables = eval_variables(method, state)
   ctx = evaluators.Context(
       config=config, workdir=workdir, model=model, variables=variables,
       mesh=mesh, load=load, step=int(state.step), random_init=random_init,
@@ -313,6 +312,13 @@ def _final_evaluation(config, method, model, state, random_init, train_split,
   results.update(evaluators.run(ctx))
   results['eval/wall_seconds'] = time.time() - start
   return results
+
+
+def eval_variables(method, state) -> dict[str, Any]:
+  """The variables evaluations use: the method's (FixMatch's EMA) or the trained ones."""
+  if hasattr(method, 'eval_variables'):
+    return method.eval_variables(state)
+  return {'params': state.params, 'batch_stats': state.batch_stats}
 
 
 class Preempted(Exception):
@@ -359,9 +365,7 @@ def _knn_monitor(config, method, model, mesh, train_split, load, info):
   images = split.read(np.concatenate([bank, queries]))['image']
 
   def monitor(state) -> float:
-    variables = (method.eval_variables(state)
-                 if hasattr(method, 'eval_variables')
-                 else {'params': state.params, 'batch_stats': state.batch_stats})
+    variables = eval_variables(method, state)
     x = evaluate.extract_features(model, variables, images,
                                   image_size=config.image_size,
                                   batch_size=config.probe.batch_size, mesh=mesh)
