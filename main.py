@@ -16,7 +16,10 @@ from absl import logging  # pylint: disable=g-import-not-at-top
 from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-# EX_TEMPFAIL: the run stopped cleanly on SIGTERM/SIGINT; rerun to resume.
+# Exit codes: 2 a user error (config, data, workdir); 3 a non-finite step
+# stopped the run; 75 (EX_TEMPFAIL) SIGTERM/SIGINT stopped it cleanly: rerun.
+USER_ERROR_EXIT_CODE = 2
+NONFINITE_EXIT_CODE = 3
 PREEMPTED_EXIT_CODE = 75
 _CONFIG = config_flags.DEFINE_config_file(
     'config', os.path.join(_HERE, 'configs', 'quickstart.py'),
@@ -24,6 +27,9 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string(
     'workdir', None, 'Run directory (checkpoints, summaries, results.json). '
     'Default: ./workdirs/<config name>.')
+_ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
+    'allow_config_change', False, 'Resume a workdir whose saved config differs '
+    'in structural fields (batch size, seed, ...); the arrays must still match.')
 
 
 def _quiet_libraries():
@@ -38,23 +44,38 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   _quiet_libraries()
-  # Imported late so that --help and flag errors do not pay for jax and tfds.
+  # Imported late so that --help and flag errors do not pay for jax and tfds;
+  # the config is checked before the training modules (and TF) are imported.
+  import jax  # pylint: disable=g-import-not-at-top
+  from configs import default  # pylint: disable=g-import-not-at-top
+  from ssl_jax import validate  # pylint: disable=g-import-not-at-top
+  try:
+    validate.check_fields(_CONFIG.value, default.get_config())
+    validate.validate(_CONFIG.value, jax.device_count(), jax.process_count())
+  except validate.ConfigError as e:
+    print(f'ssl_jax: error: {e}', file=sys.stderr)
+    sys.exit(USER_ERROR_EXIT_CODE)
   from ssl_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  from ssl_jax import guards  # pylint: disable=g-import-not-at-top
   from ssl_jax import input_pipeline  # pylint: disable=g-import-not-at-top
   from ssl_jax import train  # pylint: disable=g-import-not-at-top
-  from ssl_jax import validate  # pylint: disable=g-import-not-at-top
 
   config_path = flags.FLAGS['config'].config_filename
   workdir = _WORKDIR.value or os.path.join(
       'workdirs', os.path.splitext(os.path.basename(config_path))[0])
   logging.info('Config %s, workdir %s', config_path, os.path.abspath(workdir))
   try:
-    results = train.train_and_evaluate(_CONFIG.value, workdir)
+    results = train.train_and_evaluate(_CONFIG.value, workdir,
+                                       _ALLOW_CONFIG_CHANGE.value)
   except (validate.ConfigError, input_pipeline.DataError,
-          checkpoint.IncompatibleCheckpointError) as e:
+          checkpoint.IncompatibleCheckpointError,
+          checkpoint.CheckpointError) as e:
     print(f'ssl_jax: error: {e}', file=sys.stderr)
-    sys.exit(2)
-  except train.Preempted as e:
+    sys.exit(USER_ERROR_EXIT_CODE)
+  except guards.NonFiniteError as e:
+    print(f'ssl_jax: error: {e}', file=sys.stderr)
+    sys.exit(NONFINITE_EXIT_CODE)
+  except guards.Preempted as e:
     print(f'ssl_jax: preempted: {e}', file=sys.stderr)
     sys.exit(PREEMPTED_EXIT_CODE)
   probe = results.get('linear_probe/test_accuracy')
@@ -71,6 +92,10 @@ def _parse_flags(argv):
   """absl's flag parsing, with a mistyped config field as a one-line error."""
   try:
     return flags.FLAGS(argv)
+  except flags.IllegalFlagValueError as e:  # A value of the wrong type.
+    print(f'ssl_jax: error: {str(e).removeprefix("flag ")}; each field takes '
+          'the type of its default in configs/default.py.', file=sys.stderr)
+    sys.exit(2)
   except (AttributeError, KeyError) as e:  # ConfigDict's "no such field".
     text = str(e)
     field = re.search(r"([A-Za-z_][\w.]*)\\?'", text)

@@ -62,6 +62,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.prefetch = 2            # Batches prepared ahead by the host thread.
   c.data.resize = 0              # Resize every image to this side as read (0: keep; mixed sizes).
   c.data.channels = 0            # Convert every image to 1 or 3 channels (0: keep).
+  c.data.bad_images = 'error'    # Undecodable/wrong-shape record: 'error' names it; 'skip' drops and counts it.
 
   c.augment = ml_collections.ConfigDict()
   # Side of the training views; 0: image_size. Smaller trains at lower resolution
@@ -79,6 +80,11 @@ def get_config() -> ml_collections.ConfigDict:
   c.optimizer.trust_coefficient = 1e-3  # LARS.
   c.optimizer.b1 = 0.9           # Adam(W).
   c.optimizer.b2 = 0.999         # Adam(W).
+
+  c.nonfinite = 'stop'           # NaN/Inf loss, gradient or params: 'stop' (keep the last
+                                 # good checkpoint) or 'skip' the update and count it.
+  c.debug = ml_collections.ConfigDict()
+  c.debug.nan_at_step = -1       # Fault injection (tests): this step's loss sees NaN params.
 
   c.online_probe = True          # Linear head on stop-gradient features, trained alongside.
   c.log_every_steps = 50         # Console/TensorBoard metrics cadence.

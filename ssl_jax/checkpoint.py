@@ -6,6 +6,7 @@ so a run killed mid-save never leaves a half-written checkpoint as the latest.
 
 import json
 import os
+import time
 from typing import Any, Optional
 
 from absl import logging
@@ -37,12 +38,15 @@ def flatten(d: dict, prefix: str = '') -> dict[str, Any]:
   return out
 
 
-def check_config(workdir: str, config: ml_collections.ConfigDict) -> None:
+def check_config(workdir: str, config: ml_collections.ConfigDict,
+                 allow_changes: bool = False) -> None:
   """Checks ``config`` against the one saved beside the workdir's checkpoints.
 
   Args:
     workdir: the run's directory.
     config: the config of this run.
+    allow_changes: only warn when structural fields differ (the checkpoint
+      must still hold arrays of the same shapes).
 
   Raises:
     IncompatibleCheckpointError: a structural field differs from the saved run.
@@ -56,11 +60,12 @@ def check_config(workdir: str, config: ml_collections.ConfigDict) -> None:
     # A field the saved run did not have yet (added since) is not a conflict.
     bad = [k for k in diff if k in old and any(
         k == f or k.startswith(f + '.') for f in STRUCTURAL_FIELDS)]
-    if bad:
+    if bad and not allow_changes:
       details = ', '.join(f'{k}: {old.get(k)!r} -> {new.get(k)!r}' for k in bad)
       raise IncompatibleCheckpointError(
           f'workdir {workdir!r} holds a checkpoint of a different config '
-          f'({details}); use a new --workdir or the original values.')
+          f'({details}); use a new --workdir, the original values, or '
+          '--allow_config_change to resume anyway.')
     if diff:
       logging.warning('Resuming with changed fields: %s', ', '.join(diff))
 
@@ -156,40 +161,131 @@ def restore_tree(workdir: str, step: Optional[int] = None
       f'{sorted(steps)}); pass the --workdir of a run that saved one.')
 
 
+class CheckpointError(RuntimeError):
+  """No checkpoint in the workdir can be read, or the final one was not saved."""
+
+
+def _shapes(tree) -> dict[str, tuple[Any, Any]]:
+  """``{'params/encoder/...': (shape, dtype)}`` of a state or its orbax metadata."""
+  def name(k):
+    return str(getattr(k, 'key', getattr(k, 'idx', getattr(k, 'name', k))))
+  leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+  return {'/'.join(name(k) for k in path): (tuple(x.shape), np.dtype(x.dtype))
+          for path, x in leaves}
+
+
 class Checkpointer:
-  """Saves every N steps and at the end, keeps the newest K, restores the latest."""
+  """Saves every N steps and at the end, keeps the newest K, restores the latest.
+
+  A newest checkpoint that cannot be read is moved to
+  ``WORKDIR/checkpoints_unreadable/`` and the previous one is tried; a failed
+  save is reported and the previous checkpoint stays (orbax writes to a
+  temporary directory and renames it only when complete).
+  """
 
   def __init__(self, workdir: str, keep: int, keep_period: int = 0):
+    self._workdir = os.path.abspath(workdir)
     self._manager = ocp.CheckpointManager(
-        os.path.join(os.path.abspath(workdir), 'checkpoints'),
+        os.path.join(self._workdir, 'checkpoints'),
+        item_handlers=ocp.StandardCheckpointHandler(),
         options=ocp.CheckpointManagerOptions(
             max_to_keep=keep, keep_period=keep_period or None, create=True))
+    self.failed_saves = 0
+    self._pending_step = None
 
   def latest_step(self) -> Optional[int]:
     return self._manager.latest_step()
 
   def save(self, step: int, state: Any) -> None:
-    """Saves asynchronously; the previous save is finished first."""
-    self._manager.save(step, args=ocp.args.StandardSave(state))
+    """Saves asynchronously; a failure (of this or the previous save) is logged."""
+    try:
+      self._manager.save(step, args=ocp.args.StandardSave(state))
+      self._pending_step = step
+    except Exception as e:  # pylint: disable=broad-except
+      self._report(step, e)
+
+  def _report(self, step, error) -> None:
+    self.failed_saves += 1
+    self._pending_step = None
+    logging.error(
+        'Saving a checkpoint (at or before step %s) failed (%s: %s); the newest '
+        'complete checkpoint (step %s) is kept, training goes on and the next save '
+        'retries.', step, type(error).__name__, error, self.latest_step())
 
   def restore_latest(self, target: Any) -> Optional[Any]:
-    """Restores the latest checkpoint into the shapes and shardings of ``target``.
+    """Restores the newest readable checkpoint into the shapes of ``target``.
 
     Args:
       target: a state pytree of arrays (placed as the restored one should be).
 
     Returns:
       The restored state, or None when there is no checkpoint.
+
+    Raises:
+      IncompatibleCheckpointError: the checkpoint holds other shapes.
+      CheckpointError: checkpoints exist but none can be read.
     """
-    step = self._manager.latest_step()
-    if step is None:
-      return None
     abstract = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
         target)
-    logging.info('Restoring checkpoint of step %d', step)
-    return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    unreadable = []
+    for step in sorted(self._manager.all_steps(), reverse=True):
+      try:
+        metadata = self._manager.item_metadata(step)
+        saved = _shapes(getattr(metadata, 'tree', metadata))
+      except Exception as e:  # pylint: disable=broad-except
+        unreadable.append(self._set_aside(step, e))
+        continue
+      mine = _shapes(target)
+      diff = sorted(k for k in set(saved) | set(mine)
+                    if saved.get(k) != mine.get(k))
+      if diff:
+        diff.sort(key=lambda k: not k.startswith('params/'))
+        examples = ', '.join(f'{k}: {saved.get(k)} -> {mine.get(k)}'
+                             for k in diff[:2])
+        raise IncompatibleCheckpointError(
+            f'the checkpoint of step {step} in {self._workdir!r} holds other '
+            f'arrays than this config builds ({len(diff)} differ, e.g. '
+            f'{examples}); use a new --workdir.')
+      try:
+        logging.info('Restoring checkpoint of step %d', step)
+        return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+      except Exception as e:  # pylint: disable=broad-except
+        unreadable.append(self._set_aside(step, e))
+    if unreadable:
+      raise CheckpointError(
+          f'no readable checkpoint in {self._workdir!r}: moved the unreadable '
+          f'steps {unreadable} to checkpoints_unreadable/; rerun to start from '
+          'scratch, or use a new --workdir.')
+    return None
+
+  def _set_aside(self, step: int, error: Exception) -> int:
+    """Moves an unreadable checkpoint out of orbax's way (kept for inspection)."""
+    aside = os.path.join(self._workdir, 'checkpoints_unreadable')
+    logging.warning('The checkpoint of step %d is unreadable (%s: %.300s); '
+                    'moving it to %s and trying the previous one.', step,
+                    type(error).__name__, error, aside)
+    if jax.process_index() == 0:
+      os.makedirs(aside, exist_ok=True)
+      os.replace(os.path.join(self._workdir, 'checkpoints', str(step)),
+                 os.path.join(aside, f'{step}.{int(time.time())}'))
+    self._manager.reload()
+    return step
 
   def close(self) -> None:
-    self._manager.wait_until_finished()
+    """Waits for the last save.
+
+    Raises:
+      CheckpointError: the last save failed (the previous checkpoint is kept).
+    """
+    step = self._pending_step
+    try:
+      self._manager.wait_until_finished()
+    except Exception as e:  # pylint: disable=broad-except
+      self._report(step, e)
+      self._manager.close()
+      raise CheckpointError(
+          f'the checkpoint of step {step} could not be saved ({type(e).__name__}'
+          f': {e}); the newest complete one is step {self.latest_step()}. Free '
+          'disk space and rerun to resume from it.') from None
     self._manager.close()

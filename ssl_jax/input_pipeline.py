@@ -39,7 +39,7 @@ DATASETS = {
 
 
 class DataError(ValueError):
-  """A user-facing data problem (missing dataset, empty split)."""
+  """A user-facing data problem (missing dataset, empty split, bad record)."""
 
 
 @dataclasses.dataclass
@@ -47,7 +47,11 @@ class Split:
   """A split held as a random-access source, optionally decoded into RAM.
 
   ``resize`` and ``channels`` (0: as stored) convert every image as it is
-  read: a centre crop resized to ``resize`` px, and grayscale <-> RGB.
+  read: a centre crop resized to ``resize`` px, and grayscale <-> RGB. A bad
+  record (fails to decode, or does not fit ``image_shape``; None: any) raises
+  a :class:`DataError`, or with ``bad_images='skip'`` joins ``skipped`` and is
+  dropped (cached) or replaced by the next good record (uncached: batches stay
+  full and a pure function of the step).
   """
   name: str
   sources: list
@@ -55,26 +59,67 @@ class Split:
   labels: Optional[np.ndarray] = None
   resize: int = 0
   channels: int = 0
+  dataset: str = ''
+  image_shape: Optional[tuple] = None
+  bad_images: str = 'error'
+  skipped: set = dataclasses.field(default_factory=set, repr=False)
 
   def __len__(self):
     if self.images is not None:
       return len(self.images)
     return sum(len(s) for s in self.sources)
 
+  @property
+  def num_skipped(self) -> int:
+    """How many distinct bad records were skipped so far."""
+    return len(self.skipped)
+
   def read(self, indices: np.ndarray) -> dict[str, np.ndarray]:
     """Returns ``{'image': uint8 [n,H,W,C], 'label': int32 [n]}`` for indices."""
     if self.images is not None:
       return {'image': self.images[indices], 'label': self.labels[indices]}
-    bounds = np.cumsum([0] + [len(s) for s in self.sources])
-    examples = []
-    for i in np.asarray(indices):
-      j = int(np.searchsorted(bounds, i, side='right') - 1)
-      examples.append(self.sources[j][int(i - bounds[j])])
-    return {
-        'image': np.stack([convert_image(e['image'], self.resize, self.channels)
-                           for e in examples]),
-        'label': np.asarray([e['label'] for e in examples], np.int32),
-    }
+    return _stack([self._good_example(int(i)) for i in indices])
+
+  def _good_example(self, i: int) -> tuple[np.ndarray, int]:
+    for _ in range(len(self)):
+      example = None if i in self.skipped else self._example(i)
+      if example is not None:
+        return example
+      i = (i + 1) % len(self)
+    raise DataError(f'every record of split {self.name!r} is bad.')
+
+  def _example(self, i: int) -> Optional[tuple[np.ndarray, int]]:
+    """Record ``i`` as (image, label), or None if it is bad and skipped."""
+    j, k, fix, want = 0, i, '', self.image_shape
+    while k >= len(self.sources[j]):
+      k, j = k - len(self.sources[j]), j + 1
+    try:
+      example = self.sources[j][k]
+      image = convert_image(example['image'], self.resize, self.channels)
+    except Exception as e:  # pylint: disable=broad-except
+      why = f'failed to decode ({type(e).__name__}: {" ".join(str(e).split())})'
+    else:
+      if want is None or (image.ndim == len(want) and all(
+          w is None or w == g for g, w in zip(image.shape, want))):
+        return image, int(example['label'])
+      why = f'has shape {image.shape}, expected {tuple(want)}'
+      if want[-1] and image.shape[-1] != want[-1]:
+        fix = f'--config.data.channels={want[-1]} to convert it, or '
+    where = (f'record {i} of {self.dataset} split {self.name!r} (index {k} of '
+             f'source {self.name.split("+")[j].strip()!r})')
+    if self.bad_images != 'skip':
+      raise DataError(f'{where} {why}; pass {fix}--config.data.bad_images=skip '
+                      'to skip and count bad records.')
+    if not self.skipped:
+      logging.warning('Skipping bad %s: %s (more are counted, not logged).',
+                      where, why)
+    self.skipped.add(i)
+    return None
+
+
+def _stack(examples) -> dict[str, np.ndarray]:
+  return {'image': np.stack([image for image, _ in examples]),
+          'label': np.asarray([label for _, label in examples], np.int32)}
 
 
 def convert_image(image, resize: int = 0, channels: int = 0) -> np.ndarray:
@@ -84,7 +129,7 @@ def convert_image(image, resize: int = 0, channels: int = 0) -> np.ndarray:
     image: uint8 [H, W] or [H, W, C].
     resize: output side (0: keep the size).
     channels: 1 or 3 (0: keep); grayscale is repeated to RGB, RGB is
-      averaged with ITU-R 601 luma weights.
+      averaged with ITU-R 601 luma weights, alpha is dropped.
 
   Returns:
     uint8 [resize, resize, channels] (or the kept size/channels).
@@ -92,8 +137,10 @@ def convert_image(image, resize: int = 0, channels: int = 0) -> np.ndarray:
   image = np.asarray(image, np.uint8)
   image = image[..., None] if image.ndim == 2 else image
   if channels and image.shape[-1] != channels:
-    if channels == 3:
-      image = np.repeat(image[..., :1], 3, axis=-1)
+    if image.shape[-1] < 3:  # Gray (+ alpha).
+      image = np.repeat(image[..., :1], channels, axis=-1)
+    elif channels == 3:  # RGBA.
+      image = image[..., :3]
     else:
       luma = image[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114])
       image = np.round(luma)[..., None].astype(np.uint8)
@@ -132,6 +179,14 @@ def _tfds_source(dataset: str, split: str, data_dir: str):
                             download=False)
   except Exception as e:  # tfds raises several types for "not prepared".
     where = data_dir or '~/tensorflow_datasets'
+    try:
+      prepared = tfds.builder(dataset, data_dir=data_dir or None).is_prepared()
+    except Exception:  # pylint: disable=broad-except
+      prepared = False
+    if prepared:  # tfds says "Paths sequence can not be of 0 length" if empty.
+      raise DataError(f'split {split!r} of dataset {dataset!r} in data_dir '
+                      f'{where!r} is empty or unknown ({type(e).__name__}: '
+                      f'{" ".join(str(e).split())}).') from None
     fix = (f'python -m ssl_jax.prepare_data --npz=cifar10_jpeg_q75.npz '
            f'--data_dir={where}' if dataset == 'cifar10' else
            f'python -m ssl_jax.prepare_data --dataset={dataset} --data_dir={where}')
@@ -142,7 +197,8 @@ def _tfds_source(dataset: str, split: str, data_dir: str):
 
 
 def load_split(dataset: str, split: str, data_dir: str = '',
-               cache: bool = True, resize: int = 0, channels: int = 0) -> Split:
+               cache: bool = True, resize: int = 0, channels: int = 0,
+               bad_images: str = 'error') -> Split:
   """Opens a split (``'a+b'`` concatenates) and optionally decodes it into RAM.
 
   Args:
@@ -152,12 +208,15 @@ def load_split(dataset: str, split: str, data_dir: str = '',
     cache: decode every image once into a uint8 array in host memory.
     resize: centre-crop and resize every image to this side (0: keep).
     channels: convert every image to 1 or 3 channels (0: keep).
+    bad_images: a record that fails to decode or has the wrong shape raises
+      (``'error'``), or is dropped and counted (``'skip'``, see :class:`Split`).
 
   Returns:
-    A :class:`Split`.
+    A :class:`Split`; ``num_skipped`` counts the bad records skipped.
 
   Raises:
-    DataError: the dataset is not prepared, or the split is empty.
+    DataError: the dataset is not prepared, the split is empty, or (with
+      ``bad_images='error'``) a record is bad.
   """
   if dataset == 'sklearn_digits':
     result = _sklearn_digits(split)
@@ -165,9 +224,13 @@ def load_split(dataset: str, split: str, data_dir: str = '',
       result.images = np.stack([convert_image(x, resize, channels)
                                 for x in result.images])
   else:
+    shape = DATASETS.get(dataset, {}).get('image_shape')
+    if shape is not None:
+      shape = (resize or shape[0], resize or shape[1], channels or shape[2])
     result = Split(split, [_tfds_source(dataset, s.strip(), data_dir)
                            for s in split.split('+')], resize=resize,
-                   channels=channels)
+                   channels=channels, dataset=dataset, image_shape=shape,
+                   bad_images=bad_images)
     if len(result) and cache:
       result = _decode_all(result)
   if not len(result):
@@ -176,18 +239,21 @@ def load_split(dataset: str, split: str, data_dir: str = '',
 
 
 def _decode_all(split: Split) -> Split:
+  """The split decoded into RAM, without the bad records it skipped."""
   n, chunk, start = len(split), 4096, time.time()
-  parts = []
+  examples, example = [], split._example  # pylint: disable=protected-access
   for lo in range(0, n, chunk):
-    parts.append(split.read(np.arange(lo, min(n, lo + chunk))))
+    examples += [e for e in map(example, range(lo, min(n, lo + chunk)))
+                 if e is not None]
     done = min(n, lo + chunk)
     if n > 4 * chunk:
       rate = done / (time.time() - start)
       logging.info('Decoding %s: %d/%d images, ETA %.0fs', split.name, done, n,
                    (n - done) / rate)
-  return dataclasses.replace(
-      split, images=np.concatenate([p['image'] for p in parts]),
-      labels=np.concatenate([p['label'] for p in parts]))
+  if not examples:
+    raise DataError(f'every record of split {split.name!r} is bad.')
+  data = _stack(examples)
+  return dataclasses.replace(split, images=data['image'], labels=data['label'])
 
 
 def batch_indices(seed: int, step: int, num_examples: int,

@@ -4,8 +4,6 @@ import functools
 import json
 import os
 import resource
-import signal
-import threading
 import time
 from typing import Any, Optional
 
@@ -20,6 +18,7 @@ import numpy as np
 from ssl_jax import checkpoint
 from ssl_jax import evaluate
 from ssl_jax import evaluators
+from ssl_jax import guards
 from ssl_jax import input_pipeline
 from ssl_jax import knn
 from ssl_jax import methods
@@ -30,7 +29,7 @@ from ssl_jax.train_state import TrainState
 P = jax.sharding.PartitionSpec
 # Scalars the loop adds itself; the rest come from the method's step.
 _LOOP_SCALARS = ('steps_per_second', 'images_per_second', 'epoch',
-                 'learning_rate')
+                 'learning_rate', 'data/skipped_images')
 
 
 def make_mesh(devices: Optional[list[Any]] = None) -> jax.sharding.Mesh:
@@ -44,20 +43,26 @@ def train_step(state: TrainState, batch, base_key, *, method, **kwargs):
   """Derives this step's key as ``fold_in(base_key, step)`` and runs the method.
 
   No key is carried across steps, so a resumed run draws the same
-  augmentations as an uninterrupted one.
+  augmentations as an uninterrupted one. The step is guarded: a non-finite
+  loss, gradient or parameter norm is flagged (and with
+  ``config.nonfinite='skip'`` undone), see :func:`guards.guarded_step`.
 
   Args:
     state: the train state.
     batch: the global batch.
     base_key: the run's augmentation key.
     method: the method module.
-    **kwargs: bound to ``method.train_step``.
+    **kwargs: bound to ``method.train_step`` (``config`` among them).
 
   Returns:
-    ``(state, metrics)`` from ``method.train_step``.
+    ``(state, metrics)`` from ``method.train_step``, plus ``param_norm`` and
+    ``nonfinite``.
   """
   key = jax.random.fold_in(base_key, state.step)
-  return method.train_step(state, batch, key, **kwargs)
+  config = kwargs['config']
+  return guards.guarded_step(
+      state, batch, key, step_fn=functools.partial(method.train_step, **kwargs),
+      nonfinite=config.nonfinite, poison_step=config.debug.nan_at_step)
 
 
 def init_variables(config: ml_collections.ConfigDict, model, key: jax.Array,
@@ -113,14 +118,16 @@ def write_json(path: str, obj: Any) -> None:
   os.replace(tmp, path)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict,
-                       workdir: str) -> dict[str, float]:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       allow_config_change: bool = False) -> dict[str, float]:
   """Pretrains (or resumes) in ``workdir``, then runs the final evaluation.
 
   Args:
     config: the experiment config.
     workdir: where checkpoints, TensorBoard summaries, the config and
       ``results.json`` go.
+    allow_config_change: resume even if structural fields differ from the
+      workdir's saved config (the arrays must still match).
 
   Returns:
     The results dict also written to ``workdir/results.json``.
@@ -129,14 +136,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   validate.validate(config, jax.device_count(), jax.process_count())
   is_chief = jax.process_index() == 0
   if is_chief:
-    checkpoint.check_config(workdir, config)
+    checkpoint.check_config(workdir, config, allow_config_change)
   mesh = make_mesh()
   replicated = jax.sharding.NamedSharding(mesh, P())
   data_sharding = jax.sharding.NamedSharding(mesh, P('data'))
   info = input_pipeline.DATASETS[config.dataset]
   load = functools.partial(input_pipeline.load_split, config.dataset,
                            data_dir=config.data_dir, resize=config.data.resize,
-                           channels=config.data.channels)
+                           channels=config.data.channels,
+                           bad_images=config.data.bad_images)
   channels = config.data.channels or info['image_shape'][-1]
 
   train_split = load(config.data.train_split, cache=config.data.cache)
@@ -200,9 +208,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   monitor = (_knn_monitor(config, method, model, mesh, train_split, load, info)
              if monitor_every else None)
   batches = None
-  pending, results, timer = [], {}, None
+  pending, fetched, results, timer = [], [], {}, None
   last_log = (first_step, time.time())
-  stop = _StopRequest()
+  skipped = 0
+  stop = guards.StopRequest()
   try:
     for step in range(first_step, num_steps):
       if epoch_start is not None and step % steps_per_epoch == 0:
@@ -231,19 +240,27 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         timer = (step + 1, time.time())
       done = step + 1
       progress(done)
-      if done % config.log_every_steps == 0 or done == num_steps:
-        scalars = {k: float(np.mean([m[k] for m in jax.device_get(pending)]))
-                   for k in pending[0]}
+      log_now = done % config.log_every_steps == 0 or done == num_steps
+      save_now = done % config.checkpoint_every_steps == 0 or done == num_steps
+      stop_now = stop.should_stop(synced=log_now or save_now)
+      if log_now or save_now or stop_now:
+        # Checked before any save, so a non-finite state is never checkpointed.
+        new = jax.device_get(pending)
+        skipped += guards.check_finite(new, done - len(new), config.nonfinite)
+        fetched, pending = fetched + new, []
+      if log_now:
+        scalars = _interval_scalars(fetched)
         now = time.time()
         rate = (done - last_log[0]) / max(now - last_log[1], 1e-9)
         scalars['steps_per_second'] = rate
         scalars['images_per_second'] = rate * config.batch_size
         scalars['epoch'] = done / steps_per_epoch
+        scalars['data/skipped_images'] = _skipped_images(data)
         writer.write_scalars(done, scalars)
         logging.info('step %d/%d  epoch %.2f  loss %.4f  ETA %s', done, num_steps,
-                     done / steps_per_epoch, scalars['loss'],
+                     done / steps_per_epoch, scalars.get('loss', float('nan')),
                      _hms((num_steps - done) / max(rate, 1e-9)))
-        pending, last_log = [], (done, now)
+        fetched, last_log = [], (done, now)
         # The last interval's method metrics, whatever the method logs.
         results.update({f'train/final_{k}': v for k, v in scalars.items()
                         if k not in _LOOP_SCALARS})
@@ -253,17 +270,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         results['train/last_knn_monitor_val_accuracy'] = acc
         logging.info('step %d  kNN monitor (held-out train images) %.4f', done,
                      acc)
-      if (done % config.checkpoint_every_steps == 0 or done == num_steps
-          or stop.requested):
+      if save_now or stop_now:
         ckpt.save(done, state)
-      if stop.requested and done < num_steps:
-        if batches is not None:
-          batches.close()
-        ckpt.close()
-        writer.flush()
-        raise Preempted(f'{stop.requested} received: stopped after step {done}/'
-                        f'{num_steps} and saved a checkpoint in {workdir!r}; rerun '
-                        'the same command to resume.')
+      if stop_now and done < num_steps:
+        raise guards.Preempted(
+            f'{stop_now} received: stopped after step {done}/{num_steps} and '
+            f'saved a checkpoint in {workdir!r}; rerun the same command to '
+            'resume.')
+  except BaseException:
+    # Whatever stopped the loop, the pending save completes and logs are kept.
+    if batches is not None:
+      batches.close()
+    try:
+      ckpt.close()
+    except checkpoint.CheckpointError:
+      pass  # Already logged; the original error matters more.
+    writer.flush()
+    raise
   finally:
     stop.restore()
   if batches is not None:
@@ -276,6 +299,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   results['train/wall_seconds'] = time.time() - start
   results['train/steps'] = num_steps
   results['train/first_step'] = first_step
+  results['train/skipped_steps'] = skipped
+  results['data/skipped_images'] = _skipped_images(data)
+  results['train/failed_checkpoint_saves'] = ckpt.failed_saves
   results.update(_peak_memory())
   results['train/final_learning_rate'] = float(schedule(num_steps - 1))
   results['train/epochs'] = num_steps / steps_per_epoch
@@ -321,35 +347,6 @@ def eval_variables(method, state) -> dict[str, Any]:
   return {'params': state.params, 'batch_stats': state.batch_stats}
 
 
-class Preempted(Exception):
-  """SIGTERM/SIGINT arrived: the step finished and a checkpoint was saved."""
-
-
-class _StopRequest:
-  """Turns SIGTERM and SIGINT into a flag the loop checks after each step.
-
-  Preemptible VMs send SIGTERM before reclaiming the machine: finishing the
-  step and saving beats dying mid-step. Only the main thread can install
-  handlers; elsewhere (a test thread) signals keep their default action.
-  """
-
-  def __init__(self):
-    self.requested = ''
-    self._previous = {}
-    if threading.current_thread() is threading.main_thread():
-      for sig in (signal.SIGTERM, signal.SIGINT):
-        self._previous[sig] = signal.signal(sig, self._handle)
-
-  def _handle(self, signum, frame):
-    del frame
-    self.requested = signal.Signals(signum).name
-
-  def restore(self):
-    for sig, handler in self._previous.items():
-      signal.signal(sig, handler)
-    self._previous = {}
-
-
 def _knn_monitor(config, method, model, mesh, train_split, load, info):
   """``state -> kNN accuracy`` of held-out train images against a train bank.
 
@@ -375,6 +372,20 @@ def _knn_monitor(config, method, model, mesh, train_split, load, info):
                             temperature=cfg.temperature)
 
   return monitor
+
+
+def _skipped_images(data: dict[str, Any]) -> int:
+  """Bad records skipped so far in the training splits (``data.bad_images``)."""
+  return sum(getattr(split, 'num_skipped', 0) for split in data.values())
+
+
+def _interval_scalars(fetched: list[dict[str, Any]]) -> dict[str, float]:
+  """Means of the method's metrics over the finite steps of a log interval."""
+  good = [m for m in fetched if m['nonfinite'] == 0] or fetched
+  out = {k: float(np.mean([m[k] for m in good])) for k in fetched[0]
+         if k != 'nonfinite'}
+  out['nonfinite_steps'] = float(sum(m['nonfinite'] for m in fetched))
+  return out
 
 
 def _default_batches(*, state, start_step, config, data, sharding):

@@ -1,5 +1,8 @@
 """Config validation before anything is compiled or read: one-line errors."""
 
+import difflib
+import json
+
 import ml_collections
 
 from ssl_jax import input_pipeline
@@ -20,6 +23,48 @@ def _check(ok: bool, message: str) -> None:
 def _probability(name: str, value) -> None:
   _check(isinstance(value, (int, float)) and 0.0 <= value <= 1.0,
          f'{name}={value!r} must be a probability in [0, 1].')
+
+
+def _flat(config: ml_collections.ConfigDict) -> dict[str, object]:
+  def walk(node, prefix):
+    for k, v in node.items():
+      if isinstance(v, ml_collections.ConfigDict):
+        yield from walk(v, f'{prefix}{k}.')
+      else:
+        yield f'{prefix}{k}', v
+  return dict(walk(config, ''))
+
+
+def check_fields(config: ml_collections.ConfigDict,
+                 reference: ml_collections.ConfigDict) -> None:
+  """Rejects fields ``reference`` lacks (typos in a config file) and wrong types.
+
+  Overrides on the command line are type-checked by ml_collections; a config
+  file can add fields and set any type, so this compares it with the defaults.
+
+  Args:
+    config: the experiment config.
+    reference: the config holding every field (``configs/default.py``).
+  """
+  ref, new = _flat(reference), _flat(config)
+  for name, value in new.items():
+    if name not in ref:
+      close = difflib.get_close_matches(name, list(ref), n=1)
+      raise ConfigError(
+          f'unknown config field {name!r}'
+          f'{f" (did you mean {close[0]!r}?)" if close else ""}; every field '
+          'is listed in configs/default.py.')
+    want = ref[name]
+    if want is None or value is None:
+      continue
+    ok = (isinstance(value, type(want)) or
+          (isinstance(want, float) and isinstance(value, int)) or
+          (isinstance(want, (tuple, list)) and isinstance(value, (tuple, list))))
+    if isinstance(value, bool) and not isinstance(want, bool):
+      ok = False
+    _check(ok, f'{name}={json.dumps(value, default=str)} has type '
+           f'{type(value).__name__}; it must be a {type(want).__name__} like '
+           f'its default {json.dumps(want, default=str)}.')
 
 
 def validate(config: ml_collections.ConfigDict, num_devices: int,
@@ -64,6 +109,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int,
   _check(0 <= config.optimizer.warmup_epochs < config.num_epochs,
          f'optimizer.warmup_epochs={config.optimizer.warmup_epochs} must be in '
          f'[0, num_epochs={config.num_epochs}).')
+  _check(config.nonfinite in ('stop', 'skip'),
+         f"nonfinite={config.nonfinite!r} must be 'stop' or 'skip'.")
   _check(0 < config.probe.val_fraction < 1,
          f'probe.val_fraction={config.probe.val_fraction!r} must be in (0, 1).')
   _check(config.dataset in input_pipeline.DATASETS,
@@ -83,6 +130,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int,
          'so no checkpoint would be kept; use a multiple.')
   _check(config.data.channels in (0, 1, 3),
          f'data.channels={config.data.channels!r} must be 0 (keep), 1 or 3.')
+  _check(config.data.bad_images in ('error', 'skip'),
+         f"data.bad_images={config.data.bad_images!r} must be 'error' or 'skip'.")
   _check(config.data.labels_per_class >= 0,
          f'data.labels_per_class={config.data.labels_per_class!r} must be >= 0.')
   _check(0 < config.data.label_fraction <= 1,

@@ -132,3 +132,17 @@ def test_workdir_saved_before_a_field_existed_still_resumes(tmp_path):
   with pytest.raises(checkpoint.IncompatibleCheckpointError,
                      match='data.label_fraction'):
     checkpoint.check_config(str(tmp_path), config)
+
+
+def test_nonfinite_step_is_skipped_and_counted_when_asked(tmp_path):
+  config = _config()
+  config.nonfinite = 'skip'
+  config.debug.nan_at_step = 5
+  config.probe.enabled = False
+  with tfds.testing.mock_data(num_examples=NUM_EXAMPLES):
+    results = train.train_and_evaluate(config, str(tmp_path))
+  assert results['train/skipped_steps'] == 1
+  assert results['train/steps'] == 8
+  state = _final_state(str(tmp_path), config)
+  assert int(state.step) == 8
+  assert all(np.isfinite(x).all() for x in jax.tree.leaves(state.params))

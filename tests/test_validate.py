@@ -46,20 +46,102 @@ def test_good_config_passes():
   validate.validate(helpers.tiny_config(dataset='cifar10'), num_devices=8)
 
 
-def _main(*args):
-  env = dict(os.environ, JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='3')
-  env.pop('XLA_FLAGS', None)
+def _main(*args, env_extra=None):
+  env = dict(os.environ, JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='3',
+             XLA_FLAGS='--xla_force_host_platform_device_count=8',
+             JAX_LOG_COMPILES='1', **(env_extra or {}))
   return subprocess.run([sys.executable, 'main.py', *args], cwd=ROOT, env=env,
                         capture_output=True, text=True, timeout=120)
 
 
-def test_cli_unknown_field_is_rejected(tmp_path):
-  proc = _main('--config=configs/simclr_cifar10.py', f'--workdir={tmp_path}',
-               '--config.temprature=0.1')
-  assert proc.returncode == 2
-  assert proc.stderr.strip() == (
-      "ssl_jax: error: unknown config field 'temprature' (did you mean "
-      "'temperature'?); every field is listed in configs/default.py.")
+_TYPO_FILE = """
+from configs import simclr_cifar10
+
+
+def get_config():
+  c = simclr_cifar10.get_config()
+  c.projector.out_dims = 64
+  return c
+"""
+
+# (config file, override, the whole error line after 'ssl_jax: error: ').
+_BAD = [
+    ('simclr_cifar10', '--config.temprature=0.1',
+     "unknown config field 'temprature' (did you mean 'temperature'?); every "
+     'field is listed in configs/default.py.'),
+    ('typo_file', '',
+     "unknown config field 'projector.out_dims' (did you mean "
+     "'projector.out_dim'?); every field is listed in configs/default.py."),
+    ('simclr_cifar10', '--config.batch_size=1.5',
+     "--config.batch_size=1.5: invalid literal for int() with base 10: '1.5'; "
+     'each field takes the type of its default in configs/default.py.'),
+    ('simclr_cifar10', '--config.online_probe=maybe',
+     "--config.online_probe=maybe: ('Non-boolean argument to boolean flag', "
+     "'maybe'); each field takes the type of its default in configs/default.py."),
+    ('simclr_cifar10', '--config.batch_size=0',
+     'batch_size=0 must be a positive integer.'),
+    ('simclr_cifar10', '--config.batch_size=500',
+     'batch_size=500 is not divisible by the 8 devices; use a multiple of 8, '
+     'e.g. 496.'),
+    ('simclr_cifar10', '--config.temperature=0',
+     'temperature=0.0 must be > 0 (SimCLR uses 0.1-0.5).'),
+    ('simclr_cifar10', '--config.num_epochs=-1',
+     'num_epochs=-1.0 must be > 0 (fractions are allowed).'),
+    ('simclr_cifar10', '--config.image_size=40',
+     'image_size=40 is larger than the cifar10 images (32 px); use '
+     '--config.image_size=32 or less, or --config.data.resize=40.'),
+    ('simclr_cifar10', '--config.augment.train_size=48',
+     'augment.train_size=48 must be 0 (use image_size) or a side in [1, 32].'),
+    ('simclr_cifar10', '--config.augment.view1.blur_prob=1.5',
+     'augment.view1.blur_prob=1.5 must be a probability in [0, 1].'),
+    ('fixmatch_cifar10', '--config.fixmatch.threshold=-0.1',
+     'fixmatch.threshold=-0.1 must be in [0, 1].'),
+    ('simclr_cifar10', '--config.method=byol',
+     "method='byol' is not registered; use one of ['barlow_twins', "
+     "'deepcluster', 'fixmatch', 'simclr', 'supervised']."),
+    ('simclr_cifar10', '--config.encoder=vit',
+     "encoder='vit' is not registered; use one of ['convnet', 'resnet18', "
+     "'resnet50', 'wrn28_2', 'wrn45_2']."),
+    ('simclr_cifar10', '--config.optimizer.warmup_epochs=900',
+     'optimizer.warmup_epochs=900.0 must be in [0, num_epochs=800.0).'),
+    ('simclr_cifar10', '--config.nonfinite=ignore',
+     "nonfinite='ignore' must be 'stop' or 'skip'."),
+    ('simclr_cifar10', '--config.data.label_fraction=1.5',
+     'data.label_fraction=1.5 must be in (0, 1].'),
+    ('simclr_cifar10', '--config.dataset=imagenette',
+     "dataset='imagenette' is not supported; use one of ['caltech101', "
+     "'cifar10', 'cifar100', 'mnist', 'oxford_iiit_pet', 'sklearn_digits', "
+     "'stl10', 'uc_merced']."),
+]
+
+
+@pytest.mark.parametrize('config_file,override,error', _BAD,
+                         ids=[b[1] or b[0] for b in _BAD])
+def test_cli_bad_config_is_one_line_before_any_compile(tmp_path, config_file,
+                                                       override, error):
+  if config_file == 'typo_file':
+    path = tmp_path / 'typo.py'
+    path.write_text(_TYPO_FILE)
+  else:
+    path = f'configs/{config_file}.py'
+  # data_dir holds nothing: an error about data would mean data was read first.
+  proc = _main(f'--config={path}', f'--workdir={tmp_path}/w',
+               f'--config.data_dir={tmp_path}/nothing', *filter(None, [override]))
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  lines = [l for l in proc.stderr.splitlines() if l.startswith('ssl_jax:')]
+  assert lines == [f'ssl_jax: error: {error}'], proc.stderr[-2000:]
+  assert 'Traceback' not in proc.stderr
+  assert 'Compiling' not in proc.stderr  # JAX_LOG_COMPILES logs every compile.
+  assert not os.path.exists(f'{tmp_path}/w')
+
+
+def test_log_compiles_would_show_a_compile():
+  """The 'no compile' assertion above can fail: a compile is logged."""
+  env = dict(os.environ, JAX_PLATFORMS='cpu', JAX_LOG_COMPILES='1')
+  proc = subprocess.run(
+      [sys.executable, '-c', 'import jax; jax.jit(lambda x: x + 1)(1)'],
+      env=env, capture_output=True, text=True, timeout=120)
+  assert 'Compiling' in proc.stderr
 
 
 def test_cli_missing_dataset_is_one_line(tmp_path):
@@ -71,9 +153,25 @@ def test_cli_missing_dataset_is_one_line(tmp_path):
   assert 'Traceback' not in proc.stderr
 
 
-def test_cli_bad_value_is_one_line(tmp_path):
-  proc = _main('--config=configs/simclr_cifar10.py', f'--workdir={tmp_path}/w',
-               '--config.temperature=0')
+def test_cli_incompatible_workdir_names_fields_unless_allowed(tmp_path):
+  from configs import simclr_cifar10  # pylint: disable=g-import-not-at-top
+  workdir = tmp_path / 'w'
+  (workdir / 'checkpoints').mkdir(parents=True)
+  (workdir / 'config.json').write_text(simclr_cifar10.get_config().to_json())
+  args = ('--config=configs/simclr_cifar10.py', f'--workdir={workdir}',
+          f'--config.data_dir={tmp_path}/nothing', '--config.seed=1',
+          '--config.batch_size=256')
+  proc = _main(*args)
   assert proc.returncode == 2
-  assert 'ssl_jax: error: temperature=0' in proc.stderr
-  assert 'Traceback' not in proc.stderr
+  errors = [l for l in proc.stderr.splitlines() if l.startswith('ssl_jax:')]
+  assert errors == [
+      f"ssl_jax: error: workdir '{workdir}' holds a checkpoint of a different "
+      'config (batch_size: 512 -> 256, seed: 0 -> 1); use a new --workdir, the '
+      'original values, or --allow_config_change to resume anyway.']
+  # Allowed: the check passes (and the run goes on to the missing data).
+  proc = _main(*args, '--allow_config_change')
+  errors = [l for l in proc.stderr.splitlines() if l.startswith('ssl_jax:')]
+  assert len(errors) == 1 and 'is not prepared' in errors[0], proc.stderr[-2000:]
+  warning = [l for l in proc.stderr.splitlines()
+             if 'Resuming with changed fields:' in l]
+  assert len(warning) == 1 and 'batch_size' in warning[0] and 'seed' in warning[0]
