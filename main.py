@@ -27,6 +27,16 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string(
     'workdir', None, 'Run directory (checkpoints, summaries, results.json). '
     'Default: ./workdirs/<config name>.')
+_DISTRIBUTED = flags.DEFINE_enum(
+    'distributed', 'auto', ['auto', 'on', 'off'],
+    'Join a multi-process run with jax.distributed: auto (when the three flags '
+    'below are given or SLURM/Open MPI/a TPU pod launched several processes), '
+    'on (always; jax auto-detects the cluster), off.')
+_COORDINATOR = flags.DEFINE_string(
+    'coordinator_address', '', 'host:port of process 0 (multi-process runs '
+    'without a detected cluster).')
+_NUM_PROCESSES = flags.DEFINE_integer('num_processes', 0, 'Process count.')
+_PROCESS_ID = flags.DEFINE_integer('process_id', -1, 'This process, 0-based.')
 _ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
     'allow_config_change', False, 'Resume a workdir whose saved config differs '
     'in structural fields (batch size, seed, ...); the arrays must still match.')
@@ -48,7 +58,14 @@ def main(argv):
   # the config is checked before the training modules (and TF) are imported.
   import jax  # pylint: disable=g-import-not-at-top
   from configs import default  # pylint: disable=g-import-not-at-top
+  from ssl_jax import distributed  # pylint: disable=g-import-not-at-top
   from ssl_jax import validate  # pylint: disable=g-import-not-at-top
+  try:
+    distributed.initialize(_DISTRIBUTED.value, _COORDINATOR.value,
+                           _NUM_PROCESSES.value, _PROCESS_ID.value)
+  except ValueError as e:
+    print(f'ssl_jax: error: {e}', file=sys.stderr)
+    sys.exit(USER_ERROR_EXIT_CODE)
   try:
     validate.check_fields(_CONFIG.value, default.get_config())
     validate.validate(_CONFIG.value, jax.device_count(), jax.process_count())

@@ -25,6 +25,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.seed = 0                     # Seeds init, data order and augmentation.
   c.init_from = ''               # Workdir of a finished run whose encoder to start from.
 
+  # Activations and matmuls: 'float32' or 'bfloat16' (mixed precision: params,
+  # optimiser state, BatchNorm statistics, logits and losses stay float32).
+  c.dtype = 'float32'
+
   c.model = ml_collections.ConfigDict()
   c.model.width = 128            # ConvNet channels of all four conv layers...
   c.model.conv_widths = ()       # ...unless given per layer here, e.g. (64, 128, 256, 512).

@@ -101,6 +101,31 @@ def create_state(config: ml_collections.ConfigDict, model, tx, key: jax.Array,
                     extra=extra)
 
 
+def replicate(tree: Any, mesh: jax.sharding.Mesh) -> Any:
+  """Places a host-identical pytree (arrays, PRNG keys) replicated over ``mesh``.
+
+  Unlike ``jax.device_put``, this also works when the mesh spans devices of
+  other processes: each process fills its own devices from its copy.
+
+  Args:
+    tree: a pytree of arrays with the same values in every process.
+    mesh: the global mesh.
+
+  Returns:
+    The pytree as fully replicated global arrays.
+  """
+  sharding = jax.sharding.NamedSharding(mesh, P())
+
+  def put(x):
+    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+      return jax.random.wrap_key_data(put(jax.random.key_data(x)),
+                                      impl=jax.random.key_impl(x))
+    host = np.asarray(jax.device_get(x))
+    return jax.make_array_from_callback(host.shape, sharding,
+                                        lambda index: host[index])
+  return jax.tree.map(put, tree)
+
+
 def compile_train_step(config, model, tx, schedule, mesh):
   """Jits the method's step over ``mesh``: batch on 'data', state replicated, donated."""
   replicated = jax.sharding.NamedSharding(mesh, P())
@@ -183,7 +208,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
           config, model, init_key, channels)))
       if config.init_from else
       {'params': state.params, 'batch_stats': state.batch_stats})
-  state = jax.device_put(state, replicated)
+  state = replicate(state, mesh)
   ckpt = checkpoint.Checkpointer(workdir, config.keep_checkpoints,
                                 config.keep_checkpoints_every)
   state = ckpt.restore_latest(state) or state
@@ -193,7 +218,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                  float(schedule(first_step)))
 
   step_fn = compile_train_step(config, model, tx, schedule, mesh)
-  aug_key = jax.device_put(aug_key, replicated)
+  aug_key = replicate(aug_key, mesh)
   writer = metric_writers.create_default_writer(
       workdir, just_logging=not is_chief, asynchronous=False)
   if first_step == 0:
@@ -224,7 +249,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         state, hook_metrics = epoch_start(
             state, step // steps_per_epoch, model=model, config=config,
             data=data, mesh=mesh)
-        state = jax.device_put(state, replicated)
+        state = replicate(state, mesh)
         if hook_metrics:
           writer.write_scalars(step, hook_metrics)
           results.update({f'train/last_{k}': v for k, v in hook_metrics.items()})

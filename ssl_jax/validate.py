@@ -109,6 +109,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int,
   _check(0 <= config.optimizer.warmup_epochs < config.num_epochs,
          f'optimizer.warmup_epochs={config.optimizer.warmup_epochs} must be in '
          f'[0, num_epochs={config.num_epochs}).')
+  _check(config.dtype in ('float32', 'bfloat16'),
+         f"dtype={config.dtype!r} must be 'float32' or 'bfloat16'.")
   _check(config.nonfinite in ('stop', 'skip'),
          f"nonfinite={config.nonfinite!r} must be 'stop' or 'skip'.")
   _check(0 < config.probe.val_fraction < 1,

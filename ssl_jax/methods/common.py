@@ -129,7 +129,9 @@ def two_view_step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array
     out, new_vars = model.apply(
         {'params': params, 'batch_stats': state.batch_stats}, x, train=True,
         mutable=['batch_stats'])
-    loss, metrics = embedding_loss(*jnp.split(out['projection'], 2))
+    # The loss (logits, softmax, correlations) in float32 even under bfloat16.
+    loss, metrics = embedding_loss(
+        *jnp.split(out['projection'].astype(jnp.float32), 2))
     p_loss, p_acc = probe_loss(out['probe_logits'], labels)
     total = loss + (p_loss if config.online_probe else 0.0)
     metrics = dict(metrics, loss=loss, **{'online_probe/loss': p_loss,

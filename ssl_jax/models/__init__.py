@@ -1,6 +1,7 @@
 """Encoders and heads, selected by name from a plain dict registry."""
 
 import flax.linen as nn
+import jax.numpy as jnp
 import ml_collections
 
 from ssl_jax.models import convnet
@@ -33,11 +34,12 @@ def get_encoder(config: ml_collections.ConfigDict) -> nn.Module:
   if config.encoder not in ENCODERS:
     raise ValueError(f'encoder={config.encoder!r} is not registered; use one of'
                      f' {sorted(ENCODERS)}.')
-  return ENCODERS[config.encoder](config.model)
+  return ENCODERS[config.encoder](config.model).clone(
+      dtype=jnp.dtype(config.dtype))
 
 
 def get_projector(config: ml_collections.ConfigDict) -> nn.Module:
   """Builds the projection head from ``config.projector``."""
   p = config.projector
   return heads.ProjectionHead(hidden_dims=tuple(p.hidden_dims), out_dim=p.out_dim,
-                              use_bn=p.use_bn)
+                              use_bn=p.use_bn, dtype=jnp.dtype(config.dtype))
