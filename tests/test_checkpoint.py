@@ -120,3 +120,11 @@ def test_no_module_uses_pickle():
   assert not offenders, offenders
   assert pattern.search('import pickle\n') and pattern.search(
       'np.load(f, allow_pickle=True)')
+
+
+def test_checkpoints_are_pruned_to_keep(tmp_path):
+  ckpt = checkpoint.Checkpointer(tmp_path, keep=2)
+  for step in (1, 2, 3, 4):
+    ckpt.save(step, _state(float(step)))
+  ckpt.close()
+  assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['3', '4']
