@@ -37,6 +37,10 @@ _COORDINATOR = flags.DEFINE_string(
     'without a detected cluster).')
 _NUM_PROCESSES = flags.DEFINE_integer('num_processes', 0, 'Process count.')
 _PROCESS_ID = flags.DEFINE_integer('process_id', -1, 'This process, 0-based.')
+_CPU_DEVICES = flags.DEFINE_integer(
+    'cpu_devices', 0, 'On a CPU-only machine, split the host into this many '
+    'XLA devices (0: one). Elementwise work then runs on every core: the '
+    'ConvNet SimCLR step is ~1.3x faster with 4 on 2 cores (README).')
 _ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
     'allow_config_change', False, 'Resume a workdir whose saved config differs '
     'in structural fields (batch size, seed, ...); the arrays must still match.')
@@ -54,6 +58,10 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   _quiet_libraries()
+  if _CPU_DEVICES.value > 0:  # Read by XLA when jax starts its CPU backend.
+    os.environ['XLA_FLAGS'] = (
+        os.environ.get('XLA_FLAGS', '') +
+        f' --xla_force_host_platform_device_count={_CPU_DEVICES.value}')
   # Imported late so that --help and flag errors do not pay for jax and tfds;
   # the config is checked before the training modules (and TF) are imported.
   import jax  # pylint: disable=g-import-not-at-top
