@@ -327,8 +327,7 @@ def evaluate_workdir(workdir: str, evals: Optional[ml_collections.ConfigDict]
   start = time.time()
   step, variables = restore_variables(config, workdir, step)
   mesh = train.make_mesh()
-  variables = jax.device_put(variables, jax.sharding.NamedSharding(
-      mesh, jax.sharding.PartitionSpec()))
+  variables = train.replicate(variables, mesh)
   info = input_pipeline.DATASETS[config.dataset]
   model = methods.get(config.method).build_model(config, info['num_classes'])
   load = functools.partial(input_pipeline.load_split, config.dataset,

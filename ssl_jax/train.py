@@ -68,7 +68,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   if is_chief:
     checkpoint.check_config(workdir, config, allow_config_change)
   mesh = make_mesh()
-  replicated = jax.sharding.NamedSharding(mesh, P())
   data_sharding = jax.sharding.NamedSharding(mesh, P('data'))
   info = input_pipeline.DATASETS[config.dataset]
   load = functools.partial(input_pipeline.load_split, config.dataset,

@@ -5,6 +5,7 @@ import json
 
 import ml_collections
 
+from ssl_jax import checkpoint
 from ssl_jax import input_pipeline
 from ssl_jax import methods
 from ssl_jax import models
@@ -25,16 +26,6 @@ def _probability(name: str, value) -> None:
          f'{name}={value!r} must be a probability in [0, 1].')
 
 
-def _flat(config: ml_collections.ConfigDict) -> dict[str, object]:
-  def walk(node, prefix):
-    for k, v in node.items():
-      if isinstance(v, ml_collections.ConfigDict):
-        yield from walk(v, f'{prefix}{k}.')
-      else:
-        yield f'{prefix}{k}', v
-  return dict(walk(config, ''))
-
-
 def check_fields(config: ml_collections.ConfigDict,
                  reference: ml_collections.ConfigDict) -> None:
   """Rejects fields ``reference`` lacks (typos in a config file) and wrong types.
@@ -46,7 +37,7 @@ def check_fields(config: ml_collections.ConfigDict,
     config: the experiment config.
     reference: the config holding every field (``configs/default.py``).
   """
-  ref, new = _flat(reference), _flat(config)
+  ref, new = (checkpoint.flatten(c.to_dict()) for c in (reference, config))
   for name, value in new.items():
     if name not in ref:
       close = difflib.get_close_matches(name, list(ref), n=1)
