@@ -247,12 +247,52 @@ def _spawn(part, case, args, devices=0, python=None, script=None, extra=()):
   return json.loads(lines[-1])
 
 
+def _torch_pair(case, args, records):
+  """The PyTorch reference of a SimCLR case beside the JAX figure.
+
+  With ``--rounds=1`` the JAX figure is the step measured earlier in this run
+  (or measured now). With more rounds, JAX and PyTorch run alternately, each
+  in a fresh process, and the medians are compared, so that drift in a
+  shared machine's speed hits both sides alike.
+  """
+  _, encoder, size, batch, dtype = case
+  torch_args = dict(python=args.torch_python,
+                    script=os.path.join(HERE, 'torch_reference.py'),
+                    extra=(f'--encoder={encoder}', f'--image_size={size}',
+                           f'--batch_size={batch}', f'--dtype={dtype}',
+                           f'--steps={args.steps}', f'--warmup={args.warmup}',
+                           '--channels_last'))
+  earlier = next((r for r in records if r.get('part') == 'step' and [
+      r.get(k) for k in ('method', 'encoder', 'image_size', 'batch_size',
+                         'dtype')] == list(case)), None)
+  mine = [earlier] if earlier and args.rounds <= 1 else []
+  refs = []
+  for _ in range(max(args.rounds, 1)):
+    refs.append(_spawn('torch', None, args, **torch_args))
+    if args.rounds > 1 or not mine:
+      mine.append(_spawn('step', case, args))
+  ref = dict(refs[-1], part='torch')
+  theirs = [r['images_per_second'] for r in refs if 'images_per_second' in r]
+  ours = [r['images_per_second'] for r in mine if 'images_per_second' in r]
+  if theirs and ours:
+    ref['images_per_second'] = _median(theirs)
+    ref['jax_images_per_second'] = _median(ours)
+    ref['jax_over_torch'] = round(_median(ours) / _median(theirs), 2)
+    if args.rounds > 1:
+      ref['rounds'] = {'torch_images_per_second': theirs,
+                       'jax_images_per_second': ours}
+  return ref
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--preset', default='cpu', choices=sorted(PRESETS))
   parser.add_argument('--parts', default='step,augment,input,scaling,torch')
   parser.add_argument('--steps', type=int, default=10)
   parser.add_argument('--warmup', type=int, default=2)
+  parser.add_argument('--rounds', type=int, default=1,
+                      help='JAX/PyTorch alternations per torch case (>1: '
+                      'fresh alternating runs, medians compared).')
   parser.add_argument('--torch_python', default='',
                       help='A python with torch installed (optional).')
   parser.add_argument('--out', default='')
@@ -293,24 +333,7 @@ def main():
       emit(record)
   if 'torch' in parts and args.torch_python:
     for case in TORCH_CASES[args.preset]:
-      _, encoder, size, batch, dtype = case
-      ref = _spawn('torch', None, args, python=args.torch_python,
-                   script=os.path.join(HERE, 'torch_reference.py'),
-                   extra=(f'--encoder={encoder}', f'--image_size={size}',
-                          f'--batch_size={batch}', f'--dtype={dtype}',
-                          f'--steps={args.steps}', f'--warmup={args.warmup}',
-                          '--channels_last'))
-      ref['part'] = 'torch'
-      # The JAX figure of the same case, measured above or now.
-      mine = next((r for r in records if r.get('part') == 'step' and [
-          r.get(k) for k in ('method', 'encoder', 'image_size', 'batch_size',
-                             'dtype')] == list(case)), None) or _spawn(
-                                 'step', case, args)
-      if 'images_per_second' in ref and 'images_per_second' in mine:
-        ref['jax_images_per_second'] = mine['images_per_second']
-        ref['jax_over_torch'] = round(
-            mine['images_per_second'] / ref['images_per_second'], 2)
-      emit(ref)
+      emit(_torch_pair(case, args, records))
   if args.out:
     with open(args.out, 'w') as f:
       json.dump(records, f, indent=1)

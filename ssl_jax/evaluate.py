@@ -21,18 +21,23 @@ from sklearn import metrics as skmetrics
 
 from ssl_jax import augment
 from ssl_jax import input_pipeline
+from ssl_jax.models import conv
 
 
-# Module-level jit keyed on (model, image_size, output, mesh): repeated calls
-# (every DeepCluster epoch, each probe) reuse one compilation.
-@functools.partial(jax.jit, static_argnames=('model', 'image_size', 'output',
-                                             'mesh'))
-def _features_fn(variables, images, *, model, image_size, output, mesh):
+def _features(variables, images, *, model, image_size, output, mesh):
   x = augment.preprocess_eval(images, image_size)
   out = model.apply(variables, x, train=False)[output].astype(jnp.float32)
   # Replicated, so that every process can read all of it.
   return jax.lax.with_sharding_constraint(
       out, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+
+
+# Module-level jits keyed on (model, image_size, output, mesh): repeated calls
+# (every DeepCluster epoch, each probe) reuse one compilation.
+_STATIC = ('model', 'image_size', 'output', 'mesh')
+_features_fn = jax.jit(_features, static_argnames=_STATIC)
+_features_fn_cpu = jax.jit(_features, static_argnames=_STATIC,
+                           compiler_options=conv.CPU_COMPILER_OPTIONS)
 
 
 def extract_features(model, variables: dict[str, Any], images: np.ndarray, *,
@@ -53,7 +58,9 @@ def extract_features(model, variables: dict[str, Any], images: np.ndarray, *,
     float32 [N, D] features.
   """
   sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
-  fn = functools.partial(_features_fn, model=model, image_size=image_size,
+  jitted = _features_fn if conv.compiler_options(mesh) is None else (
+      _features_fn_cpu)
+  fn = functools.partial(jitted, model=model, image_size=image_size,
                          output=output, mesh=mesh)
   out = []
   for batch, real in input_pipeline.eval_batches(images, batch_size, sharding):

@@ -15,6 +15,7 @@ import numpy as np
 from ssl_jax import checkpoint
 from ssl_jax import guards
 from ssl_jax import methods
+from ssl_jax.models import conv
 from ssl_jax.train_state import TrainState
 
 P = jax.sharding.PartitionSpec
@@ -121,4 +122,5 @@ def compile_train_step(config, model, tx, schedule, mesh):
   fn = functools.partial(train_step, method=methods.get(config.method),
                          model=model, tx=tx, config=config, schedule=schedule)
   return jax.jit(fn, in_shardings=(replicated, data, replicated),
-                 out_shardings=(replicated, replicated), donate_argnums=0)
+                 out_shardings=(replicated, replicated), donate_argnums=0,
+                 compiler_options=conv.compiler_options(mesh))

@@ -1,6 +1,7 @@
-"""Encoders' shapes and the custom-gradient convolution against lax."""
+"""Encoders' shapes, the custom-gradient convolution and pool against lax/flax."""
 
 import functools
+import re
 
 import flax.linen as nn
 import jax
@@ -11,7 +12,9 @@ import pytest
 
 from configs import default
 from ssl_jax import models
+from ssl_jax import step as step_lib
 from ssl_jax.models import conv
+from ssl_jax.models import convnet
 
 
 @pytest.mark.parametrize('encoder,cifar_stem,size,dim', [
@@ -83,3 +86,43 @@ def test_fast_conv_inside_flax_matches_plain_conv():
   np.testing.assert_allclose(jax.grad(functools.partial(loss, fast))(params)['params']['kernel'],
                              jax.grad(functools.partial(loss, plain))(params)['params']['kernel'],
                              rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize('shape', [(3, 8, 8, 5), (2, 7, 9, 4)])
+def test_max_pool_2x2_matches_flax_values_and_gradients(shape):
+  x = jax.random.normal(jax.random.key(0), shape)  # No ties.
+  want_fn = lambda x: nn.max_pool(x, (2, 2), (2, 2))
+  np.testing.assert_array_equal(convnet.max_pool_2x2(x), want_fn(x))
+  g = jax.random.normal(jax.random.key(1), want_fn(x).shape)
+  got = jax.jit(lambda x, g: jax.vjp(convnet.max_pool_2x2, x)[1](g)[0])(x, g)
+  np.testing.assert_array_equal(got, jax.vjp(want_fn, x)[1](g)[0])
+
+
+def test_max_pool_2x2_splits_ties_like_jnp_max():
+  x = jnp.zeros((1, 4, 2, 1)).at[0, 1, 1, 0].set(-1.0).at[0, 2:, :, 0].set(
+      [[3.0, 3.0], [1.0, 2.0]])
+  g = jnp.array([[[[2.0]], [[5.0]]]])
+  got = jax.vjp(convnet.max_pool_2x2, x)[1](g)[0]
+  want = jax.vjp(lambda x: x.reshape(1, 2, 2, 1, 2, 1).max(axis=(2, 4)), x)[1](g)[0]
+  np.testing.assert_array_equal(got, want)
+  np.testing.assert_allclose(got[0, :, :, 0],
+                             [[2 / 3, 2 / 3], [2 / 3, 0], [2.5, 2.5], [0, 0]])
+
+
+def test_cpu_compiler_options_keep_convolutions_off_ynnpack():
+  """The CPU options compile; convolutions stay XLA's own, reductions YNNPACK's."""
+  options = conv.compiler_options(step_lib.make_mesh())
+  assert options == conv.CPU_COMPILER_OPTIONS
+  # Big enough for XLA to consider YNNPACK (compiled only, never run).
+  x, w = jnp.ones((64, 16, 16, 128)), jnp.ones((3, 3, 128, 128))
+  fn = lambda x, w: (lax.conv_general_dilated(
+      x, w, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC')),
+                     jnp.sum(x, axis=0))
+
+  def compiled(options):
+    text = jax.jit(fn, compiler_options=options).lower(x, w).compile().as_text()
+    plain_conv = re.search(r'\n  %\S+ = \S+ convolution\(', text) is not None
+    return text.count('"kind":"__ynn_fusion"'), plain_conv
+
+  assert compiled(options) == (1, True)  # YNNPACK runs only the sum.
+  assert compiled(None) == (2, False)  # By default it also takes the conv.

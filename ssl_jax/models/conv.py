@@ -1,25 +1,48 @@
-"""A convolution whose kernel gradient is a sum of matmuls.
+"""A convolution whose few-channel kernel gradient is one im2col matmul.
 
-XLA:CPU runs the kernel-gradient convolution about 5x slower than the forward
-one (measured 25 vs 133 GFLOP/s for a 3x3, 128->128 conv at 16x16, batch 512,
-on 2 cores), while plain matmuls run at ~170 GFLOP/s. This custom VJP keeps
-XLA's forward and input-gradient convolutions and computes the kernel gradient
-as one [C, N] x [N, O] matmul per kernel tap (no im2col buffer), or, for few
-input channels (the RGB stem), as one im2col matmul. It is exact up
-to float summation order and is tested against ``jax.grad`` of
+For a layer with few input channels (the RGB stem: kh*kw*c <= 64), XLA:CPU's
+kernel-gradient convolution is slow, while one [N, K*K*C] x [N, O] matmul over
+a small patch buffer is 1.7x faster. This custom VJP keeps XLA's forward and
+input-gradient convolutions and computes that kernel gradient as the matmul.
+Every other convolution is ``lax.conv_general_dilated`` unchanged: with
+YNNPACK kept off convolutions (``CPU_COMPILER_OPTIONS``), XLA's own
+kernel gradient for 3x3 128->128 layers beats a per-tap matmul formulation
+(measured 343 vs 553 ms at 16x16, batch 512, 2 cores). It is exact up to
+float summation order and is tested against ``jax.grad`` of
 ``lax.conv_general_dilated``. Pass it to flax as
 ``nn.Conv(..., conv_general_dilated=conv_general_dilated)``.
 """
 
 import functools
-from typing import Sequence
+from typing import Optional, Sequence
 
 import jax
 from jax import lax
 import jax.numpy as jnp
 
 _DIMS = ('NHWC', 'HWIO', 'NHWC')
-# Kernel sizes (K*K*C) whose gradient uses one im2col matmul instead of K*K.
+
+# XLA:CPU (jaxlib 0.10) hands lone convolutions, dots and reductions to
+# YNNPACK. Its convolutions run this project's 3x3 layers ~1.3x slower than
+# XLA's own (Eigen) kernels and their kernel gradients 3x slower, so only dots
+# and reductions stay on it (the same as XLA_FLAGS=
+# --xla_cpu_experimental_ynn_fusion_type=-individual_convolution). The
+# ConvNet SimCLR step is ~1.6x faster for it (benchmarks/suite.py). Every jit
+# that runs an encoder passes ``compiler_options(mesh)``.
+CPU_COMPILER_OPTIONS = {
+    'xla_cpu_experimental_ynn_fusion_type':
+        'LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE'}
+
+
+def compiler_options(mesh: jax.sharding.Mesh) -> Optional[dict[str, str]]:
+  """XLA options for programs on ``mesh``: :data:`CPU_COMPILER_OPTIONS` on CPU."""
+  if mesh.devices.flat[0].platform == 'cpu':
+    return dict(CPU_COMPILER_OPTIONS)
+  return None
+
+
+# Kernel sizes (K*K*C) whose gradient is one im2col matmul; larger ones are
+# left to XLA.
 _IM2COL_MAX = 64
 
 
@@ -54,15 +77,8 @@ def _conv_bwd(strides, pads, residuals, g):
                         j + (out_w - 1) * strides[1] + 1, c),
                        (1, strides[0], strides[1], 1))
              for i in range(kh) for j in range(kw)]
-  if kh * kw * c <= _IM2COL_MAX:
-    # Few input channels (the RGB stem): one [K*K*C, N] x [N, O] matmul over
-    # a small patch buffer reads g once instead of K*K times (1.7x faster).
-    patches = jnp.concatenate(windows, axis=-1).reshape(-1, kh * kw * c)
-    dkernel = jnp.matmul(patches.T, g2, preferred_element_type=jnp.float32)
-  else:
-    dkernel = jnp.stack([jnp.matmul(w.reshape(-1, c).T, g2,
-                                    preferred_element_type=jnp.float32)
-                         for w in windows])
+  patches = jnp.concatenate(windows, axis=-1).reshape(-1, kh * kw * c)
+  dkernel = jnp.matmul(patches.T, g2, preferred_element_type=jnp.float32)
   return dx, dkernel.reshape(kh, kw, c, o).astype(kernel.dtype)
 
 
@@ -76,9 +92,9 @@ def conv_general_dilated(lhs, rhs, window_strides: Sequence[int], padding,
                          preferred_element_type=None):
   """Drop-in for ``lax.conv_general_dilated`` with a matmul kernel gradient.
 
-  The fast path covers 2-D NHWC/HWIO convolutions without dilation or
-  feature groups (every conv in this project's encoders); anything else is
-  passed to ``lax.conv_general_dilated`` unchanged.
+  The fast path covers few-channel (``kh * kw * c <= 64``) 2-D NHWC/HWIO
+  convolutions without dilation or feature groups (the encoders' RGB stems);
+  anything else is passed to ``lax.conv_general_dilated`` unchanged.
 
   Args:
     lhs: input [N, H, W, C].
@@ -100,12 +116,13 @@ def conv_general_dilated(lhs, rhs, window_strides: Sequence[int], padding,
   dims_ok = dimension_numbers is None or (
       lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
       == lax.conv_dimension_numbers(lhs.shape, rhs.shape, _DIMS))
-  plain = (lhs.ndim == 4 and dimension_numbers is not None and dims_ok
+  fast = (lhs.ndim == 4 and dimension_numbers is not None and dims_ok
            and feature_group_count == 1 and batch_group_count == 1
            and all(d == 1 for d in (lhs_dilation or (1, 1)))
            and all(d == 1 for d in (rhs_dilation or (1, 1)))
-           and preferred_element_type is None)
-  if not plain:
+           and preferred_element_type is None
+           and rhs.shape[0] * rhs.shape[1] * rhs.shape[2] <= _IM2COL_MAX)
+  if not fast:
     return lax.conv_general_dilated(
         lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
         rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
