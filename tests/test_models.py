@@ -54,6 +54,9 @@ def test_projection_head():
 @pytest.mark.parametrize('kernel,strides,padding,channels', [
     (3, 1, 'SAME', 3), (3, 2, 'SAME', 4), (1, 2, 'SAME', 5), (7, 2, ((3, 3), (3, 3)), 3),
     (3, 1, 'VALID', 2), (3, 1, 'SAME', 8),
+    # Strided, wide: XLA's kernel gradient, the phase-split input gradient.
+    (3, 2, 'SAME', 8), (1, 2, 'SAME', 72), (5, 3, ((2, 1), (0, 3)), 8),
+    (2, 2, ((1, 0), (0, 2)), 16),
 ])
 def test_fast_conv_gradients_match_lax(kernel, strides, padding, channels):
   rng = np.random.default_rng(kernel + strides)
