@@ -39,8 +39,8 @@ _NUM_PROCESSES = flags.DEFINE_integer('num_processes', 0, 'Process count.')
 _PROCESS_ID = flags.DEFINE_integer('process_id', -1, 'This process, 0-based.')
 _CPU_DEVICES = flags.DEFINE_integer(
     'cpu_devices', 0, 'On a CPU-only machine, split the host into this many '
-    'XLA devices (0: one). Elementwise work then runs on every core: the '
-    'ConvNet SimCLR step is ~1.3x faster with 4 on 2 cores (README).')
+    'XLA devices (0: one), e.g. to try multi-device code; on 2 cores one '
+    'device is now the fastest for the ConvNet step (README, Benchmarks).')
 _ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
     'allow_config_change', False, 'Resume a workdir whose saved config differs '
     'in structural fields (batch size, seed, ...); the arrays must still match.')

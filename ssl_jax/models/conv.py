@@ -1,17 +1,16 @@
-"""A convolution whose few-channel kernel gradient is one im2col matmul.
+"""Convolutions with faster CPU gradients, and the CPU compiler options.
 
-For a layer with few input channels (the RGB stem: kh*kw*c <= 64), XLA:CPU's
-kernel-gradient convolution is slow, while one [N, K*K*C] x [N, O] matmul over
-a small patch buffer is 1.7x faster. This custom VJP keeps XLA's forward and
-input-gradient convolutions and computes that kernel gradient as the matmul.
-Every other convolution is ``lax.conv_general_dilated`` unchanged: with
-YNNPACK kept off convolutions (``CPU_COMPILER_OPTIONS``), XLA's own
-kernel gradient for 3x3 128->128 layers beats a per-tap matmul formulation
-(measured 343 vs 553 ms at 16x16, batch 512, 2 cores). It is exact up to
-float summation order and is tested against ``jax.grad`` of
-``lax.conv_general_dilated``. Pass it to flax as
-``nn.Conv(..., conv_general_dilated=conv_general_dilated)``.
-"""
+A custom VJP, used only where it pays on XLA:CPU:
+- a few-channel layer (the RGB stem: kh*kw*c <= 64) gets its kernel gradient
+  as one [N, K*K*C] x [N, O] im2col matmul, 1.7x faster than XLA's;
+- a strided layer gets its input gradient as stride**2 stride-1 phase
+  convolutions instead of one convolution over a zero-dilated gradient (~2x).
+Everything else is XLA's own: with YNNPACK kept off convolutions
+(``CPU_COMPILER_OPTIONS``), its kernel gradient for 3x3 128->128 layers beats
+a per-tap matmul formulation (343 vs 553 ms at 16x16, batch 512, 2 cores).
+Gradients are exact up to float summation order and tested against
+``jax.grad`` of ``lax.conv_general_dilated``. Pass it to flax as
+``nn.Conv(..., conv_general_dilated=conv_general_dilated)``."""
 
 import functools
 from typing import Optional, Sequence
@@ -154,11 +153,14 @@ def conv_general_dilated(lhs, rhs, window_strides: Sequence[int], padding,
                          dimension_numbers=None, feature_group_count: int = 1,
                          batch_group_count: int = 1, precision=None,
                          preferred_element_type=None):
-  """Drop-in for ``lax.conv_general_dilated`` with a matmul kernel gradient.
+  """Drop-in for ``lax.conv_general_dilated`` with faster CPU gradients.
 
-  The fast path covers few-channel (``kh * kw * c <= 64``) 2-D NHWC/HWIO
-  convolutions without dilation or feature groups (the encoders' RGB stems);
-  anything else is passed to ``lax.conv_general_dilated`` unchanged.
+  The custom VJP covers few-channel (``kh * kw * c <= 64``) or strided 2-D
+  NHWC/HWIO convolutions without dilation or feature groups (the encoders'
+  stems and downsampling layers) when jax's default backend is the CPU;
+  anything else, and everything on GPU/TPU (whose convolution libraries do
+  not have XLA:CPU's weak spots), is passed to ``lax.conv_general_dilated``
+  unchanged.
 
   Args:
     lhs: input [N, H, W, C].
@@ -180,13 +182,14 @@ def conv_general_dilated(lhs, rhs, window_strides: Sequence[int], padding,
   dims_ok = dimension_numbers is None or (
       lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
       == lax.conv_dimension_numbers(lhs.shape, rhs.shape, _DIMS))
-  fast = (lhs.ndim == 4 and dimension_numbers is not None and dims_ok
-           and feature_group_count == 1 and batch_group_count == 1
-           and all(d == 1 for d in (lhs_dilation or (1, 1)))
-           and all(d == 1 for d in (rhs_dilation or (1, 1)))
-           and preferred_element_type is None
-           and (rhs.shape[0] * rhs.shape[1] * rhs.shape[2] <= _IM2COL_MAX
-                or max(window_strides) > 1))
+  fast = (jax.default_backend() == 'cpu' and lhs.ndim == 4
+          and dimension_numbers is not None and dims_ok
+          and feature_group_count == 1 and batch_group_count == 1
+          and all(d == 1 for d in (lhs_dilation or (1, 1)))
+          and all(d == 1 for d in (rhs_dilation or (1, 1)))
+          and preferred_element_type is None
+          and (rhs.shape[0] * rhs.shape[1] * rhs.shape[2] <= _IM2COL_MAX
+               or max(window_strides) > 1))
   if not fast:
     return lax.conv_general_dilated(
         lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
