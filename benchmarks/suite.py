@@ -3,6 +3,8 @@ input pipeline, device scaling and an optional PyTorch reference, as JSON.
 
   python benchmarks/suite.py --preset=cpu --out=/tmp/bench.json
   python benchmarks/suite.py --preset=gpu --torch_python=/path/to/venv/bin/python
+  python benchmarks/suite.py --preset=cpu --parts=torch --rounds=3 \
+      --torch_python=/path/to/venv/bin/python  # alternating JAX/PyTorch runs
 
 Run by hand, never as a timed test. Every measurement runs in its own
 subprocess (its own peak memory and device count), on random uint8 images, so
