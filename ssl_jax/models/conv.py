@@ -122,27 +122,25 @@ def _conv_bwd(strides, pads, residuals, g):
   x, kernel = residuals
   conv = lambda x_, k_: lax.conv_general_dilated(x_, k_, strides, pads,
                                                  dimension_numbers=_DIMS)
-  kh, kw, c, o = kernel.shape
-  if kh * kw * c > _IM2COL_MAX:
-    _, vjp = jax.vjp(conv, x, kernel)
-    dx, dkernel = vjp(g)
-  else:
-    _, input_vjp = jax.vjp(lambda x_: conv(x_, kernel), x)
-    (dx,) = input_vjp(g)
-    out_h, out_w = g.shape[1:3]
-    xp = jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
-    windows = [lax.slice(xp, (0, i, j, 0),
-                         (xp.shape[0], i + (out_h - 1) * strides[0] + 1,
-                          j + (out_w - 1) * strides[1] + 1, c),
-                         (1, strides[0], strides[1], 1))
-               for i in range(kh) for j in range(kw)]
-    patches = jnp.concatenate(windows, axis=-1).reshape(-1, kh * kw * c)
-    dkernel = jnp.matmul(patches.T, g.reshape(-1, o),
-                         preferred_element_type=jnp.float32)
-    dkernel = dkernel.reshape(kh, kw, c, o).astype(kernel.dtype)
   if max(strides) > 1:
     dx = _strided_input_grad(g, kernel, strides, pads, x.shape[1:3])
-  return dx.astype(x.dtype), dkernel
+  else:
+    (dx,) = jax.vjp(lambda x_: conv(x_, kernel), x)[1](g)
+  kh, kw, c, o = kernel.shape
+  if kh * kw * c > _IM2COL_MAX:
+    (dkernel,) = jax.vjp(lambda k_: conv(x, k_), kernel)[1](g)
+    return dx.astype(x.dtype), dkernel
+  out_h, out_w = g.shape[1:3]
+  xp = jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
+  windows = [lax.slice(xp, (0, i, j, 0),
+                       (xp.shape[0], i + (out_h - 1) * strides[0] + 1,
+                        j + (out_w - 1) * strides[1] + 1, c),
+                       (1, strides[0], strides[1], 1))
+             for i in range(kh) for j in range(kw)]
+  patches = jnp.concatenate(windows, axis=-1).reshape(-1, kh * kw * c)
+  dkernel = jnp.matmul(patches.T, g.reshape(-1, o),
+                       preferred_element_type=jnp.float32)
+  return dx.astype(x.dtype), dkernel.reshape(kh, kw, c, o).astype(kernel.dtype)
 
 
 _conv.defvjp(_conv_fwd, _conv_bwd)
