@@ -166,6 +166,10 @@ def case_step(args):
       'step_seconds_median': round(med, 5),
       'images_per_second': round(images / med, 1),
       'views_per_second': round(views / med, 1),
+      # XLA's cost analysis does not count custom calls: where this is > 0,
+      # FLOPs and MFU below leave out the oneDNN convolutions.
+      'onednn_convolutions': compiled.as_text().count(
+          'custom_call_target="ssl_jax_onednn_conv'),
       'gflops_per_step': round(flops / 1e9, 2),
       'achieved_tflops': round(flops / med / 1e12, 4),
       # On CPU the measured peak is the whole host's (fake devices share it).

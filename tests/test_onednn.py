@@ -1,0 +1,144 @@
+"""The oneDNN convolution custom calls against XLA's convolutions."""
+
+import functools
+import os
+import subprocess
+import sys
+
+import jax
+from jax import lax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ssl_jax import methods, optim, step as step_lib
+from ssl_jax import models
+from ssl_jax.models import conv, onednn, resnet
+from tests import helpers
+
+pytestmark = pytest.mark.skipif(
+    not onednn.available(),
+    reason='oneDNN custom calls unavailable (needs the onednn-cpu-gomp and '
+    'onednn-devel-cpu-gomp wheels and a C++ compiler; x86-64 Linux)')
+
+_DIMS = ('NHWC', 'HWIO', 'NHWC')
+
+
+@pytest.mark.parametrize('shape,kernel,strides,padding', [
+    ((3, 9, 9, 5), (3, 3, 5, 6), (1, 1), 'SAME'),
+    ((2, 10, 7, 4), (3, 3, 4, 8), (2, 2), 'SAME'),
+    ((2, 9, 9, 4), (1, 1, 4, 6), (2, 2), 'VALID'),
+    ((2, 15, 15, 3), (7, 7, 3, 4), (2, 2), ((3, 3), (3, 3))),
+    ((2, 8, 8, 4), (3, 3, 4, 4), (1, 2), ((0, 1), (2, 0))),
+])
+def test_onednn_forward_and_gradients_match_lax(shape, kernel, strides,
+                                                padding):
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=shape), jnp.float32)
+  w = jnp.asarray(rng.normal(size=kernel), jnp.float32)
+  pads = conv._pads(padding, kernel[:2], strides, shape[1:3])
+  plain = lambda x, w: lax.conv_general_dilated(x, w, strides, pads,
+                                                dimension_numbers=_DIMS)
+  y, vjp = jax.vjp(plain, x, w)
+  g = jnp.asarray(rng.normal(size=y.shape), jnp.float32)
+  dx, dw = vjp(g)
+  got = jax.jit(lambda x, w: onednn.conv(x, w, strides, pads))(x, w)
+  np.testing.assert_allclose(got, y, rtol=1e-5, atol=1e-4)
+  np.testing.assert_allclose(
+      onednn.input_grad(g, w, x.shape, strides, pads), dx, rtol=1e-5,
+      atol=1e-4)
+  np.testing.assert_allclose(
+      onednn.kernel_grad(x, g, w.shape, strides, pads), dw, rtol=1e-5,
+      atol=1e-3)
+
+
+def _loss(fn, x, w):
+  y = fn(x, w, (1, 1), 'SAME', dimension_numbers=_DIMS)
+  return jnp.sum(jnp.sin(y))
+
+
+def test_conv_general_dilated_takes_onednn_path_on_one_device(monkeypatch):
+  monkeypatch.setattr(conv, '_single_device', lambda: True)
+  rng = np.random.default_rng(1)
+  x = jnp.asarray(rng.normal(size=(2, 8, 8, 16)), jnp.float32)
+  w = jnp.asarray(rng.normal(size=(3, 3, 16, 8)), jnp.float32)
+  grad = jax.jit(jax.grad(functools.partial(_loss, conv.conv_general_dilated),
+                          (0, 1)))
+  assert grad.lower(x, w).as_text().count('ssl_jax_onednn_conv') == 3
+  want = jax.grad(functools.partial(_loss, lax.conv_general_dilated),
+                  (0, 1))(x, w)
+  for got, expected in zip(grad(x, w), want):
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+  # Below the size threshold, and for bf16, XLA's convolutions are kept.
+  small = x[:, :4, :4]
+  assert 'ssl_jax_onednn' not in jax.jit(
+      functools.partial(_loss, conv.conv_general_dilated)).lower(
+          small, w).as_text()
+  assert 'ssl_jax_onednn' not in jax.jit(
+      functools.partial(_loss, conv.conv_general_dilated)).lower(
+          x.astype(jnp.bfloat16), w.astype(jnp.bfloat16)).as_text()
+
+
+def test_several_devices_keep_xla_convolutions():
+  assert jax.device_count() > 1  # tests/conftest.py: 8 fake CPU devices.
+  x = jnp.ones((2, 8, 8, 16))
+  w = jnp.ones((3, 3, 16, 8))
+  assert 'ssl_jax_onednn' not in jax.jit(
+      functools.partial(_loss, conv.conv_general_dilated)).lower(
+          x, w).as_text()
+
+
+def _train(config, steps):
+  method = methods.get(config.method)
+  mesh = step_lib.make_mesh(jax.devices()[:1])
+  model = method.build_model(config, 10)
+  schedule = optim.learning_rate_schedule(config, 100)
+  tx = optim.make_optimizer(config, schedule)
+  state = step_lib.replicate(step_lib.create_state(
+      config, model, tx, jax.random.key(0), 3,
+      {'train': np.zeros(config.batch_size)}), mesh)
+  step = step_lib.compile_train_step(config, model, tx, schedule, mesh)
+  rng = np.random.default_rng(0)
+  key = step_lib.replicate(jax.random.key(1), mesh)
+  hlo = None
+  for _ in range(steps):
+    images = rng.integers(0, 256, (config.batch_size, 16, 16, 3), np.uint8)
+    batch = {'image': images, 'label': np.zeros(config.batch_size, np.int32)}
+    if hlo is None:
+      hlo = step.lower(state, batch, key).as_text()
+    state, metrics = step(state, batch, key)
+  return state, float(metrics['loss']), hlo
+
+
+@pytest.mark.parametrize('cifar_stem', [True, False])
+def test_simclr_resnet_steps_with_onednn_match_xla(monkeypatch, cifar_stem):
+  config = helpers.tiny_config(encoder='resnet18', batch_size=8,
+                               **{'model.cifar_stem': cifar_stem})
+  # A narrow ResNet with every block type: stem, strided and 1x1 shortcuts.
+  monkeypatch.setitem(models.ENCODERS, 'resnet18', lambda m: resnet.ResNet(
+      stage_sizes=(1, 1, 1), block=resnet.BasicBlock,
+      cifar_stem=m.cifar_stem, width=8))
+  monkeypatch.setattr(conv, '_ONEDNN_MIN_PIXELS', 1)
+  monkeypatch.setattr(conv, '_single_device', lambda: True)
+  with_onednn, loss_onednn, hlo = _train(config, 3)
+  assert 'ssl_jax_onednn' in hlo
+  monkeypatch.setattr(conv, '_single_device', lambda: False)
+  with_xla, loss_xla, hlo = _train(config, 3)
+  assert 'ssl_jax_onednn' not in hlo
+  np.testing.assert_allclose(loss_onednn, loss_xla, rtol=1e-4)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-3,
+                                                       atol=2e-4),
+               with_onednn.params, with_xla.params)
+
+
+def test_failed_build_warns_and_keeps_xla(tmp_path):
+  env = dict(os.environ, SSL_JAX_CACHE=str(tmp_path), CXX='false')
+  code = ('from ssl_jax.models import onednn; '
+          'print("available", onednn.available())')
+  result = subprocess.run([sys.executable, '-c', code], env=env,
+                          capture_output=True, text=True, timeout=120,
+                          check=True, cwd=os.path.dirname(os.path.dirname(
+                              os.path.abspath(__file__))))
+  assert 'available False' in result.stdout
+  assert 'oneDNN convolutions unavailable' in result.stderr
+  assert not list(tmp_path.glob('*.so'))  # No half-built library is left.
