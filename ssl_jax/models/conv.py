@@ -224,17 +224,17 @@ def conv_general_dilated(lhs, rhs, window_strides: Sequence[int], padding,
   dims_ok = dimension_numbers is None or (
       lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
       == lax.conv_dimension_numbers(lhs.shape, rhs.shape, _DIMS))
-  plain = (jax.default_backend() == 'cpu' and lhs.ndim == 4
-           and dimension_numbers is not None and dims_ok
-           and feature_group_count == 1 and batch_group_count == 1
-           and all(d == 1 for d in (lhs_dilation or (1, 1)))
-           and all(d == 1 for d in (rhs_dilation or (1, 1)))
-           and preferred_element_type is None)
+  eligible = (jax.default_backend() == 'cpu' and lhs.ndim == 4
+              and dimension_numbers is not None and dims_ok
+              and feature_group_count == 1 and batch_group_count == 1
+              and all(d == 1 for d in (lhs_dilation or (1, 1)))
+              and all(d == 1 for d in (rhs_dilation or (1, 1)))
+              and preferred_element_type is None)
   strides = tuple(int(s) for s in window_strides)
-  if plain and _use_onednn(lhs, rhs, strides):
+  if eligible and _use_onednn(lhs, rhs, strides):
     pads = _pads(padding, rhs.shape[:2], strides, lhs.shape[1:3])
     return _onednn_conv(lhs, rhs, strides, pads)
-  fast = plain and (rhs.shape[0] * rhs.shape[1] * rhs.shape[2] <= _IM2COL_MAX
+  fast = eligible and (rhs.shape[0] * rhs.shape[1] * rhs.shape[2] <= _IM2COL_MAX
                     or max(strides) > 1)
   if not fast:
     return lax.conv_general_dilated(
