@@ -10,7 +10,8 @@ module compiles it once per machine with the system C++ compiler against the
 
 :func:`available` is False, and the encoders keep XLA's convolutions, where
 any of that is missing (no wheel on this platform, no compiler), where the
-build fails (a warning says why), or where ``SSL_JAX_ONEDNN=0``.
+build fails (a warning says why), or where ``SSL_JAX_ONEDNN=0``. Loading it sets
+``OMP_WAIT_POLICY=PASSIVE`` unless the environment already sets it.
 """
 
 import ctypes
@@ -97,6 +98,11 @@ def available() -> bool:
     prefix = _onednn_prefix()
     if prefix is None:
       return False
+    # libgomp reads this when libdnnl loads it. By default its threads spin for
+    # milliseconds after each convolution, taking a core from the XLA ops that
+    # follow; passive waiting made the ResNet-18 step ~10 % faster (median of
+    # 7 alternating process pairs, 2 cores).
+    os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
     try:
       lib = ctypes.cdll.LoadLibrary(_build(prefix))
       for name, symbol in _TARGETS.items():
