@@ -11,7 +11,6 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
-#include <vector>
 
 #include "oneapi/dnnl/dnnl.hpp"
 #include "xla/ffi/api/ffi.h"
@@ -33,8 +32,8 @@ struct Geometry {
     }
     return key;
   }
-  memory::desc Src(Tag tag = Tag::nhwc) const {
-    return memory::desc({n, c, h, w}, memory::data_type::f32, tag);
+  memory::desc Src() const {
+    return memory::desc({n, c, h, w}, memory::data_type::f32, Tag::nhwc);
   }
   memory::desc Dst() const {
     return memory::desc({n, o, oh, ow}, memory::data_type::f32, Tag::nhwc);
@@ -79,6 +78,19 @@ dnnl::convolution_forward::primitive_desc ForwardDesc(const Geometry& g) {
       g.Dst(), {g.sh, g.sw}, {g.pt, g.pl}, {g.pb, g.pr});
 }
 
+// Records oneDNN's kernel layout ``md`` and, where it differs from HWIO, the
+// reorder into it (``from_hwio``) or out of it (the kernel gradient).
+void SetWeights(Entry* entry, const memory::desc& md, const memory::desc& hwio,
+                bool from_hwio) {
+  entry->weights_md = md;
+  entry->reorder_weights = md != hwio;
+  if (!entry->reorder_weights) return;
+  const memory::desc& src = from_hwio ? hwio : md;
+  const memory::desc& dst = from_hwio ? md : hwio;
+  entry->weights_reorder = dnnl::reorder(
+      dnnl::reorder::primitive_desc(Engine(), src, Engine(), dst));
+}
+
 Entry* Get(char kind, const Geometry& g) {
   auto& slot = Cache()[g.Key(kind)];
   if (slot) return slot.get();
@@ -87,39 +99,21 @@ Entry* Get(char kind, const Geometry& g) {
   auto fwd = ForwardDesc(g);
   if (kind == 'f') {
     entry->conv = dnnl::convolution_forward(fwd);
-    entry->weights_md = fwd.weights_desc();
-    entry->reorder_weights = entry->weights_md != hwio;
-    if (entry->reorder_weights) {
-      entry->weights_reorder = dnnl::reorder(
-          dnnl::reorder::primitive_desc(Engine(), hwio, Engine(),
-                                        entry->weights_md));
-    }
+    SetWeights(entry.get(), fwd.weights_desc(), hwio, true);
   } else if (kind == 'd') {
     auto pd = dnnl::convolution_backward_data::primitive_desc(
         Engine(), dnnl::algorithm::convolution_direct, g.Src(),
         g.Weights(Tag::any), g.Dst(), {g.sh, g.sw}, {g.pt, g.pl},
         {g.pb, g.pr}, fwd);
     entry->conv = dnnl::convolution_backward_data(pd);
-    entry->weights_md = pd.weights_desc();
-    entry->reorder_weights = entry->weights_md != hwio;
-    if (entry->reorder_weights) {
-      entry->weights_reorder = dnnl::reorder(
-          dnnl::reorder::primitive_desc(Engine(), hwio, Engine(),
-                                        entry->weights_md));
-    }
+    SetWeights(entry.get(), pd.weights_desc(), hwio, true);
   } else {
     auto pd = dnnl::convolution_backward_weights::primitive_desc(
         Engine(), dnnl::algorithm::convolution_direct, g.Src(),
         g.Weights(Tag::any), g.Dst(), {g.sh, g.sw}, {g.pt, g.pl},
         {g.pb, g.pr}, fwd);
     entry->conv = dnnl::convolution_backward_weights(pd);
-    entry->weights_md = pd.diff_weights_desc();
-    entry->reorder_weights = entry->weights_md != hwio;
-    if (entry->reorder_weights) {
-      entry->weights_reorder = dnnl::reorder(
-          dnnl::reorder::primitive_desc(Engine(), entry->weights_md, Engine(),
-                                        hwio));
-    }
+    SetWeights(entry.get(), pd.diff_weights_desc(), hwio, false);
   }
   slot = std::move(entry);
   return slot.get();
@@ -193,27 +187,22 @@ ffi::Error KernelGrad(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy,
 
 }  // namespace
 
-#define SSL_JAX_CONV_ATTRS                                             \
-  .Attr<int64_t>("sh").Attr<int64_t>("sw").Attr<int64_t>("pt")         \
-      .Attr<int64_t>("pb").Attr<int64_t>("pl").Attr<int64_t>("pr")
+// All three take two f32 buffers, return one, and carry the strides and pads.
+#define SSL_JAX_CONV_BINDING                                           \
+  ffi::Ffi::Bind()                                                     \
+      .Arg<ffi::Buffer<ffi::F32>>()                                    \
+      .Arg<ffi::Buffer<ffi::F32>>()                                    \
+      .Ret<ffi::Buffer<ffi::F32>>()                                    \
+      .Attr<int64_t>("sh")                                             \
+      .Attr<int64_t>("sw")                                             \
+      .Attr<int64_t>("pt")                                             \
+      .Attr<int64_t>("pb")                                             \
+      .Attr<int64_t>("pl")                                             \
+      .Attr<int64_t>("pr")
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(SslJaxOnednnConvForward, Forward,
-                              ffi::Ffi::Bind()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                      SSL_JAX_CONV_ATTRS);
-
+                              SSL_JAX_CONV_BINDING);
 XLA_FFI_DEFINE_HANDLER_SYMBOL(SslJaxOnednnConvInputGrad, InputGrad,
-                              ffi::Ffi::Bind()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                      SSL_JAX_CONV_ATTRS);
-
+                              SSL_JAX_CONV_BINDING);
 XLA_FFI_DEFINE_HANDLER_SYMBOL(SslJaxOnednnConvKernelGrad, KernelGrad,
-                              ffi::Ffi::Bind()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                      SSL_JAX_CONV_ATTRS);
+                              SSL_JAX_CONV_BINDING);

@@ -183,10 +183,11 @@ def _single_device() -> bool:
   return jax.device_count() == 1
 
 
-def _use_onednn(lhs, rhs, strides):
-  pixels = (lhs.shape[1] // strides[0]) * (lhs.shape[2] // strides[1])
+def _use_onednn(lhs, rhs, strides, pads):
+  _, out_h, out_w, _ = lax.conv_general_shape_tuple(
+      lhs.shape, rhs.shape, strides, pads, _DIMS)
   return (lhs.dtype == jnp.float32 and rhs.dtype == jnp.float32
-          and pixels >= _ONEDNN_MIN_PIXELS and _single_device()
+          and out_h * out_w >= _ONEDNN_MIN_PIXELS and _single_device()
           and onednn.available())
 
 
@@ -230,18 +231,17 @@ def conv_general_dilated(lhs, rhs, window_strides: Sequence[int], padding,
               and all(d == 1 for d in (lhs_dilation or (1, 1)))
               and all(d == 1 for d in (rhs_dilation or (1, 1)))
               and preferred_element_type is None)
-  strides = tuple(int(s) for s in window_strides)
-  if eligible and _use_onednn(lhs, rhs, strides):
+  if eligible:
+    strides = tuple(int(s) for s in window_strides)
     pads = _pads(padding, rhs.shape[:2], strides, lhs.shape[1:3])
-    return _onednn_conv(lhs, rhs, strides, pads)
-  fast = eligible and (rhs.shape[0] * rhs.shape[1] * rhs.shape[2] <= _IM2COL_MAX
-                    or max(strides) > 1)
-  if not fast:
-    return lax.conv_general_dilated(
-        lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
-        rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
-        feature_group_count=feature_group_count,
-        batch_group_count=batch_group_count, precision=precision,
-        preferred_element_type=preferred_element_type)
-  pads = _pads(padding, rhs.shape[:2], strides, lhs.shape[1:3])
-  return _conv(lhs, rhs, strides, pads)
+    if _use_onednn(lhs, rhs, strides, pads):
+      return _onednn_conv(lhs, rhs, strides, pads)
+    if (rhs.shape[0] * rhs.shape[1] * rhs.shape[2] <= _IM2COL_MAX
+        or max(strides) > 1):
+      return _conv(lhs, rhs, strides, pads)
+  return lax.conv_general_dilated(
+      lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
+      rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
+      feature_group_count=feature_group_count,
+      batch_group_count=batch_group_count, precision=precision,
+      preferred_element_type=preferred_element_type)

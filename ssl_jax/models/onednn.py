@@ -26,6 +26,7 @@ import threading
 from typing import Optional, Sequence
 
 import jax
+from jax import lax
 import jax.numpy as jnp
 import numpy as np
 
@@ -65,7 +66,7 @@ def _build(prefix: str) -> str:
   if os.path.exists(out):
     return out
   os.makedirs(cache, exist_ok=True)
-  logging.info('Compiling the oneDNN convolutions into %s (once, ~20 s).', out)
+  logging.info('Compiling the oneDNN convolutions into %s (once, ~5 s).', out)
   # Concurrent processes (multi-process tests) each build a private file and
   # rename it into place, which is atomic.
   fd, tmp = tempfile.mkstemp(suffix='.so', dir=cache)
@@ -123,11 +124,6 @@ def _attrs(strides, pads):
               pl=np.int64(pads[1][0]), pr=np.int64(pads[1][1]))
 
 
-def _out_hw(in_hw, kernel_hw, strides, pads):
-  return tuple((in_hw[d] + pads[d][0] + pads[d][1] - kernel_hw[d])
-               // strides[d] + 1 for d in range(2))
-
-
 def _call(name, shape, *args, strides, pads):
   return jax.ffi.ffi_call(f'ssl_jax_onednn_conv_{name}',
                           jax.ShapeDtypeStruct(shape, jnp.float32),
@@ -148,8 +144,9 @@ def conv(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
   Returns:
     [N, OH, OW, O].
   """
-  oh, ow = _out_hw(x.shape[1:3], kernel.shape[:2], strides, pads)
-  return _call('forward', (x.shape[0], oh, ow, kernel.shape[3]), x, kernel,
+  shape = lax.conv_general_shape_tuple(x.shape, kernel.shape, strides, pads,
+                                       ('NHWC', 'HWIO', 'NHWC'))
+  return _call('forward', tuple(int(d) for d in shape), x, kernel,
                strides=strides, pads=pads)
 
 
