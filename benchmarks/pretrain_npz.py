@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from ssl_jax import batching  # pylint: disable=g-import-not-at-top,wrong-import-position
 from ssl_jax import evaluate  # pylint: disable=g-import-not-at-top,wrong-import-position
 from ssl_jax import input_pipeline  # pylint: disable=g-import-not-at-top,wrong-import-position
 from ssl_jax import methods  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -69,7 +70,7 @@ def main(_):
   step_fn = step_lib.compile_train_step(config, model, tx, schedule, mesh)
   key = step_lib.replicate(jax.random.key(config.seed + 1), mesh)
   sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
-  batches = input_pipeline.train_batches(
+  batches = batching.train_batches(
       data['train'], seed=config.seed, batch_size=config.batch_size,
       start_step=0, sharding=sharding, prefetch=4)
   log, timed_from = [], None

@@ -209,7 +209,7 @@ def case_input(args):
   """The host input pipeline alone: cached split -> sharded global batches."""
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from ssl_jax import input_pipeline, step as step_lib  # pylint: disable=g-import-not-at-top,g-multiple-import
+  from ssl_jax import batching, input_pipeline, step as step_lib  # pylint: disable=g-import-not-at-top,g-multiple-import
   config = _config(*args.case)
   rng = np.random.default_rng(0)
   s = config.image_size
@@ -219,7 +219,7 @@ def case_input(args):
       rng.integers(0, 10, (20 * config.batch_size,), dtype=np.int32))
   sharding = jax.sharding.NamedSharding(step_lib.make_mesh(),
                                         jax.sharding.PartitionSpec('data'))
-  batches = input_pipeline.train_batches(
+  batches = batching.train_batches(
       split, seed=0, batch_size=config.batch_size, start_step=0,
       sharding=sharding, prefetch=2)
   jax.block_until_ready(next(batches))

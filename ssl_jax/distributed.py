@@ -2,7 +2,7 @@
 
 One process per host (or per GPU under SLURM): every process runs the same
 command; each reads only its slice of every global batch
-(``input_pipeline.process_slice``) and contributes it with
+(``batching.process_slice``) and contributes it with
 ``jax.make_array_from_process_local_data``; process 0 alone writes logs,
 ``config.json`` and ``results.json``; all processes write their shards of
 each orbax checkpoint.

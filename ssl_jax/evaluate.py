@@ -20,7 +20,7 @@ import optax
 from sklearn import metrics as skmetrics
 
 from ssl_jax import augment
-from ssl_jax import input_pipeline
+from ssl_jax import batching
 from ssl_jax.models import conv
 
 
@@ -63,7 +63,7 @@ def extract_features(model, variables: dict[str, Any], images: np.ndarray, *,
   fn = functools.partial(jitted, model=model, image_size=image_size,
                          output=output, mesh=mesh)
   out = []
-  for batch, real in input_pipeline.eval_batches(images, batch_size, sharding):
+  for batch, real in batching.eval_batches(images, batch_size, sharding):
     out.append(np.asarray(jax.device_get(fn(variables, batch)))[:real])
   return np.concatenate(out)
 
@@ -194,8 +194,8 @@ def probe_encoder(model, variables, *, train_split, test_split, config,
   Args:
     model: the method's model.
     variables: ``{'params', 'batch_stats'}`` of the encoder to evaluate.
-    train_split: the labelled train :class:`input_pipeline.Split` (cached).
-    test_split: the test :class:`input_pipeline.Split` (cached).
+    train_split: the labelled train :class:`ssl_jax.input_pipeline.Split` (cached).
+    test_split: the test :class:`ssl_jax.input_pipeline.Split` (cached).
     config: the experiment config.
     mesh: the device mesh.
     num_classes: number of classes.

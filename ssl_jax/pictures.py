@@ -248,6 +248,39 @@ def curves(series: dict[str, list[tuple[int, float]]], path: str, *,
   return _save(fig, path)
 
 
+def accuracy_vs_fraction(lines: Sequence[tuple[str, list[tuple[float, float,
+                                                                float]], str]],
+                         path: str, *, xlabel: str) -> np.ndarray:
+  """Test accuracy against labelled fraction (log x axis), with error bars.
+
+  Args:
+    lines: ``(label, [(fraction, mean accuracy, std), ...], linestyle)``;
+      lines whose labels share the part before `` [`` share a colour.
+    path: PNG file to write.
+    xlabel: the x axis label.
+
+  Returns:
+    uint8 [H, W, 3] figure.
+  """
+  fig, ax = plt.subplots(figsize=(6.4, 4.2), layout='constrained')
+  colors = {}
+  for label, points, style in lines:
+    xs, ys, es = zip(*points)
+    color = colors.setdefault(label.split(' [')[0], f'C{len(colors) % 10}')
+    ax.errorbar(xs, [100 * y for y in ys], yerr=[100 * e for e in es],
+                label=label, color=color, linestyle=style, marker='o',
+                capsize=3)
+  ax.set_xscale('log')
+  xs = sorted({x for _, points, _ in lines for x, _, _ in points})
+  ax.set_xticks(xs, [f'{100 * x:g} %' for x in xs])
+  ax.set_xticks([], minor=True)
+  ax.set_xlabel(xlabel)
+  ax.set_ylabel('test accuracy (%)')
+  ax.grid(True, alpha=0.3)
+  ax.legend(fontsize='small')
+  return _save(fig, path)
+
+
 def read_scalars(workdir: str, tags: Optional[Sequence[str]] = None
                  ) -> dict[str, list[tuple[int, float]]]:
   """Scalars from the TensorBoard event files at the top level of ``workdir``.

@@ -23,6 +23,8 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from ssl_jax import pictures
+
 _OUT = flags.DEFINE_string(
     'out', 'report.md',
     'Markdown file to write; its plots go to <out stem>_files/ beside it.')
@@ -319,40 +321,6 @@ def label_fraction_curves(
   return sorted(curves)
 
 
-def _plot(path: str, lines: Sequence[tuple[str, list[Any], str]],
-          xlabel: str) -> bool:
-  """Plots (label, [(fraction, mean, std)], linestyle) lines to ``path``.
-
-  Returns False (and writes nothing) without matplotlib.
-  """
-  try:
-    from matplotlib import figure  # pylint: disable=g-import-not-at-top
-  except ImportError:
-    logging.warning('matplotlib is not installed; skipping %s.', path)
-    return False
-  # A bare Figure renders with Agg and leaves pyplot's backend alone.
-  fig = figure.Figure(figsize=(6.4, 4.2), layout='constrained')
-  ax = fig.add_subplot()
-  colors = {}
-  for label, points, style in lines:
-    xs, ys, es = zip(*points)
-    color = colors.setdefault(label.split(' [')[0], f'C{len(colors) % 10}')
-    ax.errorbar(xs, [100 * y for y in ys], yerr=[100 * e for e in es],
-                label=label, color=color, linestyle=style, marker='o',
-                capsize=3)
-  ax.set_xscale('log')
-  xs = sorted({x for _, points, _ in lines for x, _, _ in points})
-  ax.set_xticks(xs, [f'{100 * x:g} %' for x in xs])
-  ax.set_xticks([], minor=True)
-  ax.set_xlabel(xlabel)
-  ax.set_ylabel('test accuracy (%)')
-  ax.grid(True, alpha=0.3)
-  ax.legend(fontsize='small')
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  fig.savefig(path, dpi=120)
-  return True
-
-
 def _link(target: str, out_dir: str) -> str:
   rel = os.path.relpath(target, out_dir).replace(os.sep, '/')
   return parse.quote(rel, safe="/=,.-_+()'")
@@ -362,15 +330,16 @@ def _curve_section(runs: Sequence[Run], files_dir: str,
                    out_dir: str) -> list[str]:
   curves = label_fraction_curves(runs)
   path = os.path.join(files_dir, 'label_fraction.png')
-  plotted = curves and _plot(path, [(l, [p[:3] for p in pts], '-')
-                                    for l, pts in curves],
-                             'labelled fraction of the training set')
+  if curves:
+    pictures.accuracy_vs_fraction(
+        [(l, [p[:3] for p in pts], '-') for l, pts in curves], path,
+        xlabel='labelled fraction of the training set')
   lines = _section(
       'Accuracy vs label fraction',
       'Runs whose configs differ only in data.label_fraction (and seed, '
       'averaged: ± is the std over seeds).' + (
           f'\n\n![accuracy vs label fraction]({_link(path, out_dir)})'
-          if plotted else ''),
+          if curves else ''),
       ['Curve', 'Label fraction', 'Test accuracy', 'Runs'],
       [[label, f'{f:g}', _pct(m, s if n > 1 else None), str(n)]
        for label, pts in curves for f, m, s, n in pts])
@@ -385,12 +354,12 @@ def _curve_section(runs: Sequence[Run], files_dir: str,
         tuned.append((f'{run.name} [{mode}]', points, style))
   if tuned:
     path = os.path.join(files_dir, 'finetune_fraction.png')
-    if _plot(path, tuned, 'labelled fraction (fine-tuning)'):
-      lines += ['## Fine-tuning vs label fraction', '',
-                'Per run: fine-tuned (solid) and frozen linear probe (dashed) '
-                'on the same labels, mean ± std over label draws.', '',
-                f'![fine-tuning vs label fraction]({_link(path, out_dir)})',
-                '']
+    pictures.accuracy_vs_fraction(tuned, path,
+                                  xlabel='labelled fraction (fine-tuning)')
+    lines += ['## Fine-tuning vs label fraction', '',
+              'Per run: fine-tuned (solid) and frozen linear probe (dashed) '
+              'on the same labels, mean ± std over label draws.', '',
+              f'![fine-tuning vs label fraction]({_link(path, out_dir)})', '']
   return lines
 
 

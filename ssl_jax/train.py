@@ -14,6 +14,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from ssl_jax import batching
 from ssl_jax import checkpoint
 from ssl_jax import evaluate
 from ssl_jax import evaluators
@@ -319,7 +320,7 @@ def _interval_scalars(fetched: list[dict[str, Any]]) -> dict[str, float]:
 
 def _default_batches(*, state, start_step, config, data, sharding):
   del state
-  return input_pipeline.train_batches(
+  return batching.train_batches(
       data['train'], seed=config.seed, batch_size=config.batch_size,
       start_step=start_step, sharding=sharding, prefetch=config.data.prefetch)
 

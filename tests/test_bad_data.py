@@ -10,6 +10,7 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
+from ssl_jax import batching
 from ssl_jax import input_pipeline
 from ssl_jax import prepare_data
 from ssl_jax import validate
@@ -145,7 +146,7 @@ def test_error_from_the_prefetch_thread_keeps_its_message(data_dir):
   split = _load(data_dir, cache=False)
   mesh = jax.sharding.Mesh(np.array(jax.devices()[:2]), ('data',))
   sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
-  batches = input_pipeline.train_batches(split, seed=0, batch_size=N,
+  batches = batching.train_batches(split, seed=0, batch_size=N,
                                          start_step=0, sharding=sharding)
   with pytest.raises(input_pipeline.DataError,
                      match=r"^record \d+ of cifar10 split 'train' .*"

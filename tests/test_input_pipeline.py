@@ -5,18 +5,19 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from ssl_jax import batching
 from ssl_jax import input_pipeline
 from ssl_jax import train
 
 
 def test_batch_indices_pure_and_cover_each_epoch():
-  a = [input_pipeline.batch_indices(3, s, 100, 16) for s in range(12)]
-  b = [input_pipeline.batch_indices(3, s, 100, 16) for s in range(12)]
+  a = [batching.batch_indices(3, s, 100, 16) for s in range(12)]
+  b = [batching.batch_indices(3, s, 100, 16) for s in range(12)]
   assert all(np.array_equal(x, y) for x, y in zip(a, b))
   epoch0 = np.concatenate(a[:6])  # 100 // 16 = 6 steps per epoch.
   assert len(set(epoch0.tolist())) == 96
   assert not np.array_equal(a[0], a[6])  # A new permutation each epoch.
-  assert not np.array_equal(a[0], input_pipeline.batch_indices(4, 0, 100, 16))
+  assert not np.array_equal(a[0], batching.batch_indices(4, 0, 100, 16))
 
 
 def test_train_batches_resume_mid_epoch():
@@ -24,10 +25,10 @@ def test_train_batches_resume_mid_epoch():
                                np.arange(40, dtype=np.int32))
   mesh = train.make_mesh()
   sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
-  full = input_pipeline.train_batches(split, seed=0, batch_size=8, start_step=0,
+  full = batching.train_batches(split, seed=0, batch_size=8, start_step=0,
                                       sharding=sharding, prefetch=2)
   labels = [np.asarray(next(full)['label']) for _ in range(7)]
-  resumed = input_pipeline.train_batches(split, seed=0, batch_size=8, start_step=4,
+  resumed = batching.train_batches(split, seed=0, batch_size=8, start_step=4,
                                          sharding=sharding, prefetch=0)
   for want in labels[4:]:
     np.testing.assert_array_equal(np.asarray(next(resumed)['label']), want)

@@ -17,7 +17,7 @@ the method's own):
   ``init_extra(config, params, batch_stats, data) -> pytree``: the method's
   own state, kept in ``TrainState.extra`` and checkpointed with the rest;
   ``train_batches(*, state, start_step, config, data, sharding) -> iterator``
-  of global batches (default: ``input_pipeline.train_batches`` on ``train``);
+  of global batches (default: ``batching.train_batches`` on ``train``);
   ``epoch_start(state, epoch, *, model, config, data, mesh) -> (state,
   metrics)``: a host hook run before each epoch's first step; the batch
   stream is restarted after it (DeepCluster's clustering);

@@ -21,6 +21,7 @@ import optax
 from sklearn import metrics as skmetrics
 
 from ssl_jax import augment
+from ssl_jax import batching
 from ssl_jax import clustering
 from ssl_jax import evaluate as evaluation
 from ssl_jax import input_pipeline
@@ -188,10 +189,10 @@ def train_batches(*, state: TrainState, start_step: int,
 
   def read(step):
     i = step - epoch * steps_per_epoch
-    idx = input_pipeline.process_slice(order[i * batch:(i + 1) * batch])
+    idx = batching.process_slice(order[i * batch:(i + 1) * batch])
     return dict(split.read(idx), pseudo_label=assignments[idx])
 
-  return input_pipeline.global_batches(
+  return batching.global_batches(
       read, start_step=start_step, sharding=sharding,
       prefetch=config.data.prefetch, stop_step=(epoch + 1) * steps_per_epoch)
 

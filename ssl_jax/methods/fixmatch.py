@@ -20,6 +20,7 @@ import ml_collections
 import optax
 
 from ssl_jax import augment
+from ssl_jax import batching
 from ssl_jax import input_pipeline
 from ssl_jax.methods import common
 from ssl_jax.methods import supervised
@@ -104,15 +105,15 @@ def train_batches(*, state: TrainState, start_step: int,
   b, bu = config.batch_size, config.fixmatch.mu * config.batch_size
 
   def read(step):
-    lab = labelled.read(input_pipeline.process_slice(
-        input_pipeline.batch_indices(config.seed, step, len(labelled), b,
+    lab = labelled.read(batching.process_slice(
+        batching.batch_indices(config.seed, step, len(labelled), b,
                                      stream=1)))
-    unl = pool.read(input_pipeline.process_slice(
-        input_pipeline.batch_indices(config.seed, step, len(pool), bu)))
+    unl = pool.read(batching.process_slice(
+        batching.batch_indices(config.seed, step, len(pool), bu)))
     return dict(lab, unlabelled_image=unl['image'],
                 unlabelled_label=unl['label'])
 
-  return input_pipeline.global_batches(read, start_step=start_step,
+  return batching.global_batches(read, start_step=start_step,
                                        sharding=sharding,
                                        prefetch=config.data.prefetch)
 
