@@ -3,10 +3,11 @@
   /work/torchvenv/bin/python benchmarks/torch_reference.py --encoder=convnet \
       --batch_size=256 [--threads=2 --channels_last --dtype=bfloat16 --compile]
 
-Needs only torch and numpy. As ``step_throughput.py``: same encoder, projector,
-online probe, NT-Xent (T=0.5) over both views as one 2B batch, per-image
-on-device augmentation of random uint8 images inside the step. Prints one JSON
-line (``--selftest``: checks NT-Xent against a naive double loop instead).
+Needs only torch and numpy. As the JAX step that ``benchmarks/suite.py``
+times: same encoder, projector, online probe, NT-Xent (T=0.5) over both views
+as one 2B batch, per-image on-device augmentation of random uint8 images
+inside the step. Prints one JSON line (``--selftest``: checks NT-Xent against
+a naive double loop instead).
 
 Differs from the JAX step: SGD (momentum 0.9, lr 0.1, wd 1e-6 on all params),
 not LARS; torch's default init; the crop (flip folded in) is affine_grid +
