@@ -1,10 +1,12 @@
-"""The benchmark suite: train-step speed, compile time, memory, MFU, augmentation,
-input pipeline, device scaling and an optional PyTorch reference, as JSON.
+"""The benchmark suite: train-step speed, compile time, memory, MFU, a per-op
+profile, augmentation, input pipeline, device scaling and an optional PyTorch
+reference, as JSON.
 
   python benchmarks/suite.py --preset=cpu --out=/tmp/bench.json
   python benchmarks/suite.py --preset=gpu --torch_python=/path/to/venv/bin/python
   python benchmarks/suite.py --preset=cpu --parts=torch --rounds=3 \
       --torch_python=/path/to/venv/bin/python  # alternating JAX/PyTorch runs
+  python benchmarks/suite.py --preset=gpu_core --parts=profile --steps=3
 
 Run by hand, never as a timed test. Every measurement runs in its own
 subprocess (its own peak memory and device count), on random uint8 images, so
@@ -116,12 +118,11 @@ def _peak_flops(device, dtype):
   return 2 * n**3 / _median(times), 'measured float32 2048^3 matmul'
 
 
-def case_step(args):
-  """Times one train step case; returns its JSON record."""
+def _compile_step(config):
+  """The compiled train step of ``config`` and its inputs, on all devices."""
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from ssl_jax import methods, optim, step as step_lib  # pylint: disable=g-import-not-at-top,g-multiple-import
-  config = _config(*args.case)
   method = methods.get(config.method)
   mesh = step_lib.make_mesh()
   model = method.build_model(config, 10)
@@ -136,7 +137,14 @@ def case_step(args):
   key = step_lib.replicate(jax.random.key(1), mesh)
   t = time.perf_counter()
   compiled = step.lower(state, batch, key).compile()
-  compile_s = time.perf_counter() - t
+  return compiled, state, batch, key, time.perf_counter() - t
+
+
+def case_step(args):
+  """Times one train step case; returns its JSON record."""
+  import jax  # pylint: disable=g-import-not-at-top
+  config = _config(*args.case)
+  compiled, state, batch, key, compile_s = _compile_step(config)
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   # XLA counts the FLOPs of one device's program; the step runs on all.
@@ -233,7 +241,35 @@ def case_input(args):
           'images_per_second': round(n * config.batch_size / elapsed, 1)}
 
 
-CASES = {'step': case_step, 'augment': case_augment, 'input': case_input}
+def case_profile(args):
+  """Per-op time of a few traced steps (``op_profile.summarise``)."""
+  import tempfile  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  import op_profile  # pylint: disable=g-import-not-at-top
+  config = _config(*args.case)
+  compiled, state, batch, key, _ = _compile_step(config)
+  for _ in range(max(args.warmup, 1)):
+    state, metrics = compiled(state, batch, key)
+  jax.block_until_ready(metrics)
+  steps = min(args.steps, 3)
+  log_dir = args.trace_dir or tempfile.mkdtemp(prefix='ssl_jax_trace_')
+  with jax.profiler.trace(log_dir, create_perfetto_trace=True):
+    t = time.perf_counter()
+    for _ in range(steps):
+      state, metrics = compiled(state, batch, key)
+    jax.block_until_ready(metrics)
+    wall_ms = (time.perf_counter() - t) * 1e3 / steps
+  return dict({'part': 'profile', 'method': config.method,
+               'encoder': config.encoder, 'image_size': config.image_size,
+               'batch_size': config.batch_size, 'dtype': config.dtype,
+               'device_kind': jax.devices()[0].device_kind,
+               'traced_steps': steps, 'wall_ms_per_step': round(wall_ms, 1),
+               'trace_dir': log_dir},
+              **op_profile.summarise(op_profile.read_trace(log_dir), steps))
+
+
+CASES = {'step': case_step, 'augment': case_augment, 'input': case_input,
+         'profile': case_profile}
 
 
 def _spawn(part, case, args, devices=0, python=None, script=None, extra=()):
@@ -245,6 +281,9 @@ def _spawn(part, case, args, devices=0, python=None, script=None, extra=()):
   if script is None:
     cmd += [f'--_part={part}', f'--_case={json.dumps(case)}',
             f'--steps={args.steps}', f'--warmup={args.warmup}']
+    if part == 'profile' and args.trace_dir:
+      cmd.append('--trace_dir=' + os.path.join(
+          os.path.abspath(args.trace_dir), '_'.join(map(str, case))))
   proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
                         timeout=args.timeout)
   lines = [l for l in proc.stdout.splitlines() if l.startswith('{')]
@@ -293,7 +332,9 @@ def _torch_pair(case, args, records):
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--preset', default='cpu', choices=sorted(PRESETS))
-  parser.add_argument('--parts', default='step,augment,input,scaling,torch')
+  parser.add_argument('--parts', default='step,augment,input,scaling,torch',
+                      help='Any of step, profile, augment, input, scaling, '
+                      'torch (profile: per-op time of each case).')
   parser.add_argument('--steps', type=int, default=10)
   parser.add_argument('--warmup', type=int, default=2)
   parser.add_argument('--rounds', type=int, default=1,
@@ -301,6 +342,9 @@ def main():
                       'fresh alternating runs, medians compared).')
   parser.add_argument('--torch_python', default='',
                       help='A python with torch installed (optional).')
+  parser.add_argument('--trace_dir', default='',
+                      help='Keep the profile part\'s traces here (one folder '
+                      'per case; default: a temporary folder).')
   parser.add_argument('--out', default='')
   parser.add_argument('--timeout', type=int, default=1800)
   parser.add_argument('--_part', default='', help=argparse.SUPPRESS)
@@ -321,6 +365,9 @@ def main():
   if 'step' in parts:
     for case in cases:
       emit(_spawn('step', case, args))
+  if 'profile' in parts:
+    for case in cases:
+      emit(_spawn('profile', case, args))
   if 'augment' in parts:
     emit(_spawn('augment', first, args))
   if 'input' in parts:
