@@ -252,20 +252,21 @@ def case_profile(args):
     state, metrics = compiled(state, batch, key)
   jax.block_until_ready(metrics)
   steps = min(args.steps, 3)
-  log_dir = args.trace_dir or tempfile.mkdtemp(prefix='ssl_jax_trace_')
-  with jax.profiler.trace(log_dir, create_perfetto_trace=True):
-    t = time.perf_counter()
-    for _ in range(steps):
-      state, metrics = compiled(state, batch, key)
-    jax.block_until_ready(metrics)
-    wall_ms = (time.perf_counter() - t) * 1e3 / steps
+  with tempfile.TemporaryDirectory(prefix='ssl_jax_trace_') as tmp:
+    log_dir = args.trace_dir or tmp  # Without --trace_dir, deleted after.
+    with jax.profiler.trace(log_dir, create_perfetto_trace=True):
+      t = time.perf_counter()
+      for _ in range(steps):
+        state, metrics = compiled(state, batch, key)
+      jax.block_until_ready(metrics)
+      wall_ms = (time.perf_counter() - t) * 1e3 / steps
+    summary = op_profile.summarise(op_profile.read_trace(log_dir), steps)
   return dict({'part': 'profile', 'method': config.method,
                'encoder': config.encoder, 'image_size': config.image_size,
                'batch_size': config.batch_size, 'dtype': config.dtype,
                'device_kind': jax.devices()[0].device_kind,
                'traced_steps': steps, 'wall_ms_per_step': round(wall_ms, 1),
-               'trace_dir': log_dir},
-              **op_profile.summarise(op_profile.read_trace(log_dir), steps))
+               'trace_dir': args.trace_dir or None}, **summary)
 
 
 CASES = {'step': case_step, 'augment': case_augment, 'input': case_input,
@@ -355,6 +356,11 @@ def main():
     print(json.dumps(CASES[args._part](args)))  # pylint: disable=protected-access
     return
   parts, records = args.parts.split(','), []
+  unknown = sorted(set(parts) - {'step', 'profile', 'augment', 'input',
+                                 'scaling', 'torch'})
+  if unknown:
+    parser.error(f'--parts={args.parts}: unknown {", ".join(unknown)}; give '
+                 'any of step, profile, augment, input, scaling, torch.')
   cases = PRESETS[args.preset]
   first = cases[0]
 

@@ -1,4 +1,4 @@
-"""PNG figures for evaluation: t-SNE, nearest neighbours, confusion, curves.
+"""PNG figures: t-SNE, nearest neighbours, confusion, curves, accuracy vs labels.
 
 Each plotting function saves a PNG to ``path`` (creating its parent
 directories) and returns the rendered figure as uint8 [H, W, 3], so that the
