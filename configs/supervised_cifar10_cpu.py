@@ -5,7 +5,7 @@
   # 10 % of the labels (class-balanced, chosen by the seed):
   python main.py --config=configs/supervised_cifar10_cpu.py \
       --workdir=/tmp/sup10_cpu --config.data_dir=/tmp/tfds \
-      --config.data.label_fraction=0.1 --config.num_epochs=100
+      --config.data.label_fraction=0.1 --config.num_epochs=80
 
 Same encoder and optimiser as the SimCLR CPU proof
 (``configs/cifar10_cpu_common.py``), cross-entropy on one crop-and-flip view.
