@@ -20,7 +20,7 @@ from typing import Any, Iterable
 
 # The kind of an op, by its HLO name (first match wins).
 KINDS = (
-    ('convolution', re.compile(r'conv|cudnn', re.I)),
+    ('convolution', re.compile(r'convolution|conv_general|cudnn', re.I)),
     ('custom call', re.compile(r'custom|ffi_call', re.I)),
     ('matmul', re.compile(r'\bdot|gemm|cublas|matmul', re.I)),
     ('collective', re.compile(r'all-reduce|all-gather|reduce-scatter|'

@@ -51,6 +51,9 @@ PRESETS = {
             ('supervised', 'convnet', 32, 256, 'float32'),
             ('fixmatch', 'convnet', 32, 64, 'float32'),
             ('deepcluster', 'convnet', 32, 256, 'float32')],
+    # bfloat16 on the CPU: oneDNN's AMX/AVX512-BF16 path where the CPU has it.
+    'cpu_bf16': [('simclr', 'convnet', 32, 256, 'bfloat16'),
+                 ('simclr', 'resnet18', 32, 64, 'bfloat16')],
     'gpu': [(m, e, s, BATCH[s], d) for m in METHODS for e in ENCODERS
             for s in (32, 96, 224) for d in ('float32', 'bfloat16')
             if not (e == 'convnet' and s == 224)],
@@ -63,7 +66,8 @@ PRESETS = {
     'smoke': [('simclr', 'convnet', 16, 16, 'float32')],
 }
 # The SimCLR cases also timed in PyTorch (benchmarks/torch_reference.py).
-TORCH_CASES = {'cpu': PRESETS['cpu'][:2], 'gpu': PRESETS['gpu_core'],
+TORCH_CASES = {'cpu': PRESETS['cpu'][:2], 'cpu_bf16': PRESETS['cpu_bf16'],
+               'gpu': PRESETS['gpu_core'],
                'gpu_core': PRESETS['gpu_core'], 'smoke': PRESETS['smoke']}
 
 

@@ -3,8 +3,9 @@
 // any package exposes oneDNN convolutions to JAX; XLA:CPU's own (Eigen)
 // kernels run ResNet-style 3x3 layers at ~60 % of oneDNN's speed.
 //
-// Activations are NHWC and kernels HWIO, float32, as in ssl_jax's encoders.
-// Built by ssl_jax/models/onednn.py; see that file for the Python side.
+// Activations are NHWC and kernels HWIO, float32 or bfloat16 (all three
+// buffers of a call alike), as in ssl_jax's encoders. Built by
+// ssl_jax/models/onednn.py; see that file for the Python side.
 
 #include <cstdint>
 #include <memory>
@@ -24,22 +25,22 @@ using Tag = memory::format_tag;
 
 struct Geometry {
   int64_t n, h, w, c, o, kh, kw, oh, ow, sh, sw, pt, pb, pl, pr;
+  memory::data_type dt;
 
   std::string Key(char kind) const {
     std::string key(1, kind);
+    key += dt == memory::data_type::bf16 ? 'b' : 'f';
     for (int64_t v : {n, h, w, c, o, kh, kw, oh, ow, sh, sw, pt, pb, pl, pr}) {
       key += ',' + std::to_string(v);
     }
     return key;
   }
-  memory::desc Src() const {
-    return memory::desc({n, c, h, w}, memory::data_type::f32, Tag::nhwc);
-  }
+  memory::desc Src() const { return memory::desc({n, c, h, w}, dt, Tag::nhwc); }
   memory::desc Dst() const {
-    return memory::desc({n, o, oh, ow}, memory::data_type::f32, Tag::nhwc);
+    return memory::desc({n, o, oh, ow}, dt, Tag::nhwc);
   }
   memory::desc Weights(Tag tag) const {
-    return memory::desc({o, c, kh, kw}, memory::data_type::f32, tag);
+    return memory::desc({o, c, kh, kw}, dt, tag);
   }
 };
 
@@ -121,13 +122,28 @@ Entry* Get(char kind, const Geometry& g) {
 
 Geometry MakeGeometry(ffi::Span<const int64_t> x, ffi::Span<const int64_t> k,
                       ffi::Span<const int64_t> y, int64_t sh, int64_t sw,
-                      int64_t pt, int64_t pb, int64_t pl, int64_t pr) {
+                      int64_t pt, int64_t pb, int64_t pl, int64_t pr,
+                      memory::data_type dt) {
   return Geometry{x[0], x[1], x[2], x[3], k[3], k[0], k[1], y[1], y[2],
-                  sh,   sw,   pt,   pb,   pl,   pr};
+                  sh,   sw,   pt,   pb,   pl,   pr,   dt};
 }
 
-ffi::Error Run(char kind, const Geometry& g, float* src, float* weights,
-               float* dst) {
+// The oneDNN type of three buffers of one element type, f32 or bf16.
+bool DataType(ffi::DataType a, ffi::DataType b, ffi::DataType c,
+              memory::data_type* dt) {
+  if (a != b || a != c) return false;
+  if (a == ffi::DataType::F32) {
+    *dt = memory::data_type::f32;
+  } else if (a == ffi::DataType::BF16) {
+    *dt = memory::data_type::bf16;
+  } else {
+    return false;
+  }
+  return true;
+}
+
+ffi::Error Run(char kind, const Geometry& g, void* src, void* weights,
+               void* dst) {
   try {
     std::lock_guard<std::mutex> lock(Mutex());
     Entry* e = Get(kind, g);
@@ -161,38 +177,54 @@ ffi::Error Run(char kind, const Geometry& g, float* src, float* weights,
   return ffi::Error::Success();
 }
 
-ffi::Error Forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> k,
-                   ffi::ResultBuffer<ffi::F32> y, int64_t sh, int64_t sw,
-                   int64_t pt, int64_t pb, int64_t pl, int64_t pr) {
-  Geometry g = MakeGeometry(x.dimensions(), k.dimensions(), y->dimensions(),
-                            sh, sw, pt, pb, pl, pr);
-  return Run('f', g, x.typed_data(), k.typed_data(), y->typed_data());
+// ``a`` and ``b`` are the two inputs and ``out`` the result; which of src,
+// weights and dst (or their gradients) each one is depends on ``kind``.
+ffi::Error Call(char kind, ffi::AnyBuffer a, ffi::AnyBuffer b,
+                ffi::Result<ffi::AnyBuffer> out, int64_t sh, int64_t sw,
+                int64_t pt, int64_t pb, int64_t pl, int64_t pr) {
+  memory::data_type dt;
+  if (!DataType(a.element_type(), b.element_type(), out->element_type(),
+                &dt)) {
+    return ffi::Error(ffi::ErrorCode::kInvalidArgument,
+                      "oneDNN convolution: buffers must all be f32 or bf16");
+  }
+  if (kind == 'f') {  // a: x, b: kernel, out: y.
+    Geometry g = MakeGeometry(a.dimensions(), b.dimensions(),
+                              out->dimensions(), sh, sw, pt, pb, pl, pr, dt);
+    return Run(kind, g, a.untyped_data(), b.untyped_data(),
+               out->untyped_data());
+  }
+  if (kind == 'd') {  // a: dy, b: kernel, out: dx.
+    Geometry g = MakeGeometry(out->dimensions(), b.dimensions(),
+                              a.dimensions(), sh, sw, pt, pb, pl, pr, dt);
+    return Run(kind, g, out->untyped_data(), b.untyped_data(),
+               a.untyped_data());
+  }
+  // a: x, b: dy, out: dkernel.
+  Geometry g = MakeGeometry(a.dimensions(), out->dimensions(), b.dimensions(),
+                            sh, sw, pt, pb, pl, pr, dt);
+  return Run(kind, g, a.untyped_data(), out->untyped_data(),
+             b.untyped_data());
 }
 
-ffi::Error InputGrad(ffi::Buffer<ffi::F32> dy, ffi::Buffer<ffi::F32> k,
-                     ffi::ResultBuffer<ffi::F32> dx, int64_t sh, int64_t sw,
-                     int64_t pt, int64_t pb, int64_t pl, int64_t pr) {
-  Geometry g = MakeGeometry(dx->dimensions(), k.dimensions(), dy.dimensions(),
-                            sh, sw, pt, pb, pl, pr);
-  return Run('d', g, dx->typed_data(), k.typed_data(), dy.typed_data());
-}
-
-ffi::Error KernelGrad(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy,
-                      ffi::ResultBuffer<ffi::F32> dk, int64_t sh, int64_t sw,
-                      int64_t pt, int64_t pb, int64_t pl, int64_t pr) {
-  Geometry g = MakeGeometry(x.dimensions(), dk->dimensions(), dy.dimensions(),
-                            sh, sw, pt, pb, pl, pr);
-  return Run('w', g, x.typed_data(), dk->typed_data(), dy.typed_data());
-}
+#define SSL_JAX_CONV_WRAPPER(name, kind)                                   \
+  ffi::Error name(ffi::AnyBuffer a, ffi::AnyBuffer b,                      \
+                  ffi::Result<ffi::AnyBuffer> out, int64_t sh, int64_t sw, \
+                  int64_t pt, int64_t pb, int64_t pl, int64_t pr) {        \
+    return Call(kind, a, b, out, sh, sw, pt, pb, pl, pr);                  \
+  }
+SSL_JAX_CONV_WRAPPER(Forward, 'f')
+SSL_JAX_CONV_WRAPPER(InputGrad, 'd')
+SSL_JAX_CONV_WRAPPER(KernelGrad, 'w')
 
 }  // namespace
 
-// All three take two f32 buffers, return one, and carry the strides and pads.
+// All three take two buffers, return one, and carry the strides and pads.
 #define SSL_JAX_CONV_BINDING                                           \
   ffi::Ffi::Bind()                                                     \
-      .Arg<ffi::Buffer<ffi::F32>>()                                    \
-      .Arg<ffi::Buffer<ffi::F32>>()                                    \
-      .Ret<ffi::Buffer<ffi::F32>>()                                    \
+      .Arg<ffi::AnyBuffer>()                                           \
+      .Arg<ffi::AnyBuffer>()                                           \
+      .Ret<ffi::AnyBuffer>()                                           \
       .Attr<int64_t>("sh")                                             \
       .Attr<int64_t>("sw")                                             \
       .Attr<int64_t>("pt")                                             \
@@ -206,3 +238,18 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(SslJaxOnednnConvInputGrad, InputGrad,
                               SSL_JAX_CONV_BINDING);
 XLA_FFI_DEFINE_HANDLER_SYMBOL(SslJaxOnednnConvKernelGrad, KernelGrad,
                               SSL_JAX_CONV_BINDING);
+
+// 1 where this CPU computes in bfloat16 natively (AVX512-BF16 or AMX), so
+// that oneDNN's bf16 convolutions beat its f32 ones; elsewhere they are
+// emulated and the encoders keep XLA's.
+extern "C" int SslJaxOnednnNativeBf16() {
+  switch (dnnl::get_effective_cpu_isa()) {
+    case dnnl::cpu_isa::avx512_core_bf16:
+    case dnnl::cpu_isa::avx512_core_fp16:
+    case dnnl::cpu_isa::avx512_core_amx:
+    case dnnl::cpu_isa::avx512_core_amx_fp16:
+      return 1;
+    default:
+      return 0;
+  }
+}

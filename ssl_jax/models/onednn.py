@@ -3,7 +3,8 @@
 XLA:CPU runs 3x3 convolutions through Eigen at ~60 % of oneDNN's speed on
 AVX-512 machines, and each kernel gradient also needs transposed copies of
 its activations. ``ssl_jax/csrc/onednn_conv.cc`` wraps oneDNN's forward,
-input-gradient and kernel-gradient convolutions (NHWC, HWIO, float32); this
+input-gradient and kernel-gradient convolutions (NHWC, HWIO, float32 or
+bfloat16); this
 module compiles it once per machine with the system C++ compiler against the
 ``onednn-cpu-gomp`` wheel and jaxlib's FFI headers, caches the library under
 ``$SSL_JAX_CACHE`` (default ``~/.cache/ssl_jax``) and registers the targets.
@@ -12,6 +13,7 @@ module compiles it once per machine with the system C++ compiler against the
 any of that is missing (no wheel on this platform, no compiler), where the
 build fails (a warning says why), or where ``SSL_JAX_ONEDNN=0``. Loading it sets
 ``OMP_WAIT_POLICY=PASSIVE`` unless the environment already sets it.
+:func:`native_bf16` says whether bfloat16 convolutions should use it too.
 """
 
 import ctypes
@@ -114,8 +116,21 @@ def available() -> bool:
       logging.warning('oneDNN convolutions unavailable, XLA\'s are used: %s',
                       e)
       return False
+    _state['bf16'] = bool(lib.SslJaxOnednnNativeBf16())
     _state['ok'] = True
     return True
+
+
+def native_bf16() -> bool:
+  """Whether bfloat16 convolutions should use oneDNN too.
+
+  Returns:
+    True where :func:`available` and the CPU has bfloat16 arithmetic
+    (AVX512-BF16 or AMX), on which oneDNN's bfloat16 convolutions run
+    1.9-5.5x faster than its float32 ones; without it oneDNN would emulate
+    bfloat16, so XLA's convolutions are kept.
+  """
+  return available() and _state.get('bf16', False)
 
 
 def _attrs(strides, pads):
@@ -125,19 +140,26 @@ def _attrs(strides, pads):
 
 
 def _call(name, shape, *args, strides, pads):
+  if not available():
+    raise RuntimeError('oneDNN convolutions are unavailable here (see '
+                       'ssl_jax.models.onednn.available and its warning).')
+  if len({a.dtype for a in args}) != 1 or args[0].dtype not in (
+      jnp.float32, jnp.bfloat16):
+    raise TypeError(f'oneDNN convolutions take two float32 or two bfloat16 '
+                    f'arrays, got {[str(a.dtype) for a in args]}.')
   return jax.ffi.ffi_call(f'ssl_jax_onednn_conv_{name}',
-                          jax.ShapeDtypeStruct(shape, jnp.float32),
+                          jax.ShapeDtypeStruct(shape, args[0].dtype),
                           vmap_method='sequential')(*args,
                                                     **_attrs(strides, pads))
 
 
 def conv(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
          pads: Sequence[Sequence[int]]) -> jax.Array:
-  """NHWC x HWIO float32 convolution, forward only (see ``models.conv``).
+  """NHWC x HWIO convolution, forward only (see ``models.conv``).
 
   Args:
-    x: input [N, H, W, C].
-    kernel: [KH, KW, C, O].
+    x: input [N, H, W, C], float32 or bfloat16.
+    kernel: [KH, KW, C, O], of ``x``'s dtype.
     strides: (sh, sw).
     pads: ((top, bottom), (left, right)).
 
