@@ -88,6 +88,20 @@ def test_bf16_takes_onednn_only_with_native_bf16(monkeypatch, native):
     assert text.count('ssl_jax_onednn_conv') == (3 if native else 0)
 
 
+def test_native_bf16_follows_onednn_isa():
+  # ONEDNN_MAX_CPU_ISA caps the ISA oneDNN uses: below AVX512-BF16 it would
+  # emulate bfloat16, so bf16 convolutions stay on XLA.
+  code = ('from ssl_jax.models import onednn; '
+          'print("native", onednn.available(), onednn.native_bf16())')
+  for isa, native in (('AVX512_CORE', False), ('AVX2', False)):
+    env = dict(os.environ, ONEDNN_MAX_CPU_ISA=isa)
+    result = subprocess.run([sys.executable, '-c', code], env=env,
+                            capture_output=True, text=True, timeout=120,
+                            check=True, cwd=os.path.dirname(os.path.dirname(
+                                os.path.abspath(__file__))))
+    assert f'native True {native}' in result.stdout, (isa, result.stdout)
+
+
 @pytest.mark.skipif(not onednn.native_bf16(),
                     reason='this CPU has no bfloat16 arithmetic '
                     '(AVX512-BF16 or AMX), so bf16 keeps XLA\'s convolutions')
