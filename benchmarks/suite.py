@@ -65,6 +65,8 @@ PRESETS = {
                  for d in ('float32', 'bfloat16')],
     'smoke': [('simclr', 'convnet', 16, 16, 'float32')],
 }
+# What --parts may name, in the order they run.
+PARTS = ('step', 'profile', 'augment', 'input', 'scaling', 'torch')
 # The SimCLR cases also timed in PyTorch (benchmarks/torch_reference.py).
 TORCH_CASES = {'cpu': PRESETS['cpu'][:2], 'cpu_bf16': PRESETS['cpu_bf16'],
                'gpu': PRESETS['gpu_core'],
@@ -338,8 +340,8 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--preset', default='cpu', choices=sorted(PRESETS))
   parser.add_argument('--parts', default='step,augment,input,scaling,torch',
-                      help='Any of step, profile, augment, input, scaling, '
-                      'torch (profile: per-op time of each case).')
+                      help=f'Any of {", ".join(PARTS)} (profile: per-op '
+                      'time of each case).')
   parser.add_argument('--steps', type=int, default=10)
   parser.add_argument('--warmup', type=int, default=2)
   parser.add_argument('--rounds', type=int, default=1,
@@ -360,11 +362,10 @@ def main():
     print(json.dumps(CASES[args._part](args)))  # pylint: disable=protected-access
     return
   parts, records = args.parts.split(','), []
-  unknown = sorted(set(parts) - {'step', 'profile', 'augment', 'input',
-                                 'scaling', 'torch'})
+  unknown = sorted(set(parts) - set(PARTS))
   if unknown:
     parser.error(f'--parts={args.parts}: unknown {", ".join(unknown)}; give '
-                 'any of step, profile, augment, input, scaling, torch.')
+                 f'any of {", ".join(PARTS)}.')
   cases = PRESETS[args.preset]
   first = cases[0]
 

@@ -24,32 +24,40 @@ pytestmark = pytest.mark.skipif(
 _DIMS = ('NHWC', 'HWIO', 'NHWC')
 
 
-@pytest.mark.parametrize('shape,kernel,strides,padding', [
+_GEOMETRIES = [  # (input shape, kernel shape, strides, padding)
     ((3, 9, 9, 5), (3, 3, 5, 6), (1, 1), 'SAME'),
     ((2, 10, 7, 4), (3, 3, 4, 8), (2, 2), 'SAME'),
     ((2, 9, 9, 4), (1, 1, 4, 6), (2, 2), 'VALID'),
     ((2, 15, 15, 3), (7, 7, 3, 4), (2, 2), ((3, 3), (3, 3))),
     ((2, 8, 8, 4), (3, 3, 4, 4), (1, 2), ((0, 1), (2, 0))),
-])
-def test_onednn_forward_and_gradients_match_lax(shape, kernel, strides,
-                                                padding):
+]
+
+
+def _onednn_and_lax(shape, kernel, strides, padding, dtype):
+  """oneDNN's (y, dx, dkernel) on random ``dtype`` values, and float32
+  ``lax.conv_general_dilated`` with its VJP on the same values."""
   rng = np.random.default_rng(0)
-  x = jnp.asarray(rng.normal(size=shape), jnp.float32)
-  w = jnp.asarray(rng.normal(size=kernel), jnp.float32)
+  x = jnp.asarray(rng.normal(size=shape), dtype)
+  w = jnp.asarray(rng.normal(size=kernel), dtype)
   pads = conv._pads(padding, kernel[:2], strides, shape[1:3])
   plain = lambda x, w: lax.conv_general_dilated(x, w, strides, pads,
                                                 dimension_numbers=_DIMS)
-  y, vjp = jax.vjp(plain, x, w)
-  g = jnp.asarray(rng.normal(size=y.shape), jnp.float32)
-  dx, dw = vjp(g)
-  got = jax.jit(lambda x, w: onednn.conv(x, w, strides, pads))(x, w)
-  np.testing.assert_allclose(got, y, rtol=1e-5, atol=1e-4)
-  np.testing.assert_allclose(
-      onednn.input_grad(g, w, x.shape, strides, pads), dx, rtol=1e-5,
-      atol=1e-4)
-  np.testing.assert_allclose(
-      onednn.kernel_grad(x, g, w.shape, strides, pads), dw, rtol=1e-5,
-      atol=1e-3)
+  y, vjp = jax.vjp(plain, x.astype(jnp.float32), w.astype(jnp.float32))
+  g = jnp.asarray(rng.normal(size=y.shape), dtype)
+  got = (jax.jit(lambda x, w: onednn.conv(x, w, strides, pads))(x, w),
+         onednn.input_grad(g, w, x.shape, strides, pads),
+         onednn.kernel_grad(x, g, w.shape, strides, pads))
+  return got, (y, *vjp(g.astype(jnp.float32)))
+
+
+@pytest.mark.parametrize('shape,kernel,strides,padding', _GEOMETRIES)
+def test_onednn_forward_and_gradients_match_lax(shape, kernel, strides,
+                                                padding):
+  (y, dx, dw), (want_y, want_dx, want_dw) = _onednn_and_lax(
+      shape, kernel, strides, padding, jnp.float32)
+  np.testing.assert_allclose(y, want_y, rtol=1e-5, atol=1e-4)
+  np.testing.assert_allclose(dx, want_dx, rtol=1e-5, atol=1e-4)
+  np.testing.assert_allclose(dw, want_dw, rtol=1e-5, atol=1e-3)
 
 
 def _loss(fn, x, w):
@@ -105,27 +113,12 @@ def test_native_bf16_follows_onednn_isa():
 @pytest.mark.skipif(not onednn.native_bf16(),
                     reason='this CPU has no bfloat16 arithmetic '
                     '(AVX512-BF16 or AMX), so bf16 keeps XLA\'s convolutions')
-@pytest.mark.parametrize('shape,kernel,strides,padding', [
-    ((3, 9, 9, 5), (3, 3, 5, 6), (1, 1), 'SAME'),
-    ((2, 10, 7, 4), (3, 3, 4, 8), (2, 2), 'SAME'),
-    ((2, 9, 9, 4), (1, 1, 4, 6), (2, 2), 'VALID'),
-])
+@pytest.mark.parametrize('shape,kernel,strides,padding', _GEOMETRIES[:3])
 def test_onednn_bf16_matches_float32_to_bf16_rounding(shape, kernel, strides,
                                                      padding):
-  rng = np.random.default_rng(0)
-  x = jnp.asarray(rng.normal(size=shape), jnp.bfloat16)
-  w = jnp.asarray(rng.normal(size=kernel), jnp.bfloat16)
-  pads = conv._pads(padding, kernel[:2], strides, shape[1:3])
-  plain = lambda x, w: lax.conv_general_dilated(x, w, strides, pads,
-                                                dimension_numbers=_DIMS)
   # The reference: the same bf16 values, convolved in float32.
-  y, vjp = jax.vjp(plain, x.astype(jnp.float32), w.astype(jnp.float32))
-  g = jnp.asarray(rng.normal(size=y.shape), jnp.bfloat16)
-  dx, dw = vjp(g.astype(jnp.float32))
-  got = [onednn.conv(x, w, strides, pads),
-         onednn.input_grad(g, w, x.shape, strides, pads),
-         onednn.kernel_grad(x, g, w.shape, strides, pads)]
-  for value, want in zip(got, (y, dx, dw)):
+  got, wanted = _onednn_and_lax(shape, kernel, strides, padding, jnp.bfloat16)
+  for value, want in zip(got, wanted):
     assert value.dtype == jnp.bfloat16
     # Accumulated in float32, then rounded once to bf16 (8 mantissa bits).
     err = np.abs(np.asarray(value, np.float32) - np.asarray(want))

@@ -207,15 +207,12 @@ ffi::Error Call(char kind, ffi::AnyBuffer a, ffi::AnyBuffer b,
              b.untyped_data());
 }
 
-#define SSL_JAX_CONV_WRAPPER(name, kind)                                   \
-  ffi::Error name(ffi::AnyBuffer a, ffi::AnyBuffer b,                      \
-                  ffi::Result<ffi::AnyBuffer> out, int64_t sh, int64_t sw, \
-                  int64_t pt, int64_t pb, int64_t pl, int64_t pr) {        \
-    return Call(kind, a, b, out, sh, sw, pt, pb, pl, pr);                  \
-  }
-SSL_JAX_CONV_WRAPPER(Forward, 'f')
-SSL_JAX_CONV_WRAPPER(InputGrad, 'd')
-SSL_JAX_CONV_WRAPPER(KernelGrad, 'w')
+template <char kind>
+ffi::Error Handler(ffi::AnyBuffer a, ffi::AnyBuffer b,
+                   ffi::Result<ffi::AnyBuffer> out, int64_t sh, int64_t sw,
+                   int64_t pt, int64_t pb, int64_t pl, int64_t pr) {
+  return Call(kind, a, b, out, sh, sw, pt, pb, pl, pr);
+}
 
 }  // namespace
 
@@ -232,11 +229,11 @@ SSL_JAX_CONV_WRAPPER(KernelGrad, 'w')
       .Attr<int64_t>("pl")                                             \
       .Attr<int64_t>("pr")
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(SslJaxOnednnConvForward, Forward,
+XLA_FFI_DEFINE_HANDLER_SYMBOL(SslJaxOnednnConvForward, Handler<'f'>,
                               SSL_JAX_CONV_BINDING);
-XLA_FFI_DEFINE_HANDLER_SYMBOL(SslJaxOnednnConvInputGrad, InputGrad,
+XLA_FFI_DEFINE_HANDLER_SYMBOL(SslJaxOnednnConvInputGrad, Handler<'d'>,
                               SSL_JAX_CONV_BINDING);
-XLA_FFI_DEFINE_HANDLER_SYMBOL(SslJaxOnednnConvKernelGrad, KernelGrad,
+XLA_FFI_DEFINE_HANDLER_SYMBOL(SslJaxOnednnConvKernelGrad, Handler<'w'>,
                               SSL_JAX_CONV_BINDING);
 
 // 1 where this CPU computes in bfloat16 natively (AVX512-BF16 or AMX), so
