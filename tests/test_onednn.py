@@ -1,6 +1,7 @@
 """The oneDNN convolution custom calls against XLA's convolutions."""
 
 import functools
+import importlib
 import os
 import subprocess
 import sys
@@ -148,7 +149,8 @@ def _train(config, steps):
   key = step_lib.replicate(jax.random.key(1), mesh)
   hlo = None
   for _ in range(steps):
-    images = rng.integers(0, 256, (config.batch_size, 16, 16, 3), np.uint8)
+    images = rng.integers(0, 256, (config.batch_size, config.image_size,
+                                   config.image_size, 3), np.uint8)
     batch = {'image': images, 'label': np.zeros(config.batch_size, np.int32)}
     if hlo is None:
       hlo = step.lower(state, batch, key).as_text()
@@ -182,6 +184,23 @@ def test_simclr_resnet_steps_with_onednn_match_xla(monkeypatch, cifar_stem,
   jax.tree.map(lambda a, b: np.testing.assert_allclose(
       a, b, rtol=max(rtol, 2e-3), atol=atol), with_onednn.params,
                with_xla.params)
+
+
+@pytest.mark.parametrize('config_name', ['simclr_cifar10_cpu', 'simclr_cifar10'])
+def test_onednn_inside_real_configs_matches_xla(monkeypatch, config_name):
+  """The configs' own models and shapes (ConvNet at 24 px, ResNet-18 at 32 px)."""
+  config = importlib.import_module(f'configs.{config_name}').get_config()
+  config.batch_size = 8
+  monkeypatch.setattr(conv, '_single_device', lambda: True)
+  with_onednn, loss_onednn, hlo = _train(config, 2)
+  assert 'ssl_jax_onednn' in hlo
+  monkeypatch.setattr(conv, '_single_device', lambda: False)
+  with_xla, loss_xla, hlo = _train(config, 2)
+  assert 'ssl_jax_onednn' not in hlo
+  assert np.isfinite(loss_onednn)
+  np.testing.assert_allclose(loss_onednn, loss_xla, rtol=1e-4)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(
+      a, b, rtol=2e-3, atol=2e-4), with_onednn.params, with_xla.params)
 
 
 def test_failed_build_warns_and_keeps_xla(tmp_path):

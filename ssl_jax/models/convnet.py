@@ -11,15 +11,16 @@ from ssl_jax.models import conv
 
 @jax.custom_vjp
 def max_pool_2x2(x: jax.Array) -> jax.Array:
-  """2x2 stride-2 max-pool as a reshape and a max (odd edges are dropped).
+  """2x2 stride-2 max-pool whose gradient uses the forward pass's choice.
 
-  Same values as ``nn.max_pool(x, (2, 2), (2, 2))`` and the same gradient as
-  ``jnp.max``: the window's gradient is split equally among the elements equal
-  to its maximum (flat image regions do tie). The gradient is written out
-  elementwise: XLA's select-and-scatter (``nn.max_pool``) made the SimCLR step
-  ~25 % slower on CPU, and ``jnp.max``'s own gradient counts the ties with a
-  reduction that XLA:CPU fused with the preceding layer's input-gradient
-  convolution into one slow kernel (600 ms of a 2.8 s step).
+  Same values and gradient as ``nn.max_pool(x, (2, 2), (2, 2))``: each
+  window's gradient goes to one element, its first maximum in row-major
+  order; odd edges are dropped. The forward pass records which element that
+  is (an int8 per window) and the backward pass scatters into it, so the
+  gradient never depends on re-finding the maximum in values that XLA may
+  recompute with other rounding. Written by hand because XLA:CPU's
+  select-and-scatter (``nn.max_pool``'s gradient) makes the CPU-config
+  ConvNet SimCLR step ~1.4x slower (``benchmarks/cpu_ops.py``).
 
   Args:
     x: [N, H, W, C].
@@ -37,21 +38,25 @@ def _windows(x):
 
 
 def _pool_fwd(x):
-  y = _windows(x).max(axis=(2, 4))
-  return y, (x, y)
+  win = _windows(x)
+  a, b = win[:, :, 0, :, 0], win[:, :, 0, :, 1]
+  c, d = win[:, :, 1, :, 0], win[:, :, 1, :, 1]
+  top, bottom = jnp.maximum(a, b), jnp.maximum(c, d)
+  # Strict comparisons: the first maximum wins, as in select-and-scatter.
+  top_index = jnp.where(b > a, 1, 0)
+  bottom_index = jnp.where(d > c, 3, 2)
+  index = jnp.where(bottom > top, bottom_index, top_index).astype(jnp.int8)
+  return jnp.maximum(top, bottom), (index, x.shape)
 
 
 def _pool_bwd(residuals, g):
-  x, y = residuals
-  n, h, w, c = x.shape
-  windows = _windows(x)
-  hit = (windows == y[:, :, None, :, None]).astype(x.dtype)
-  # The tie count as three adds, not a reduction (see the docstring).
-  count = (hit[:, :, 0, :, 0] + hit[:, :, 0, :, 1] + hit[:, :, 1, :, 0]
-           + hit[:, :, 1, :, 1])
-  dx = hit * (g / count)[:, :, None, :, None]
+  index, shape = residuals
+  n, h, w, c = shape
+  slots = jnp.arange(4, dtype=jnp.int8).reshape(1, 1, 2, 1, 2, 1)
+  chosen = index[:, :, None, :, None] == slots
+  dx = jnp.where(chosen, g[:, :, None, :, None], 0).astype(g.dtype)
   dx = dx.reshape(n, h // 2 * 2, w // 2 * 2, c)
-  if dx.shape != x.shape:  # Odd edges were dropped: they get no gradient.
+  if dx.shape != shape:  # Odd edges were dropped: they get no gradient.
     dx = jnp.pad(dx, ((0, 0), (0, h - dx.shape[1]), (0, w - dx.shape[2]),
                       (0, 0)))
   return (dx,)
