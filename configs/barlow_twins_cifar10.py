@@ -3,9 +3,14 @@
   python main.py --config=configs/barlow_twins_cifar10.py --workdir=/tmp/bt_c10 \
       --config.data_dir=DIR
 
-Asymmetric views as in the paper (blur 1.0 / 0.1, solarize 0.0 / 0.2), a
-3-layer 2048-wide projector, lambda 0.0051. Expected: linear probe around
-85-90 % after 1000 epochs (published ResNet-18 CIFAR-10 reproductions).
+The paper's recipe scaled to CIFAR as solo-learn does
+(``scripts/pretrain/cifar/barlow.yaml``): a 3-layer 2048-wide projector,
+lambda 0.0051, LARS with biases and norm parameters at 0.0048 / 0.2 of the
+weights' learning rate and outside the weight decay and trust ratio,
+asymmetric solarize (0.0 / 0.2) and no blur (a blur of 32 px views erases
+what CIFAR objects have). Expected from published ResNet-18 reproductions
+(solo-learn: 92.1 % online linear after 1000 epochs): a linear probe around
+88-92 % after 1000 epochs; not yet measured here at that length.
 """
 
 from configs import default
@@ -24,11 +29,11 @@ def get_config():
   c.optimizer.weight_decay = 1.5e-6
   c.projector.hidden_dims = (2048, 2048)
   c.projector.out_dim = 2048
+  c.optimizer.bias_norm_lr_scale = 0.0048 / 0.2
   c.barlow.lambd = 0.0051
-  for view, blur, solarize in ((c.augment.view1, 1.0, 0.0),
-                               (c.augment.view2, 0.1, 0.2)):
+  for view, solarize in ((c.augment.view1, 0.0), (c.augment.view2, 0.2)):
     view.crop_scale = (0.2, 1.0)
     view.jitter_strength = 0.5
-    view.blur_prob = blur
+    view.blur_prob = 0.0
     view.solarize_prob = solarize
   return c

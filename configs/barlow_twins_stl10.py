@@ -3,7 +3,8 @@
   python main.py --config=configs/barlow_twins_stl10.py --workdir=/tmp/bt_stl \
       --config.data_dir=DIR
 
-Paper recipe scaled to STL-10: LARS, batch 512, 3x4096 projector, asymmetric
+Paper recipe scaled to STL-10: LARS, batch 512, biases and norm parameters
+at 0.0048 / 0.2 of the weights' learning rate, 3x4096 projector, asymmetric
 views (blur 1.0 / 0.1, solarize 0.0 / 0.2). Expected: linear probe around
 80-85 % after 500 epochs.
 """
@@ -24,6 +25,7 @@ def get_config():
   c.learning_rate = 0.2
   c.optimizer.lr_scaling = 'linear'
   c.optimizer.weight_decay = 1.5e-6
+  c.optimizer.bias_norm_lr_scale = 0.0048 / 0.2
   c.projector.hidden_dims = (4096, 4096)
   c.projector.out_dim = 4096
   c.probe.batch_size = 256

@@ -84,6 +84,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.optimizer.trust_coefficient = 1e-3  # LARS.
   c.optimizer.b1 = 0.9           # Adam(W).
   c.optimizer.b2 = 0.999         # Adam(W).
+  # Multiplies the LR of biases and norm parameters (the 1-D leaves).
+  c.optimizer.bias_norm_lr_scale = 1.0
 
   c.nonfinite = 'stop'           # NaN/Inf loss, gradient or params: 'stop' (keep the last
                                  # good checkpoint) or 'skip' the update and count it.

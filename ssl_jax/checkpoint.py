@@ -20,7 +20,9 @@ STRUCTURAL_FIELDS = ('method', 'encoder', 'model', 'projector', 'dataset',
                      'data.train_split', 'data.label_fraction',
                      'data.labels_per_class', 'data.resize', 'data.channels',
                      'batch_size',
-                     'seed', 'optimizer.name', 'deepcluster.num_clusters',
+                     'seed', 'optimizer.name',
+                     # 1.0 or not changes the optimiser state's structure.
+                     'optimizer.bias_norm_lr_scale', 'deepcluster.num_clusters',
                      'fixmatch.mu')
 
 
@@ -68,6 +70,23 @@ def check_config(workdir: str, config: ml_collections.ConfigDict,
           '--allow_config_change to resume anyway.')
     if diff:
       logging.warning('Resuming with changed fields: %s', ', '.join(diff))
+
+
+def make_workdir(workdir: str) -> None:
+  """Creates ``workdir`` (and its parents) before any data is read.
+
+  Raises:
+    CheckpointError: it cannot be created or written (read-only mount, a file
+      in the way, no permission), named in one line.
+  """
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    if not os.access(workdir, os.W_OK | os.X_OK):
+      raise PermissionError(13, 'not writable')
+  except OSError as e:
+    raise CheckpointError(
+        f'workdir {workdir!r} cannot be created or written '
+        f'({e.strerror or e}); choose a writable --workdir.') from None
 
 
 def save_config(workdir: str, config: ml_collections.ConfigDict) -> None:

@@ -75,6 +75,8 @@ def make_optimizer(config: ml_collections.ConfigDict,
 
   LARS (``optax.lars``) excludes biases and normalisation parameters from both
   the weight decay and the trust-ratio adaptation, via :func:`decay_mask`.
+  ``optimizer.bias_norm_lr_scale`` multiplies the learning rate of those
+  parameters (Barlow Twins' recipe gives them 0.0048 / 0.2 of the weights').
 
   Args:
     config: the experiment config.
@@ -83,7 +85,18 @@ def make_optimizer(config: ml_collections.ConfigDict,
   Returns:
     An optax gradient transformation.
   """
-  opt = config.optimizer
+  tx = _base_optimizer(config.optimizer, schedule)
+  if config.optimizer.bias_norm_lr_scale != 1.0:
+    # Every optimiser here is linear in its learning rate after the adaptive
+    # statistics, so scaling the update is scaling the learning rate.
+    tx = optax.chain(tx, optax.masked(
+        optax.scale(config.optimizer.bias_norm_lr_scale),
+        lambda params: jax.tree.map(lambda p: p.ndim <= 1, params)))
+  return tx
+
+
+def _base_optimizer(opt: ml_collections.ConfigDict,
+                    schedule: optax.Schedule) -> optax.GradientTransformation:
   if opt.name == 'lars':
     return optax.lars(
         learning_rate=schedule, weight_decay=opt.weight_decay,

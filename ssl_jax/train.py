@@ -67,6 +67,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   validate.validate(config, jax.device_count(), jax.process_count())
   is_chief = jax.process_index() == 0
   if is_chief:
+    checkpoint.make_workdir(workdir)
     checkpoint.check_config(workdir, config, allow_config_change)
   mesh = make_mesh()
   data_sharding = jax.sharding.NamedSharding(mesh, P('data'))

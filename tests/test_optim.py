@@ -44,6 +44,32 @@ def test_lars_masks_biases_and_norms():
   assert np.all(updates['zero_kernel']['kernel'] != 0)
 
 
+@pytest.mark.parametrize('name', ['lars', 'sgd', 'adam', 'adamw'])
+def test_bias_norm_lr_scale_scales_only_1d_updates(name):
+  rng = np.random.default_rng(1)
+  params = {'kernel': jnp.asarray(rng.normal(size=(4, 3)), jnp.float32),
+            'bias': jnp.asarray(rng.normal(size=3), jnp.float32),
+            'scale': jnp.ones(3)}
+  grads = jax.tree.map(
+      lambda p: jnp.asarray(rng.normal(size=p.shape), jnp.float32), params)
+
+  def two_updates(scale):
+    tx = optim.make_optimizer(_config(name=name, weight_decay=0.1,
+                                      bias_norm_lr_scale=scale), lambda s: 0.1)
+    state = tx.init(params)
+    out = []
+    for _ in range(2):  # The second update sees the momentum / moments.
+      updates, state = tx.update(grads, state, params)
+      out.append(updates)
+    return out
+
+  for plain, scaled in zip(two_updates(1.0), two_updates(0.024)):
+    np.testing.assert_allclose(scaled['kernel'], plain['kernel'], rtol=1e-6)
+    for leaf in ('bias', 'scale'):
+      np.testing.assert_allclose(scaled[leaf], 0.024 * plain[leaf], rtol=1e-5)
+      assert np.all(plain[leaf] != 0)
+
+
 def test_decay_mask_by_rank():
   mask = optim.decay_mask({'k': jnp.ones((3, 3, 2, 4)), 'b': jnp.ones(4),
                            's': jnp.ones(4)})

@@ -153,6 +153,24 @@ def test_cli_missing_dataset_is_one_line(tmp_path):
   assert 'Traceback' not in proc.stderr
 
 
+@pytest.mark.parametrize('where', ['proc', 'file_in_the_way'])
+def test_cli_workdir_that_cannot_be_created_is_one_line(tmp_path, where):
+  if where == 'proc':
+    workdir = '/proc/ssl_jax_nope/w'  # As under a read-only mount, even as root.
+  else:
+    (tmp_path / 'file').write_text('')
+    workdir = f'{tmp_path}/file/w'
+  proc = _main('--config=configs/simclr_cifar10.py', f'--workdir={workdir}',
+               f'--config.data_dir={tmp_path}/nothing')
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  errors = [l for l in proc.stderr.splitlines() if l.startswith('ssl_jax:')]
+  assert len(errors) == 1, proc.stderr[-2000:]
+  assert errors[0].startswith(f"ssl_jax: error: workdir '{workdir}' cannot be "
+                              'created or written (')
+  assert errors[0].endswith('); choose a writable --workdir.')
+  assert 'Traceback' not in proc.stderr
+
+
 def test_cli_incompatible_workdir_names_fields_unless_allowed(tmp_path):
   from configs import simclr_cifar10  # pylint: disable=g-import-not-at-top
   workdir = tmp_path / 'w'
