@@ -13,7 +13,9 @@ each op switched back to the library's in turn:
 * ``all``: what the configs run (both ops);
 * ``no_onednn``: XLA's convolutions;
 * ``flax_max_pool``: ``nn.max_pool``;
-* ``library``: both library ops.
+* ``library``: both library ops;
+* ``ynnpack``: both ops, but XLA's default CPU options, which hand
+  convolutions to YNNPACK (``conv.CPU_COMPILER_OPTIONS`` keeps them off it).
 
 Each (case, variant) runs in its own one-device process, ``--rounds`` times in
 alternation; the figure is the median step time over all rounds. Run by hand
@@ -30,7 +32,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
-VARIANTS = ('all', 'no_onednn', 'flax_max_pool', 'library')
+VARIANTS = ('all', 'no_onednn', 'flax_max_pool', 'library', 'ynnpack')
 # (name, config file, global batch): the CPU configs' steps and the ResNet-18
 # recipe's at a CPU-sized batch.
 CASES = (('simclr_convnet_cpu', 'configs/simclr_cifar10_cpu.py', 256),
@@ -47,6 +49,8 @@ def _switch(variant):
     conv._use_onednn = lambda *args: False  # pylint: disable=protected-access
   if variant in ('flax_max_pool', 'library'):
     convnet.max_pool_2x2 = lambda x: nn.max_pool(x, (2, 2), strides=(2, 2))
+  if variant == 'ynnpack':
+    conv.compiler_options = lambda mesh: None
 
 
 def _measure(config_path, batch_size, variant, steps, warmup):

@@ -1,7 +1,8 @@
 """Pretrains on CIFAR-10 read straight from the JPEG npz, then linear-probes.
 
   python benchmarks/pretrain_npz.py --npz=../shared/data/cifar10_jpeg_q75.npz \
-      --config=configs/simclr_cifar10.py --config.num_epochs=30 --out=/tmp/gpu
+      --config=configs/simclr_cifar10.py --config.num_epochs=30 \
+      --config.optimizer.warmup_epochs=3 --config.dtype=bfloat16 --out=/tmp/gpu
 
 For accelerator images without TensorFlow (which clu's summary writer and
 tfds' builders need): the same compiled step (``ssl_jax.step``), input
@@ -105,8 +106,9 @@ def main(_):
       'steps': num_steps, 'train_seconds': train_seconds,
       'train_images_per_second': log[-1]['images_per_second'],
       'linear_probe/test_accuracy': probe['linear_probe/test_accuracy'],
-      'linear_probe/chosen_l2': probe.get('linear_probe/chosen_l2'),
-      'wall_seconds': time.time() - start, 'log': log}
+      'linear_probe/l2': probe['linear_probe/l2'],
+      'wall_seconds': time.time() - start, 'config': config.to_dict(),
+      'log': log}
   print(json.dumps({k: v for k, v in results.items() if k != 'log'}))
   if _OUT.value:
     os.makedirs(_OUT.value, exist_ok=True)

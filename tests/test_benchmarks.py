@@ -79,3 +79,44 @@ def test_op_profile_on_cpu_counts_hlo_ops_not_runtime_events():
                                                    'transpose_copy_fusion.17']
   assert summary['by_kind'] == {'custom call': [3.0, 0.75],
                                 'copy / transpose': [1.0, 0.25]}
+
+
+def _tiny_npz(path, rng):
+  """An npz in the layout of the CIFAR-10 JPEG archive, 16 px images."""
+  import io  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  arrays = {}
+  for split, n in (('train', 160), ('test', 40)):
+    blobs = []
+    for _ in range(n):
+      buf = io.BytesIO()
+      Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(
+          buf, format='JPEG', quality=75)
+      blobs.append(np.frombuffer(buf.getvalue(), np.uint8))
+    arrays[f'{split}_jpeg'] = np.concatenate(blobs)
+    arrays[f'{split}_offsets'] = np.cumsum([0] + [len(b) for b in blobs])
+    arrays[f'{split}_label'] = (np.arange(n) % 10).astype(np.uint8)
+  np.savez(path, **arrays)
+
+
+def test_pretrain_npz_writes_the_probe_and_its_config(tmp_path):
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  _tiny_npz(tmp_path / 'tiny.npz', np.random.default_rng(0))
+  env = dict(os.environ, JAX_PLATFORMS='cpu')
+  env.pop('XLA_FLAGS', None)
+  proc = subprocess.run(
+      [sys.executable, 'benchmarks/pretrain_npz.py',
+       f'--npz={tmp_path / "tiny.npz"}', '--config=configs/simclr_cifar10_cpu.py',
+       '--config.image_size=16', '--config.augment.train_size=0',
+       '--config.batch_size=32', '--config.num_epochs=2',
+       '--config.optimizer.warmup_epochs=1', '--config.log_every_steps=5',
+       '--config.model.conv_widths=(8,8,8,8)', '--config.probe.max_iters=5',
+       '--config.probe.batch_size=32', f'--out={tmp_path / "out"}'],
+      cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  results = json.loads((tmp_path / 'out' / 'results.json').read_text())
+  assert results['linear_probe/l2'] in (1e-5, 1e-4, 1e-3, 1e-2)
+  assert 0 <= results['linear_probe/test_accuracy'] <= 1
+  assert results['config']['optimizer']['warmup_epochs'] == 1
+  assert results['steps'] == 10

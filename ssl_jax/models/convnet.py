@@ -16,11 +16,13 @@ def max_pool_2x2(x: jax.Array) -> jax.Array:
   Same values and gradient as ``nn.max_pool(x, (2, 2), (2, 2))``: each
   window's gradient goes to one element, its first maximum in row-major
   order; odd edges are dropped. The forward pass records which element that
-  is (an int8 per window) and the backward pass scatters into it, so the
-  gradient never depends on re-finding the maximum in values that XLA may
-  recompute with other rounding. Written by hand because XLA:CPU's
+  is (an int8 per window) and the backward pass scatters into it, so every
+  window sends its gradient to exactly one element whatever XLA recomputes.
+  (Comparing the input with the pooled output again in the backward pass
+  does not work under jit: XLA may recompute either with other rounding, and
+  windows then match nothing.) Written by hand because XLA:CPU's
   select-and-scatter (``nn.max_pool``'s gradient) makes the CPU-config
-  ConvNet SimCLR step ~1.4x slower (``benchmarks/cpu_ops.py``).
+  ConvNet SimCLR step ~1.5x slower (``benchmarks/cpu_ops.py``).
 
   Args:
     x: [N, H, W, C].
