@@ -5,7 +5,7 @@
 
 Same encoder, views and optimiser as the SimCLR CPU proof
 (``configs/cifar10_cpu_common.py``); a 1024-1024-1024 projector, lambda
-0.0051, asymmetric solarize (0 / 0.2). About 22 minutes of pretraining on 2
+0.0051, asymmetric solarize (0 / 0.2). About 16 minutes of pretraining on 2
 CPU cores; the README's comparison table has the measured figures.
 """
 

@@ -6,7 +6,7 @@
 Same encoder and optimiser as the SimCLR CPU proof
 (``configs/cifar10_cpu_common.py``); k=100 clusters of PCA-whitened
 128-d features, re-clustered every epoch; one augmented view per image.
-About 22 minutes on 2 CPU cores including the clustering; the README's
+About 17 minutes on 2 CPU cores including the clustering; the README's
 comparison table has the measured figures.
 """
 
