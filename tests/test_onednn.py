@@ -158,6 +158,17 @@ def _train(config, steps):
   return state, float(metrics['loss']), hlo
 
 
+def _train_both(monkeypatch, config, steps):
+  """``steps`` steps with oneDNN on one device, then with XLA's convolutions."""
+  monkeypatch.setattr(conv, '_single_device', lambda: True)
+  with_onednn, loss_onednn, hlo = _train(config, steps)
+  assert 'ssl_jax_onednn' in hlo
+  monkeypatch.setattr(conv, '_single_device', lambda: False)
+  with_xla, loss_xla, hlo = _train(config, steps)
+  assert 'ssl_jax_onednn' not in hlo
+  return with_onednn, loss_onednn, with_xla, loss_xla
+
+
 @pytest.mark.parametrize('cifar_stem,dtype', [
     (True, 'float32'), (False, 'float32'),
     pytest.param(True, 'bfloat16', marks=pytest.mark.skipif(
@@ -171,12 +182,8 @@ def test_simclr_resnet_steps_with_onednn_match_xla(monkeypatch, cifar_stem,
       stage_sizes=(1, 1, 1), block=resnet.BasicBlock,
       cifar_stem=m.cifar_stem, width=8))
   monkeypatch.setattr(conv, '_ONEDNN_MIN_PIXELS', 1)
-  monkeypatch.setattr(conv, '_single_device', lambda: True)
-  with_onednn, loss_onednn, hlo = _train(config, 3)
-  assert 'ssl_jax_onednn' in hlo
-  monkeypatch.setattr(conv, '_single_device', lambda: False)
-  with_xla, loss_xla, hlo = _train(config, 3)
-  assert 'ssl_jax_onednn' not in hlo
+  with_onednn, loss_onednn, with_xla, loss_xla = _train_both(
+      monkeypatch, config, 3)
   # bf16 activations round differently in the two (XLA:CPU converts around
   # float32 convolutions); parameters and their updates stay float32.
   rtol, atol = (1e-4, 2e-4) if dtype == 'float32' else (2e-2, 2e-3)
@@ -191,12 +198,8 @@ def test_onednn_inside_real_configs_matches_xla(monkeypatch, config_name):
   """The configs' own models and shapes (ConvNet at 24 px, ResNet-18 at 32 px)."""
   config = importlib.import_module(f'configs.{config_name}').get_config()
   config.batch_size = 8
-  monkeypatch.setattr(conv, '_single_device', lambda: True)
-  with_onednn, loss_onednn, hlo = _train(config, 2)
-  assert 'ssl_jax_onednn' in hlo
-  monkeypatch.setattr(conv, '_single_device', lambda: False)
-  with_xla, loss_xla, hlo = _train(config, 2)
-  assert 'ssl_jax_onednn' not in hlo
+  with_onednn, loss_onednn, with_xla, loss_xla = _train_both(
+      monkeypatch, config, 2)
   assert np.isfinite(loss_onednn)
   np.testing.assert_allclose(loss_onednn, loss_xla, rtol=1e-4)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(
