@@ -87,9 +87,10 @@ def _config(method, encoder, image_size, batch_size, dtype):
   return c
 
 
-def _batch(config, rng, num_classes=10):
+def _batch(config, rng, num_classes=10, channels=3):
+  """A random global batch in the layout ``config.method`` trains on."""
   b, s = config.batch_size, config.image_size
-  images = lambda n: rng.integers(0, 256, (n, s, s, 3), dtype='uint8')
+  images = lambda n: rng.integers(0, 256, (n, s, s, channels), dtype='uint8')
   labels = lambda n: rng.integers(0, num_classes, (n,), dtype='int32')
   batch = {'image': images(b), 'label': labels(b)}
   if config.method == 'fixmatch':
@@ -124,22 +125,23 @@ def _peak_flops(device, dtype):
   return 2 * n**3 / _median(times), 'measured float32 2048^3 matmul'
 
 
-def _compile_step(config):
+def _compile_step(config, num_classes=10, channels=3):
   """The compiled train step of ``config`` and its inputs, on all devices."""
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from ssl_jax import methods, optim, step as step_lib  # pylint: disable=g-import-not-at-top,g-multiple-import
   method = methods.get(config.method)
   mesh = step_lib.make_mesh()
-  model = method.build_model(config, 10)
+  model = method.build_model(config, num_classes)
   schedule = optim.learning_rate_schedule(config, 100)
   tx = optim.make_optimizer(config, schedule)
   fake_data = {'train': np.zeros(config.batch_size)}
   state = step_lib.replicate(step_lib.create_state(
-      config, model, tx, jax.random.key(0), 3, fake_data), mesh)
+      config, model, tx, jax.random.key(0), channels, fake_data), mesh)
   step = step_lib.compile_train_step(config, model, tx, schedule, mesh)
   data = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
-  batch = jax.device_put(_batch(config, np.random.default_rng(0)), data)
+  batch = jax.device_put(_batch(config, np.random.default_rng(0), num_classes,
+                                channels), data)
   key = step_lib.replicate(jax.random.key(1), mesh)
   t = time.perf_counter()
   compiled = step.lower(state, batch, key).compile()

@@ -91,7 +91,7 @@ def make_optimizer(config: ml_collections.ConfigDict,
     # statistics, so scaling the update is scaling the learning rate.
     tx = optax.chain(tx, optax.masked(
         optax.scale(config.optimizer.bias_norm_lr_scale),
-        lambda params: jax.tree.map(lambda p: p.ndim <= 1, params)))
+        lambda params: jax.tree.map(lambda d: not d, decay_mask(params))))
   return tx
 
 
