@@ -10,7 +10,7 @@ the whole step faster, so this times the compiled train step of real configs
 (at their encoder, widths, view size and dtype; the batch may be shrunk) with
 each op switched back to the library's in turn:
 
-* ``all``: what the configs run (both ops);
+* ``all``: both ops (``cpu_convolutions='onednn'``, as the CPU configs choose);
 * ``no_onednn``: XLA's convolutions;
 * ``flax_max_pool``: ``nn.max_pool``;
 * ``library``: both library ops;
@@ -45,8 +45,6 @@ def _switch(variant):
   import flax.linen as nn  # pylint: disable=g-import-not-at-top
   from ssl_jax.models import conv  # pylint: disable=g-import-not-at-top
   from ssl_jax.models import convnet  # pylint: disable=g-import-not-at-top
-  if variant in ('no_onednn', 'library'):
-    conv._use_onednn = lambda *args: False  # pylint: disable=protected-access
   if variant in ('flax_max_pool', 'library'):
     convnet.max_pool_2x2 = lambda x: nn.max_pool(x, (2, 2), strides=(2, 2))
   if variant == 'ynnpack':
@@ -64,6 +62,8 @@ def _measure(config_path, batch_size, variant, steps, warmup):
   module = config_path[:-len('.py')].replace('/', '.')
   config = importlib.import_module(module).get_config()
   config.batch_size = batch_size
+  config.cpu_convolutions = ('xla' if variant in ('no_onednn', 'library')
+                             else 'onednn')
   compiled, state, batch, key, _ = suite._compile_step(config)  # pylint: disable=protected-access
   text = compiled.as_text()
   times = []

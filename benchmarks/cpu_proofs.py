@@ -182,7 +182,7 @@ def main():
   if not glob.glob(os.path.join(args.data_dir, 'cifar10', '*', 'dataset_info.json')):
     if not os.path.exists(args.npz):
       sys.exit(f'cpu_proofs: no CIFAR-10 archive at {args.npz!r}; pass --npz.')
-    subprocess.run([sys.executable, '-m', 'ssl_jax.prepare_data',
+    subprocess.run([sys.executable, '-m', 'ssl_jax.tools.prepare_data',
                     f'--npz={args.npz}', f'--data_dir={args.data_dir}'],
                    cwd=ROOT, check=True)
   for row in rows:

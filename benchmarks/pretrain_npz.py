@@ -5,7 +5,7 @@
       --config.optimizer.warmup_epochs=3 --config.dtype=bfloat16 --out=/tmp/gpu
 
 For accelerator images without TensorFlow (which clu's summary writer and
-tfds' builders need): the same compiled step (``ssl_jax.step``), input
+tfds' builders need): the same compiled step (``ssl_jax.training.step``), input
 pipeline batches, LR schedule and linear probe as ``main.py``, but the data
 come from the npz (decoded once with PIL, as ``prepare_data`` does) and the
 log goes to stdout and ``--out/results.json`` instead of TensorBoard. No
@@ -26,12 +26,12 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from ssl_jax import batching  # pylint: disable=g-import-not-at-top,wrong-import-position
-from ssl_jax import evaluate  # pylint: disable=g-import-not-at-top,wrong-import-position
-from ssl_jax import input_pipeline  # pylint: disable=g-import-not-at-top,wrong-import-position
+from ssl_jax.data import batching  # pylint: disable=g-import-not-at-top,wrong-import-position
+from ssl_jax.evaluation import probe  # pylint: disable=g-import-not-at-top,wrong-import-position
+from ssl_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top,wrong-import-position
 from ssl_jax import methods  # pylint: disable=g-import-not-at-top,wrong-import-position
-from ssl_jax import optim  # pylint: disable=g-import-not-at-top,wrong-import-position
-from ssl_jax import step as step_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+from ssl_jax.training import optim  # pylint: disable=g-import-not-at-top,wrong-import-position
+from ssl_jax.training import step as step_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file.')
 _NPZ = flags.DEFINE_string('npz', None, 'The CIFAR-10 JPEG npz.')
@@ -95,7 +95,7 @@ def main(_):
   jax.block_until_ready(state)
   train_seconds = time.time() - train_start
   variables = {'params': state.params, 'batch_stats': state.batch_stats}
-  probe = evaluate.probe_encoder(
+  fit = probe.probe_encoder(
       model, variables, train_split=data['train'], test_split=data['test'],
       config=config, mesh=mesh, num_classes=10)
   results = {
@@ -105,8 +105,8 @@ def main(_):
       'batch_size': config.batch_size, 'epochs': config.num_epochs,
       'steps': num_steps, 'train_seconds': train_seconds,
       'train_images_per_second': log[-1]['images_per_second'],
-      'linear_probe/test_accuracy': probe['linear_probe/test_accuracy'],
-      'linear_probe/l2': probe['linear_probe/l2'],
+      'linear_probe/test_accuracy': fit["linear_probe/test_accuracy"],
+      'linear_probe/l2': fit["linear_probe/l2"],
       'wall_seconds': time.time() - start, 'config': config.to_dict(),
       'log': log}
   print(json.dumps({k: v for k, v in results.items() if k != 'log'}))

@@ -73,14 +73,16 @@ TORCH_CASES = {'cpu': PRESETS['cpu'][:2], 'cpu_bf16': PRESETS['cpu_bf16'],
                'gpu_core': PRESETS['gpu_core'], 'smoke': PRESETS['smoke']}
 
 
-def _config(method, encoder, image_size, batch_size, dtype):
+def _config(method, encoder, image_size, batch_size, dtype,
+            cpu_convolutions='xla'):
   """The experiment config of a case: configs/default.py plus the case."""
   sys.path.insert(0, ROOT)
-  from configs import default  # pylint: disable=g-import-not-at-top
+  from ssl_jax.configs import default  # pylint: disable=g-import-not-at-top
   c = default.get_config()
   c.method, c.encoder, c.image_size, c.batch_size = (method, encoder,
                                                      image_size, batch_size)
   c.dtype = dtype
+  c.cpu_convolutions = cpu_convolutions
   c.dataset = 'stl10' if image_size > 32 else 'cifar10'
   c.model.cifar_stem = image_size <= 64
   c.fixmatch.mu = 2
@@ -89,16 +91,9 @@ def _config(method, encoder, image_size, batch_size, dtype):
 
 def _batch(config, rng, num_classes=10, channels=3):
   """A random global batch in the layout ``config.method`` trains on."""
-  b, s = config.batch_size, config.image_size
-  images = lambda n: rng.integers(0, 256, (n, s, s, channels), dtype='uint8')
-  labels = lambda n: rng.integers(0, num_classes, (n,), dtype='int32')
-  batch = {'image': images(b), 'label': labels(b)}
-  if config.method == 'fixmatch':
-    bu = config.fixmatch.mu * b
-    batch.update(unlabelled_image=images(bu), unlabelled_label=labels(bu))
-  if config.method == 'deepcluster':
-    batch['pseudo_label'] = labels(b) % config.deepcluster.num_clusters
-  return batch
+  from ssl_jax import methods  # pylint: disable=g-import-not-at-top
+  return methods.get(config.method).example_batch(config, rng, num_classes,
+                                                   channels)
 
 
 def _median(times):
@@ -127,22 +122,23 @@ def _peak_flops(device, dtype):
 
 def _compile_step(config, num_classes=10, channels=3):
   """The compiled train step of ``config`` and its inputs, on all devices."""
+  import dataclasses  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from ssl_jax import methods, optim, step as step_lib  # pylint: disable=g-import-not-at-top,g-multiple-import
-  method = methods.get(config.method)
-  mesh = step_lib.make_mesh()
-  model = method.build_model(config, num_classes)
-  schedule = optim.learning_rate_schedule(config, 100)
-  tx = optim.make_optimizer(config, schedule)
-  fake_data = {'train': np.zeros(config.batch_size)}
-  state = step_lib.replicate(step_lib.create_state(
-      config, model, tx, jax.random.key(0), channels, fake_data), mesh)
-  step = step_lib.compile_train_step(config, model, tx, schedule, mesh)
-  data = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
+  from ssl_jax.training import run as run_lib  # pylint: disable=g-import-not-at-top
+  run = run_lib.build(config)
+  if run.num_classes != num_classes or run.channels != channels:
+    run = dataclasses.replace(
+        run, model=run.method.build_model(run.config, num_classes),
+        dataset=dict(run.dataset, num_classes=num_classes), channels=channels)
+  schedule, tx = run.optimizer(100)
+  # A stand-in train split: methods size their extra state by its length.
+  state = run.create_state(tx, jax.random.key(0),
+                           {'train': np.zeros(config.batch_size)})
+  step = run.compile_step(tx, schedule)
   batch = jax.device_put(_batch(config, np.random.default_rng(0), num_classes,
-                                channels), data)
-  key = step_lib.replicate(jax.random.key(1), mesh)
+                                channels), run.data_sharding)
+  key = run.replicate(jax.random.key(1))
   t = time.perf_counter()
   compiled = step.lower(state, batch, key).compile()
   return compiled, state, batch, key, time.perf_counter() - t
@@ -151,7 +147,8 @@ def _compile_step(config, num_classes=10, channels=3):
 def case_step(args):
   """Times one train step case; returns its JSON record."""
   import jax  # pylint: disable=g-import-not-at-top
-  config = _config(*args.case)
+  from ssl_jax import methods  # pylint: disable=g-import-not-at-top
+  config = _config(*args.case, args.cpu_convolutions)
   compiled, state, batch, key, compile_s = _compile_step(config)
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
@@ -167,12 +164,7 @@ def case_step(args):
   med = _median(times)
   device = jax.devices()[0]
   peak, peak_source = _peak_flops(device, config.dtype)
-  b, mu = config.batch_size, config.fixmatch.mu
-  # Images read and views encoded per step (FixMatch: a weak labelled view,
-  # weak and strong unlabelled views).
-  images, views = {'simclr': (b, 2 * b), 'barlow_twins': (b, 2 * b),
-                   'supervised': (b, b), 'deepcluster': (b, b),
-                   'fixmatch': (b + mu * b, b + 2 * mu * b)}[config.method]
+  images, views = methods.get(config.method).images_per_step(config)
   stats = device.memory_stats() or {}
   return {
       'part': 'step', 'method': config.method, 'encoder': config.encoder,
@@ -203,8 +195,8 @@ def case_augment(args):
   """Augmentation alone (two SimCLR views), microseconds per image."""
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from ssl_jax import augment  # pylint: disable=g-import-not-at-top
-  config = _config(*args.case)
+  from ssl_jax.data import augment  # pylint: disable=g-import-not-at-top
+  config = _config(*args.case, args.cpu_convolutions)
   views = (config.augment.view1, config.augment.view2)
   fn = jax.jit(lambda k, x: augment.make_views(k, x, views, config.image_size))
   x = jax.device_put(_batch(config, np.random.default_rng(0))['image'])
@@ -225,8 +217,10 @@ def case_input(args):
   """The host input pipeline alone: cached split -> sharded global batches."""
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from ssl_jax import batching, input_pipeline, step as step_lib  # pylint: disable=g-import-not-at-top,g-multiple-import
-  config = _config(*args.case)
+  from ssl_jax.data import batching  # pylint: disable=g-import-not-at-top,g-multiple-import
+  from ssl_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top,g-multiple-import
+  from ssl_jax.training import step as step_lib  # pylint: disable=g-import-not-at-top,g-multiple-import
+  config = _config(*args.case, args.cpu_convolutions)
   rng = np.random.default_rng(0)
   s = config.image_size
   split = input_pipeline.Split(
@@ -254,7 +248,7 @@ def case_profile(args):
   import tempfile  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
   import op_profile  # pylint: disable=g-import-not-at-top
-  config = _config(*args.case)
+  config = _config(*args.case, args.cpu_convolutions)
   compiled, state, batch, key, _ = _compile_step(config)
   for _ in range(max(args.warmup, 1)):
     state, metrics = compiled(state, batch, key)
@@ -289,7 +283,8 @@ def _spawn(part, case, args, devices=0, python=None, script=None, extra=()):
   cmd = [python or sys.executable, script or __file__, *extra]
   if script is None:
     cmd += [f'--_part={part}', f'--_case={json.dumps(case)}',
-            f'--steps={args.steps}', f'--warmup={args.warmup}']
+            f'--steps={args.steps}', f'--warmup={args.warmup}',
+            f'--cpu_convolutions={args.cpu_convolutions}']
     if part == 'profile' and args.trace_dir:
       cmd.append('--trace_dir=' + os.path.join(
           os.path.abspath(args.trace_dir), '_'.join(map(str, case))))
@@ -354,6 +349,10 @@ def main():
   parser.add_argument('--trace_dir', default='',
                       help='Keep the profile part\'s traces here (one folder '
                       'per case; default: a temporary folder).')
+  parser.add_argument(
+      '--cpu_convolutions', default='onednn', choices=('xla', 'onednn'),
+      help="config.cpu_convolutions of every case (XLA's are used wherever "
+      "oneDNN's do not apply: GPU/TPU, several devices, not installed).")
   parser.add_argument('--out', default='')
   parser.add_argument('--timeout', type=int, default=1800)
   parser.add_argument('--_part', default='', help=argparse.SUPPRESS)

@@ -14,7 +14,7 @@ not LARS; torch's default init; the crop (flip folded in) is affine_grid +
 bilinear grid_sample without antialiasing (JAX: scale_and_translate, antialias);
 stride-2 3x3 convs and the ImageNet-stem max-pool pad (1, 1), not flax's SAME
 (0, 1) (same FLOPs); jitter strength 1.0 (the JAX configs use 0.5; same
-cost); no metrics or non-finite checks. The jitter is ssl_jax.augment's: scaled
+cost); no metrics or non-finite checks. The jitter is ssl_jax.data.augment's: scaled
 brightness, per-channel-mean contrast, an HSV round trip per op, random order
 per image, clip after each op, rec601 grayscale.
 """

@@ -1,6 +1,6 @@
 """Tiny configs shared by the tests."""
 
-from configs import default
+from ssl_jax.configs import default
 
 
 def tiny_config(**overrides):

@@ -1,4 +1,4 @@
-"""Tests for ssl_jax.augment."""
+"""Tests for ssl_jax.data.augment."""
 
 import dm_pix as pix
 import jax
@@ -7,7 +7,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from ssl_jax import augment
+from ssl_jax.data import augment
 
 # Everything on, probabilities 1: exercises every branch.
 ALL_ON = dict(flip_prob=1.0, jitter_prob=1.0, grayscale_prob=1.0,

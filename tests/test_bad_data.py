@@ -10,10 +10,10 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
-from ssl_jax import batching
-from ssl_jax import input_pipeline
-from ssl_jax import prepare_data
-from ssl_jax import validate
+from ssl_jax.data import batching
+from ssl_jax.data import input_pipeline
+from ssl_jax.tools import prepare_data
+from ssl_jax.training import validate
 from tests import helpers
 from tests import test_prepare_data
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from ssl_jax import methods
-from ssl_jax import optim
-from ssl_jax import train
+from ssl_jax.training import optim
+from ssl_jax.training import step as step_lib
 from tests import helpers
 
 
@@ -19,11 +19,11 @@ def _trajectory(dtype, method='simclr', steps=6):
   model = methods.get(method).build_model(config, 10)
   schedule = optim.learning_rate_schedule(config, 10)
   tx = optim.make_optimizer(config, schedule)
-  mesh = train.make_mesh()
+  mesh = step_lib.make_mesh()
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   state = jax.device_put(
-      train.create_state(config, model, tx, jax.random.key(0), 3), replicated)
-  step = train.compile_train_step(config, model, tx, schedule, mesh)
+      step_lib.create_state(config, model, tx, jax.random.key(0), 3), replicated)
+  step = step_lib.compile_train_step(config, model, tx, schedule, mesh)
   rng = np.random.default_rng(0)
   losses = []
   for _ in range(steps):

@@ -6,7 +6,7 @@ import numpy as np
 from sklearn import cluster as skcluster
 from sklearn import metrics as skmetrics
 
-from ssl_jax import clustering
+from ssl_jax.evaluation import clustering
 
 
 def _blobs(n_per=20, k=4, dim=5, seed=0):

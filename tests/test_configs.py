@@ -16,12 +16,12 @@ import jax
 import numpy as np
 import pytest
 
-from configs import default
-from configs.evals import default as evals_default
-from ssl_jax import input_pipeline
+from ssl_jax.configs import default
+from ssl_jax.configs.evals import default as evals_default
+from ssl_jax.data import input_pipeline
 from ssl_jax import methods
-from ssl_jax import step as step_lib
-from ssl_jax import validate
+from ssl_jax.training import step as step_lib
+from ssl_jax.training import validate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, 'benchmarks'))
@@ -36,9 +36,9 @@ def _modules(folder, skip):
   return [f'{folder.replace("/", ".")}.{n}' for n in names]
 
 
-EXPERIMENTS = _modules('configs', _NOT_EXPERIMENTS)
-EVALS = (_modules('configs/evals', ('__init__',))
-         + _modules('configs/transfer', ('__init__', 'common')))
+EXPERIMENTS = _modules('ssl_jax/configs', _NOT_EXPERIMENTS)
+EVALS = (_modules('ssl_jax/configs/evals', ('__init__',))
+         + _modules('ssl_jax/configs/transfer', ('__init__', 'common')))
 
 
 def test_every_experiment_config_is_covered():

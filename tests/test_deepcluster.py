@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from ssl_jax import checkpoint
-from ssl_jax import input_pipeline
+from ssl_jax.training import checkpoint
+from ssl_jax.data import input_pipeline
 from ssl_jax import methods
-from ssl_jax import optim
-from ssl_jax import train
+from ssl_jax.training import optim
+from ssl_jax.training import train
 from ssl_jax.methods import deepcluster
+from ssl_jax.training import step as step_lib
 from tests import helpers
 
 
@@ -29,7 +30,7 @@ def _setup(k=6, n=32):
   split = input_pipeline.Split('train', [], images, (np.arange(n) % 3).astype(np.int32))
   model = deepcluster.build_model(config, 10)
   tx = optim.make_optimizer(config, optim.learning_rate_schedule(config, 2))
-  state = train.create_state(config, model, tx, jax.random.key(0), 3,
+  state = step_lib.create_state(config, model, tx, jax.random.key(0), 3,
                              {'train': split})
   # Non-zero optimiser moments everywhere, so the reset is visible.
   state = state.replace(opt_state=jax.tree.map(
@@ -39,7 +40,7 @@ def _setup(k=6, n=32):
 
 def test_epoch_start_reseeds_empty_clusters_and_reinitialises_head():
   config, model, split, state = _setup()
-  mesh = train.make_mesh()
+  mesh = step_lib.make_mesh()
   new, metrics = deepcluster.epoch_start(state, 3, model=model, config=config,
                                          data={'train': split}, mesh=mesh)
   assignments = np.asarray(new.extra['assignments'])
@@ -74,7 +75,7 @@ def test_train_batches_sample_clusters_uniformly_and_end_with_the_epoch():
   config, _, split, state = _setup(k=2, n=64)
   assignments = np.array([0] * 56 + [1] * 8, np.int32)
   state = state.replace(extra={'assignments': assignments})
-  mesh = train.make_mesh()
+  mesh = step_lib.make_mesh()
   sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
   batches = list(deepcluster.train_batches(state=state, start_step=4, config=config,
                                            data={'train': split}, sharding=sharding))
@@ -87,11 +88,11 @@ def test_more_clusters_than_images_is_a_clear_error():
   config, model, split, state = _setup(k=6, n=5)
   with pytest.raises(input_pipeline.DataError, match='num_clusters=6'):
     deepcluster.epoch_start(state, 0, model=model, config=config,
-                            data={'train': split}, mesh=train.make_mesh())
+                            data={'train': split}, mesh=step_lib.make_mesh())
 
 
 def test_registered():
-  assert methods.get('deepcluster') is deepcluster
+  assert methods.get('deepcluster') is deepcluster.METHOD
 
 
 def test_resume_mid_epoch_continues_exactly(tmp_path):
@@ -111,11 +112,11 @@ def test_resume_mid_epoch_continues_exactly(tmp_path):
   def final(workdir):
     model = deepcluster.build_model(config, 10)
     tx = optim.make_optimizer(config, optim.learning_rate_schedule(config, 4))
-    mesh = train.make_mesh()
+    mesh = step_lib.make_mesh()
     split = input_pipeline.Split('train', [], np.zeros((64, 32, 32, 3), np.uint8),
                                  np.zeros(64, np.int32))
     target = jax.device_put(
-        train.create_state(config, model, tx, jax.random.key(0), 3,
+        step_lib.create_state(config, model, tx, jax.random.key(0), 3,
                            {'train': split}),
         jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
     ckpt = checkpoint.Checkpointer(workdir, 3)

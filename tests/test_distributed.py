@@ -2,7 +2,7 @@
 
 import pytest
 
-from ssl_jax import distributed
+from ssl_jax.training import distributed
 
 
 @pytest.mark.parametrize('env,expected', [

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skmetrics
 
-from ssl_jax import embedding_metrics
+from ssl_jax.evaluation import embedding_metrics
 
 
 def _random_set(n=200, k=5, dim=8, seed=0):

@@ -10,13 +10,15 @@ import jax
 import numpy as np
 import pytest
 
-from ssl_jax import evaluate
-from ssl_jax import evaluators
-from ssl_jax import finetune
-from ssl_jax import input_pipeline
-from ssl_jax import knn
+from ssl_jax.evaluation import probe
+from ssl_jax.evaluation import evaluators
+from ssl_jax.evaluation import finetune
+from ssl_jax.data import input_pipeline
+from ssl_jax.evaluation import knn
 from ssl_jax import methods
-from ssl_jax import train
+from ssl_jax.training import train
+from ssl_jax.training import run as run_lib
+from ssl_jax.training import step as step_lib
 from tests import helpers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -58,7 +60,7 @@ def test_selection_never_depends_on_test():
   test_x = np.random.default_rng(1).normal(size=(100, 6)).astype(np.float32)
   for flip in (0, 1):  # Test labels right, then all wrong.
     test_y = ((test_x[:, 0] > 0) ^ flip).astype(np.int32)
-    runs.append(evaluate.linear_probe(x, y, test_x, test_y, num_classes=2,
+    runs.append(probe.linear_probe(x, y, test_x, test_y, num_classes=2,
                                       config=config, seed=0))
   chosen = [{k: v for k, v in r.items() if 'test' not in k} for r in runs]
   assert chosen[0] == chosen[1]
@@ -93,17 +95,9 @@ def tiny_run(tmp_path_factory):
 
 
 def _context(config, workdir, mesh=None):
-  info = input_pipeline.DATASETS[config.dataset]
-  model = methods.get(config.method).build_model(config, info['num_classes'])
-  step, variables = evaluators.restore_variables(config, workdir)
-  mesh = mesh or train.make_mesh()
-  variables = jax.device_put(variables, jax.sharding.NamedSharding(
-      mesh, jax.sharding.PartitionSpec()))
-  load = lambda split, cache=True: input_pipeline.load_split(
-      config.dataset, split, cache=cache)
-  return evaluators.Context(config=config, workdir=workdir, model=model,
-                            variables=variables, mesh=mesh, load=load,
-                            step=step, train_fn=train.train_and_evaluate)
+  run = run_lib.build(config, mesh)
+  step, variables = run.restore_variables(workdir)
+  return train.evaluation_context(run, workdir, run.replicate(variables), step)
 
 
 def test_final_evaluation_writes_knn_and_embedding(tiny_run):
@@ -141,7 +135,7 @@ def test_results_do_not_depend_on_device_count(tiny_run):
   config, workdir, _ = tiny_run
   figures = []
   for devices in (jax.devices()[:1], jax.devices()):
-    ctx = _context(config, workdir, train.make_mesh(devices))
+    ctx = _context(config, workdir, step_lib.make_mesh(devices))
     figures.append((ctx.test_features, dict(evaluators.run(ctx, ['knn']))))
   np.testing.assert_allclose(figures[0][0], figures[1][0], rtol=1e-5, atol=1e-5)
   assert figures[0][1] == figures[1][1]
@@ -198,7 +192,7 @@ def test_cli_evaluates_a_workdir_and_merges_results(tiny_run):
   _, workdir, _ = tiny_run
   env = dict(os.environ, XLA_FLAGS='', JAX_PLATFORMS='cpu')
   out = subprocess.run(
-      [sys.executable, '-m', 'ssl_jax.evaluators', f'--workdir={workdir}',
+      [sys.executable, '-m', 'ssl_jax.tools.evaluate', f'--workdir={workdir}',
        '--only=knn', '--evals.knn.k=5'], cwd=ROOT, env=env,
       capture_output=True, text=True, timeout=300, check=False)
   assert out.returncode == 0, out.stderr[-2000:]
@@ -207,7 +201,7 @@ def test_cli_evaluates_a_workdir_and_merges_results(tiny_run):
     merged = json.load(f)
   assert merged['knn/k'] == 5 and 'train/wall_seconds' in merged
   bad = subprocess.run(
-      [sys.executable, '-m', 'ssl_jax.evaluators', '--workdir=/nonexistent'],
+      [sys.executable, '-m', 'ssl_jax.tools.evaluate', '--workdir=/nonexistent'],
       cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
       check=False)
   assert bad.returncode != 0 and 'config.json' in bad.stderr

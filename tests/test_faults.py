@@ -16,7 +16,7 @@ import jax
 import numpy as np
 import pytest
 
-from ssl_jax import checkpoint
+from ssl_jax.training import checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 88  # 4 epochs of 1,437 digits at batch 64.

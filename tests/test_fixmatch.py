@@ -6,10 +6,10 @@ import numpy as np
 import optax
 import pytest
 
-from ssl_jax import input_pipeline
-from ssl_jax import optim
-from ssl_jax import train
+from ssl_jax.data import input_pipeline
+from ssl_jax.training import optim
 from ssl_jax.methods import fixmatch
+from ssl_jax.training import step as step_lib
 from tests import helpers
 
 
@@ -51,13 +51,13 @@ def test_train_step_updates_the_ema_of_params_and_batch_stats():
   config = helpers.tiny_config(method='fixmatch', dataset='cifar10',
                                **{'fixmatch.mu': 2, 'fixmatch.ema_decay': 0.9,
                                   'optimizer.warmup_epochs': 0})
-  mesh = train.make_mesh()
+  mesh = step_lib.make_mesh()
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   data = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
-  model = fixmatch.build_model(config, 10)
+  model = fixmatch.METHOD.build_model(config, 10)
   schedule = optim.learning_rate_schedule(config, 10)
   tx = optim.make_optimizer(config, schedule)
-  state = jax.device_put(train.create_state(config, model, tx, jax.random.key(0), 3),
+  state = jax.device_put(step_lib.create_state(config, model, tx, jax.random.key(0), 3),
                          replicated)
   before = jax.device_get(state)
   rng = np.random.default_rng(0)
@@ -65,7 +65,7 @@ def test_train_step_updates_the_ema_of_params_and_batch_stats():
            'label': rng.integers(0, 10, (16,)).astype(np.int32),
            'unlabelled_image': rng.integers(0, 256, (32, 32, 32, 3), dtype=np.uint8),
            'unlabelled_label': rng.integers(-1, 10, (32,)).astype(np.int32)}
-  step = train.compile_train_step(config, model, tx, schedule, mesh)
+  step = step_lib.compile_train_step(config, model, tx, schedule, mesh)
   state, metrics = step(state, jax.device_put(batch, data),
                         jax.device_put(jax.random.key(1), replicated))
   after, metrics = jax.device_get(state), jax.device_get(metrics)

@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ssl_jax import guards
-from ssl_jax.train_state import TrainState
+from ssl_jax.training import guards
+from ssl_jax.methods.base import TrainState
 
 
 def _step_fn(state, batch, key):

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from ssl_jax import batching
-from ssl_jax import input_pipeline
-from ssl_jax import train
+from ssl_jax.data import batching
+from ssl_jax.data import input_pipeline
+from ssl_jax.training import step as step_lib
 
 
 def test_batch_indices_pure_and_cover_each_epoch():
@@ -23,7 +23,7 @@ def test_batch_indices_pure_and_cover_each_epoch():
 def test_train_batches_resume_mid_epoch():
   split = input_pipeline.Split('x', [], np.arange(40, dtype=np.uint8).reshape(40, 1, 1, 1),
                                np.arange(40, dtype=np.int32))
-  mesh = train.make_mesh()
+  mesh = step_lib.make_mesh()
   sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
   full = batching.train_batches(split, seed=0, batch_size=8, start_step=0,
                                       sharding=sharding, prefetch=2)
@@ -40,7 +40,7 @@ def test_missing_dataset_is_one_clear_line(tmp_path):
   message = str(e.value)
   assert '\n' not in message
   assert 'cifar10' in message and str(tmp_path) in message
-  assert 'python -m ssl_jax.prepare_data' in message
+  assert 'python -m ssl_jax.tools.prepare_data' in message
 
 
 def test_mock_tfds_split_concatenation_and_labels():

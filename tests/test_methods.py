@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from ssl_jax import augment
-from ssl_jax import input_pipeline
+from ssl_jax.data import augment
+from ssl_jax.data import input_pipeline
 from ssl_jax import methods
 from ssl_jax import models
-from ssl_jax import train
+from ssl_jax.training import train
 from tests import helpers
 
 

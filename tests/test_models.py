@@ -10,11 +10,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import default
+from ssl_jax.configs import default
 from ssl_jax import models
-from ssl_jax import step as step_lib
+from ssl_jax.training import step as step_lib
 from ssl_jax.models import conv
 from ssl_jax.models import convnet
+from ssl_jax.training import run as run_lib
+from tests import helpers
 
 
 @pytest.mark.parametrize('encoder,cifar_stem,size,dim', [
@@ -166,3 +168,14 @@ def test_cpu_compiler_options_keep_convolutions_off_ynnpack():
 
   assert compiled(options) == (1, True)  # YNNPACK runs only the sum.
   assert compiled(None) == (2, False)  # By default it also takes the conv.
+
+
+def test_cpu_convolutions_resolve_to_what_the_mesh_runs():
+  config = helpers.tiny_config(cpu_convolutions='onednn')
+  assert jax.device_count() > 1  # A custom call cannot be batch-sharded.
+  run = run_lib.build(config)
+  assert run.config.cpu_convolutions == 'xla'
+  assert config.cpu_convolutions == 'onednn'  # The user's config is kept.
+  assert conv.resolve('xla', step_lib.make_mesh(jax.devices()[:1])) == 'xla'
+  with pytest.raises(ValueError, match="cpu_convolutions='cuda'"):
+    conv.implementation('cuda')

@@ -12,15 +12,18 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ssl_jax import methods, optim, step as step_lib
 from ssl_jax import models
-from ssl_jax.models import conv, onednn, resnet
+from ssl_jax.models import conv
+from ssl_jax.models import onednn
+from ssl_jax.models import resnet
+from ssl_jax.training import run as run_lib
+from ssl_jax.training import step as step_lib
 from tests import helpers
 
 pytestmark = pytest.mark.skipif(
-    not onednn.available(),
-    reason='oneDNN custom calls unavailable (needs the onednn-cpu-gomp and '
-    'onednn-devel-cpu-gomp wheels and a C++ compiler; x86-64 Linux)')
+    not onednn.load(),
+    reason='oneDNN custom calls unavailable (needs pip install -e ".[onednn]" '
+    'and a C++ compiler; x86-64 Linux)')
 
 _DIMS = ('NHWC', 'HWIO', 'NHWC')
 
@@ -101,7 +104,7 @@ def test_native_bf16_follows_onednn_isa():
   # ONEDNN_MAX_CPU_ISA caps the ISA oneDNN uses: below AVX512-BF16 it would
   # emulate bfloat16, so bf16 convolutions stay on XLA.
   code = ('from ssl_jax.models import onednn; '
-          'print("native", onednn.available(), onednn.native_bf16())')
+          'print("native", onednn.load(), onednn.native_bf16())')
   for isa, native in (('AVX512_CORE', False), ('AVX2', False)):
     env = dict(os.environ, ONEDNN_MAX_CPU_ISA=isa)
     result = subprocess.run([sys.executable, '-c', code], env=env,
@@ -136,17 +139,14 @@ def test_several_devices_keep_xla_convolutions():
 
 
 def _train(config, steps):
-  method = methods.get(config.method)
-  mesh = step_lib.make_mesh(jax.devices()[:1])
-  model = method.build_model(config, 10)
-  schedule = optim.learning_rate_schedule(config, 100)
-  tx = optim.make_optimizer(config, schedule)
-  state = step_lib.replicate(step_lib.create_state(
-      config, model, tx, jax.random.key(0), 3,
-      {'train': np.zeros(config.batch_size)}), mesh)
-  step = step_lib.compile_train_step(config, model, tx, schedule, mesh)
+  run = run_lib.build(config, step_lib.make_mesh(jax.devices()[:1]))
+  assert run.config.cpu_convolutions == config.cpu_convolutions
+  schedule, tx = run.optimizer(100)
+  state = run.create_state(tx, jax.random.key(0),
+                           {'train': np.zeros(config.batch_size)})
+  step = run.compile_step(tx, schedule)
   rng = np.random.default_rng(0)
-  key = step_lib.replicate(jax.random.key(1), mesh)
+  key = run.replicate(jax.random.key(1))
   hlo = None
   for _ in range(steps):
     images = rng.integers(0, 256, (config.batch_size, config.image_size,
@@ -161,9 +161,11 @@ def _train(config, steps):
 def _train_both(monkeypatch, config, steps):
   """``steps`` steps with oneDNN on one device, then with XLA's convolutions."""
   monkeypatch.setattr(conv, '_single_device', lambda: True)
+  config = config.copy_and_resolve_references()
+  config.cpu_convolutions = 'onednn'
   with_onednn, loss_onednn, hlo = _train(config, steps)
   assert 'ssl_jax_onednn' in hlo
-  monkeypatch.setattr(conv, '_single_device', lambda: False)
+  config.cpu_convolutions = 'xla'
   with_xla, loss_xla, hlo = _train(config, steps)
   assert 'ssl_jax_onednn' not in hlo
   return with_onednn, loss_onednn, with_xla, loss_xla
@@ -178,10 +180,11 @@ def test_simclr_resnet_steps_with_onednn_match_xla(monkeypatch, cifar_stem,
   config = helpers.tiny_config(encoder='resnet18', batch_size=8, dtype=dtype,
                                **{'model.cifar_stem': cifar_stem})
   # A narrow ResNet with every block type: stem, strided and 1x1 shortcuts.
-  monkeypatch.setitem(models.ENCODERS, 'resnet18', lambda m: resnet.ResNet(
+  monkeypatch.setitem(models.ENCODERS, 'resnet18', lambda c: resnet.ResNet(
       stage_sizes=(1, 1, 1), block=resnet.BasicBlock,
-      cifar_stem=m.cifar_stem, width=8))
-  monkeypatch.setattr(conv, '_ONEDNN_MIN_PIXELS', 1)
+      cifar_stem=c.model.cifar_stem, width=8, dtype=jnp.dtype(c.dtype),
+      convolutions=c.cpu_convolutions))
+  monkeypatch.setattr(conv, 'ONEDNN_MIN_PIXELS', 1)
   with_onednn, loss_onednn, with_xla, loss_xla = _train_both(
       monkeypatch, config, 3)
   # bf16 activations round differently in the two (XLA:CPU converts around
@@ -196,7 +199,8 @@ def test_simclr_resnet_steps_with_onednn_match_xla(monkeypatch, cifar_stem,
 @pytest.mark.parametrize('config_name', ['simclr_cifar10_cpu', 'simclr_cifar10'])
 def test_onednn_inside_real_configs_matches_xla(monkeypatch, config_name):
   """The configs' own models and shapes (ConvNet at 24 px, ResNet-18 at 32 px)."""
-  config = importlib.import_module(f'configs.{config_name}').get_config()
+  config = importlib.import_module(
+      f'ssl_jax.configs.{config_name}').get_config()
   config.batch_size = 8
   with_onednn, loss_onednn, with_xla, loss_xla = _train_both(
       monkeypatch, config, 2)
@@ -209,7 +213,7 @@ def test_onednn_inside_real_configs_matches_xla(monkeypatch, config_name):
 def test_failed_build_warns_and_keeps_xla(tmp_path):
   env = dict(os.environ, SSL_JAX_CACHE=str(tmp_path), CXX='false')
   code = ('from ssl_jax.models import onednn; '
-          'print("available", onednn.available())')
+          'print("available", onednn.load())')
   result = subprocess.run([sys.executable, '-c', code], env=env,
                           capture_output=True, text=True, timeout=120,
                           check=True, cwd=os.path.dirname(os.path.dirname(
@@ -217,3 +221,29 @@ def test_failed_build_warns_and_keeps_xla(tmp_path):
   assert 'available False' in result.stdout
   assert 'oneDNN convolutions unavailable' in result.stderr
   assert not list(tmp_path.glob('*.so'))  # No half-built library is left.
+
+
+def test_only_the_onednn_choice_emits_custom_calls(monkeypatch):
+  monkeypatch.setattr(conv, '_single_device', lambda: True)
+  x = jnp.ones((2, 8, 8, 16))
+  w = jnp.ones((3, 3, 16, 8))
+  for name, calls in (('xla', 0), ('onednn', 1)):
+    text = jax.jit(functools.partial(
+        _loss, conv.implementation(name))).lower(x, w).as_text()
+    assert text.count('ssl_jax_onednn_conv') == calls, name
+
+
+def test_tracing_before_load_is_a_one_line_error_and_builds_nothing(tmp_path):
+  code = ('import jax.numpy as jnp; from ssl_jax.models import conv; '
+          'conv._single_device = lambda: True; '
+          'conv.conv_general_dilated(jnp.ones((1, 8, 8, 4)), '
+          "jnp.ones((3, 3, 4, 4)), (1, 1), 'SAME', "
+          "dimension_numbers=('NHWC', 'HWIO', 'NHWC'))")
+  env = dict(os.environ, SSL_JAX_CACHE=str(tmp_path))
+  result = subprocess.run([sys.executable, '-c', code], env=env,
+                          capture_output=True, text=True, timeout=120,
+                          cwd=os.path.dirname(os.path.dirname(
+                              os.path.abspath(__file__))))
+  assert result.returncode != 0
+  assert 'call ssl_jax.models.onednn.load() before tracing' in result.stderr
+  assert not list(tmp_path.iterdir())

@@ -7,8 +7,8 @@ import numpy as np
 import optax
 import pytest
 
-from configs import default
-from ssl_jax import optim
+from ssl_jax.configs import default
+from ssl_jax.training import optim
 
 
 def _config(**opt):

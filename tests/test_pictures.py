@@ -6,7 +6,7 @@ from clu import metric_writers
 import numpy as np
 from PIL import Image
 
-from ssl_jax import pictures
+from ssl_jax.evaluation import pictures
 
 
 def _check_png(path, rgb):

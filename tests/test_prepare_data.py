@@ -1,4 +1,4 @@
-"""Tests for ssl_jax.prepare_data (CIFAR-10 npz -> tfds array_record)."""
+"""Tests for ssl_jax.tools.prepare_data (CIFAR-10 npz -> tfds array_record)."""
 
 import collections
 import io
@@ -12,7 +12,7 @@ from PIL import Image
 import pytest
 import tensorflow_datasets as tfds
 
-from ssl_jax import prepare_data
+from ssl_jax.tools import prepare_data
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REAL_NPZ = Path(os.environ.get(
@@ -182,7 +182,7 @@ def test_cli_bad_npz_exits_2(tmp_path):
   bad = _write_npz(tmp_path / 'bad.npz', drop_key='label_names')
   env = dict(os.environ, PYTHONPATH=os.fspath(REPO_ROOT))
   out = subprocess.run(
-      [sys.executable, '-m', 'ssl_jax.prepare_data', f'--npz={bad}',
+      [sys.executable, '-m', 'ssl_jax.tools.prepare_data', f'--npz={bad}',
        f'--data_dir={tmp_path / "out"}'],
       capture_output=True, text=True, env=env, timeout=60)
   assert out.returncode == 2

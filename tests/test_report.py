@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from configs import default
-from ssl_jax import report
+from ssl_jax.configs import default
+from ssl_jax.tools import report
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -139,7 +139,7 @@ def test_duplicate_folder_names_get_their_parent(tmp_path):
 
 def test_cli(runs_dir, tmp_path):
   out = tmp_path / 'cli.md'
-  command = [sys.executable, '-m', 'ssl_jax.report', str(runs_dir / 'sweep'),
+  command = [sys.executable, '-m', 'ssl_jax.tools.report', str(runs_dir / 'sweep'),
              str(runs_dir / 'simclr_run'), f'--out={out}']
   done = subprocess.run(command, cwd=_REPO, capture_output=True, text=True,
                         check=False)

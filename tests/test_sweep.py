@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from configs import default
-from ssl_jax import sweep
+from ssl_jax.configs import default
+from ssl_jax.tools import sweep
 
 
 def test_parse_grid_types_and_cartesian_product():
@@ -117,7 +117,7 @@ def test_run_sweep_bad_grid_runs_nothing(tmp_path):
 
 def test_real_sweep_trains_each_point_then_report_draws_the_curve(tmp_path):
   """Two tiny supervised runs on the bundled digits, then the report."""
-  from ssl_jax import report  # pylint: disable=g-import-not-at-top
+  from ssl_jax.tools import report  # pylint: disable=g-import-not-at-top
   from tests import helpers  # pylint: disable=g-import-not-at-top
   config = helpers.tiny_config(**{
       'method': 'supervised', 'dataset': 'sklearn_digits', 'batch_size': 32,

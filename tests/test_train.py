@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from ssl_jax import checkpoint
-from ssl_jax import input_pipeline
+from ssl_jax.training import checkpoint
+from ssl_jax.data import input_pipeline
 from ssl_jax import methods
-from ssl_jax import optim
-from ssl_jax import train
+from ssl_jax.training import optim
+from ssl_jax.training import train
+from ssl_jax.training import step as step_lib
 from tests import helpers
 
 # 64 mock images, batch 16: 4 steps per epoch, 8 steps, checkpoints at 4 and 8.
@@ -28,9 +29,9 @@ def _config():
 def _final_state(workdir, config):
   model = methods.get(config.method).build_model(config, 10)
   tx = optim.make_optimizer(config, optim.learning_rate_schedule(config, 4))
-  mesh = train.make_mesh()
+  mesh = step_lib.make_mesh()
   target = jax.device_put(
-      train.create_state(config, model, tx, jax.random.key(0), 3),
+      step_lib.create_state(config, model, tx, jax.random.key(0), 3),
       jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
   ckpt = checkpoint.Checkpointer(workdir, 3)
   state = jax.device_get(ckpt.restore_latest(target))
@@ -106,7 +107,7 @@ def test_init_from_loads_only_the_encoder_of_another_run(uninterrupted):
                                init_from=full_dir)
   model = methods.get('supervised').build_model(config, 10)
   tx = optim.make_optimizer(config, optim.learning_rate_schedule(config, 4))
-  state = train.create_state(config, model, tx, jax.random.key(5), 3)
+  state = step_lib.create_state(config, model, tx, jax.random.key(5), 3)
   for part in ('params', 'batch_stats'):
     got, want = getattr(state, part)['encoder'], getattr(simclr, part)['encoder']
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
@@ -115,7 +116,7 @@ def test_init_from_loads_only_the_encoder_of_another_run(uninterrupted):
   config.model.conv_widths = (8, 8, 8, 16)
   model = methods.get('supervised').build_model(config, 10)
   with pytest.raises(checkpoint.IncompatibleCheckpointError, match='encoder'):
-    train.create_state(config, model, tx, jax.random.key(5), 3)
+    step_lib.create_state(config, model, tx, jax.random.key(5), 3)
 
 
 def test_workdir_saved_before_a_field_existed_still_resumes(tmp_path):

@@ -4,22 +4,22 @@ import jax
 import numpy as np
 
 from ssl_jax import methods
-from ssl_jax import optim
-from ssl_jax import train
+from ssl_jax.training import optim
+from ssl_jax.training import step as step_lib
 from tests import helpers
 
 
 def _run_step(devices, config, batch):
-  mesh = train.make_mesh(devices)
+  mesh = step_lib.make_mesh(devices)
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   data = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
   model = methods.get(config.method).build_model(config, 10)
   schedule = optim.learning_rate_schedule(config, steps_per_epoch=10)
   tx = optim.make_optimizer(config, schedule)
-  state = jax.device_put(train.create_state(config, model, tx, jax.random.key(0), 3),
+  state = jax.device_put(step_lib.create_state(config, model, tx, jax.random.key(0), 3),
                          replicated)
   before = jax.device_get(state)
-  step = train.compile_train_step(config, model, tx, schedule, mesh)
+  step = step_lib.compile_train_step(config, model, tx, schedule, mesh)
   state, metrics = step(state, jax.device_put(batch, data),
                         jax.device_put(jax.random.key(7), replicated))
   return before, jax.device_get(state), jax.device_get(metrics)
@@ -57,7 +57,7 @@ def test_bn_statistics_cover_both_views():
   batch = {'image': rng.integers(0, 256, (16, 16, 16, 3), dtype=np.uint8),
            'label': np.zeros(16, np.int32)}
   before, after, _ = _run_step(jax.devices(), config, batch)
-  from ssl_jax import augment  # pylint: disable=g-import-not-at-top
+  from ssl_jax.data import augment  # pylint: disable=g-import-not-at-top
   key = jax.random.fold_in(jax.random.key(7), 0)
   views = augment.make_views(key, batch['image'],
                              (config.augment.view1, config.augment.view2), 16)

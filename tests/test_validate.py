@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from ssl_jax import validate
+from ssl_jax.training import validate
 from tests import helpers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -55,7 +55,7 @@ def _main(*args, env_extra=None):
 
 
 _TYPO_FILE = """
-from configs import simclr_cifar10
+from ssl_jax.configs import simclr_cifar10
 
 
 def get_config():
@@ -172,7 +172,7 @@ def test_cli_workdir_that_cannot_be_created_is_one_line(tmp_path, where):
 
 
 def test_cli_incompatible_workdir_names_fields_unless_allowed(tmp_path):
-  from configs import simclr_cifar10  # pylint: disable=g-import-not-at-top
+  from ssl_jax.configs import simclr_cifar10  # pylint: disable=g-import-not-at-top
   workdir = tmp_path / 'w'
   (workdir / 'checkpoints').mkdir(parents=True)
   (workdir / 'config.json').write_text(simclr_cifar10.get_config().to_json())

@@ -245,8 +245,24 @@ extern "C" int SslJaxOnednnNativeBf16() {
     case dnnl::cpu_isa::avx512_core_fp16:
     case dnnl::cpu_isa::avx512_core_amx:
     case dnnl::cpu_isa::avx512_core_amx_fp16:
+#if DNNL_VERSION_MAJOR * 100 + DNNL_VERSION_MINOR >= 311  // Seen in 3.11/3.13.
+    case dnnl::cpu_isa::avx10_2_512:
+    case dnnl::cpu_isa::avx10_2_512_amx_2:
+#endif
       return 1;
     default:
       return 0;
+  }
+}
+
+// 1 where oneDNN can make its CPU engine. The SYCL builds (the `onednn`
+// wheels) need a SYCL CPU device for it, which a missing OpenCL CPU runtime
+// takes away; then every convolution would fail.
+extern "C" int SslJaxOnednnEngineOk() {
+  try {
+    Engine();
+    return 1;
+  } catch (const dnnl::error&) {
+    return 0;
   }
 }

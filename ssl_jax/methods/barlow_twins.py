@@ -8,18 +8,23 @@ import ml_collections
 import optax
 
 from ssl_jax import losses
-from ssl_jax.methods import common
-from ssl_jax.train_state import TrainState
+from ssl_jax.methods import shared
+from ssl_jax.methods import base
+from ssl_jax.methods.base import TrainState
 
-build_model = common.build_two_view_model
-init = common.init
+
+def defaults() -> ml_collections.ConfigDict:
+  """``config.barlow``."""
+  c = ml_collections.ConfigDict()
+  c.lambd = 0.0051               # Off-diagonal weight of the loss.
+  return c
 
 
 def train_step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array,
                *, model: nn.Module, tx: optax.GradientTransformation,
                config: ml_collections.ConfigDict,
                schedule: optax.Schedule) -> tuple[TrainState, dict[str, Any]]:
-  """One Barlow Twins step on a global batch (see ``common.two_view_step``).
+  """One Barlow Twins step on a global batch (see ``shared.two_view_step``).
 
   The embedding standardisation and cross-correlation use the global batch.
 
@@ -39,6 +44,16 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array,
   def embedding_loss(z_a, z_b):
     return losses.barlow_twins(z_a, z_b, config.barlow.lambd), {}
 
-  return common.two_view_step(state, batch, key, model=model, tx=tx,
+  return shared.two_view_step(state, batch, key, model=model, tx=tx,
                               config=config, schedule=schedule,
                               embedding_loss=embedding_loss)
+
+
+METHOD = base.Method(
+    name='barlow_twins',
+    build_model=shared.build_two_view_model,
+    train_step=train_step,
+    section='barlow',
+    defaults=defaults,
+    images_per_step=shared.two_views_per_image,
+)

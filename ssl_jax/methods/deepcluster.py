@@ -2,7 +2,7 @@
 
 At the start of every epoch (:func:`epoch_start`, a host hook the train loop
 calls): extract features of the unlabelled train set, PCA-whiten and
-L2-normalise them, run k-means (:mod:`ssl_jax.clustering`), take the
+L2-normalise them, run k-means (:mod:`ssl_jax.evaluation.clustering`), take the
 assignments as pseudo-labels, re-initialise the classification head and its
 optimiser moments. During the epoch (:func:`train_step`): cross-entropy on the
 pseudo-labels, with batches that sample the non-empty clusters uniformly
@@ -20,14 +20,40 @@ import numpy as np
 import optax
 from sklearn import metrics as skmetrics
 
-from ssl_jax import augment
-from ssl_jax import batching
-from ssl_jax import clustering
-from ssl_jax import evaluate as evaluation
-from ssl_jax import input_pipeline
+from ssl_jax import errors
+from ssl_jax.data import augment
+from ssl_jax.data import batching
+from ssl_jax.evaluation import clustering
+from ssl_jax.evaluation import probe
+from ssl_jax.data import input_pipeline
 from ssl_jax import models
-from ssl_jax.methods import common
-from ssl_jax.train_state import TrainState
+from ssl_jax.methods import shared
+from ssl_jax.methods import base
+from ssl_jax.methods.base import TrainState
+
+
+def defaults() -> ml_collections.ConfigDict:
+  """``config.deepcluster``."""
+  c = ml_collections.ConfigDict()
+  c.num_clusters = 100           # k of the per-epoch k-means.
+  c.pca_dim = 128                # PCA-whitened dimensions before clustering.
+  c.kmeans_iters = 30            # Lloyd iterations per epoch.
+  return c
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+  """One-line errors for ``config.deepcluster`` and the data it needs."""
+  dc = config.deepcluster
+  if not (isinstance(dc.num_clusters, int) and dc.num_clusters >= 2):
+    raise errors.ConfigError(f'deepcluster.num_clusters={dc.num_clusters!r} '
+                             'must be an integer >= 2.')
+  if not (isinstance(dc.pca_dim, int) and dc.pca_dim >= 1):
+    raise errors.ConfigError(f'deepcluster.pca_dim={dc.pca_dim!r} must be a '
+                             'positive integer.')
+  if not config.data.cache:
+    raise errors.ConfigError(
+        'data.cache=False: deepcluster re-extracts features of the whole '
+        'train split every epoch; set --config.data.cache=True.')
 
 
 class DeepClusterModel(nn.Module):
@@ -56,9 +82,6 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int) -> nn.Modul
   """Encoder + ``deepcluster.num_clusters``-way head + online probe."""
   return DeepClusterModel(models.get_encoder(config),
                           config.deepcluster.num_clusters, num_classes)
-
-
-init = common.init
 
 
 def init_extra(config, params, batch_stats, data) -> dict[str, Any]:
@@ -136,7 +159,7 @@ def epoch_start(state: TrainState, epoch: int, *, model: nn.Module,
         f'deepcluster.num_clusters={config.deepcluster.num_clusters} is more '
         f'than the {len(split)} train images; lower --config.deepcluster.'
         'num_clusters.')
-  features = evaluation.extract_features(
+  features = probe.extract_features(
       model, {'params': state.params, 'batch_stats': state.batch_stats},
       split.images, image_size=config.image_size,
       batch_size=config.probe.batch_size, mesh=mesh)
@@ -216,21 +239,45 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array,
     The new state and a dict of scalar metrics.
   """
   x = augment.augment_batch(key, batch['image'], config.augment.view1,
-                            common.train_view_size(config))
+                            shared.train_view_size(config))
   targets = batch['pseudo_label']
 
   def loss_fn(params):
     out, new_vars = model.apply(
         {'params': params, 'batch_stats': state.batch_stats}, x, train=True,
         mutable=['batch_stats'])
-    loss, acc = common.probe_loss(out['logits'], targets)
-    p_loss, p_acc = common.probe_loss(out['probe_logits'], batch['label'])
+    loss, acc = shared.probe_loss(out['logits'], targets)
+    p_loss, p_acc = shared.probe_loss(out['probe_logits'], batch['label'])
     metrics = {'loss': loss, 'pseudo_label_accuracy': acc,
                'online_probe/loss': p_loss, 'online_probe/accuracy': p_acc}
     total = loss + (p_loss if config.online_probe else 0.0)
     return total, (new_vars['batch_stats'], metrics)
 
   grads, (batch_stats, metrics) = jax.grad(loss_fn, has_aux=True)(state.params)
-  return common.apply_gradients(state, grads, batch_stats, tx=tx,
+  return shared.apply_gradients(state, grads, batch_stats, tx=tx,
                                 schedule=schedule, metrics=metrics)
 
+
+
+def example_batch(config: ml_collections.ConfigDict, rng: np.random.Generator,
+                  num_classes: int, channels: int) -> dict[str, np.ndarray]:
+  """A random batch with cluster pseudo-labels (benchmarks and tests)."""
+  batch = base.labelled_batch(config, rng, num_classes, channels)
+  batch['pseudo_label'] = rng.integers(
+      0, num_classes, batch['label'].shape,
+      dtype=np.int32) % config.deepcluster.num_clusters
+  return batch
+
+
+METHOD = base.Method(
+    name='deepcluster',
+    build_model=build_model,
+    train_step=train_step,
+    section='deepcluster',
+    defaults=defaults,
+    check_config=check_config,
+    init_extra=init_extra,
+    train_batches=train_batches,
+    epoch_start=epoch_start,
+    example_batch=example_batch,
+)

@@ -17,18 +17,43 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 
-from ssl_jax import augment
-from ssl_jax import batching
-from ssl_jax import input_pipeline
-from ssl_jax.methods import common
+from ssl_jax import errors
+from ssl_jax.data import augment
+from ssl_jax.data import batching
+from ssl_jax.data import input_pipeline
+from ssl_jax.methods import shared
 from ssl_jax.methods import supervised
-from ssl_jax.train_state import TrainState
+from ssl_jax.methods import base
+from ssl_jax.methods.base import TrainState
 
-build_model = supervised.build_model
-init = common.init
-evaluate = supervised.evaluate
+
+
+def defaults() -> ml_collections.ConfigDict:
+  """``config.fixmatch``."""
+  c = ml_collections.ConfigDict()
+  c.mu = 5                       # Unlabelled images per labelled one in a batch.
+  c.threshold = 0.95             # Confidence for a pseudo-label (0: keep all; 1: none).
+  c.unlabelled_weight = 1.0      # lambda_u.
+  c.ema_decay = 0.999            # EMA of the parameters used for evaluation.
+  return c
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+  """One-line errors for ``config.fixmatch``."""
+  fm = config.fixmatch
+  if not (isinstance(fm.mu, int) and fm.mu >= 1):
+    raise errors.ConfigError(
+        f'fixmatch.mu={fm.mu!r} must be a positive integer (unlabelled images '
+        'per labelled one).')
+  if not 0 <= fm.threshold <= 1:
+    raise errors.ConfigError(
+        f'fixmatch.threshold={fm.threshold!r} must be in [0, 1].')
+  if not 0 <= fm.ema_decay < 1:
+    raise errors.ConfigError(
+        f'fixmatch.ema_decay={fm.ema_decay!r} must be in [0, 1).')
 
 
 def prepare_data(config: ml_collections.ConfigDict, train_split, load
@@ -164,7 +189,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array,
     pseudo-labels' accuracy where the unlabelled labels are known.
   """
   fm = config.fixmatch
-  size = common.train_view_size(config)
+  size = shared.train_view_size(config)
   k_lab, k_weak, k_strong, k_drop = jax.random.split(key, 4)
   x = jnp.concatenate([
       augment.augment_batch(k_lab, batch['image'], config.augment.view1, size),
@@ -180,7 +205,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array,
         mutable=['batch_stats'], rngs={'dropout': k_drop})
     logits = out['logits'].astype(jnp.float32)
     lab, weak, strong = jnp.split(logits, [n_lab, n_lab + n_unl])
-    sup, acc = common.probe_loss(lab, batch['label'])
+    sup, acc = shared.probe_loss(lab, batch['label'])
     unsup, aux = pseudo_label_loss(weak, strong, fm.threshold)
     known = batch['unlabelled_label'] >= 0
     right = (aux['pseudo_label'] == batch['unlabelled_label']) & known
@@ -198,19 +223,48 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array,
     return metrics['loss'], (new_vars['batch_stats'], metrics)
 
   grads, (batch_stats, metrics) = jax.grad(loss_fn, has_aux=True)(state.params)
-  state, metrics = common.apply_gradients(state, grads, batch_stats, tx=tx,
+  state, metrics = shared.apply_gradients(state, grads, batch_stats, tx=tx,
                                           schedule=schedule, metrics=metrics)
-  return state.replace(extra=ema_update(state.extra, state.params,
-                                        state.batch_stats, fm.ema_decay)), metrics
+  return state.replace(extra={
+      'ema_params': shared.ema_update(state.extra['ema_params'], state.params,
+                                      fm.ema_decay),
+      'ema_batch_stats': shared.ema_update(state.extra['ema_batch_stats'],
+                                           state.batch_stats, fm.ema_decay),
+  }), metrics
 
 
-def ema_update(extra: dict[str, Any], params, batch_stats,
-               decay: float) -> dict[str, Any]:
-  """``ema <- decay * ema + (1 - decay) * new`` for params and BN statistics."""
-  step = 1.0 - decay
-  return dict(extra,
-              ema_params=optax.incremental_update(params, extra['ema_params'],
-                                                  step),
-              ema_batch_stats=optax.incremental_update(
-                  batch_stats, extra['ema_batch_stats'], step))
 
+def example_batch(config: ml_collections.ConfigDict, rng: np.random.Generator,
+                  num_classes: int, channels: int) -> dict[str, np.ndarray]:
+  """A random labelled batch and ``mu`` times as many unlabelled images."""
+  batch = base.labelled_batch(config, rng, num_classes, channels)
+  n, s = config.fixmatch.mu * config.batch_size, config.image_size
+  batch['unlabelled_image'] = rng.integers(0, 256, (n, s, s, channels),
+                                           dtype=np.uint8)
+  batch['unlabelled_label'] = rng.integers(0, num_classes, (n,), dtype=np.int32)
+  return batch
+
+
+def images_per_step(config: ml_collections.ConfigDict) -> tuple[int, int]:
+  """Labelled images (a weak view) and unlabelled ones (weak and strong)."""
+  b, mu = config.batch_size, config.fixmatch.mu
+  return b + mu * b, b + 2 * mu * b
+
+
+METHOD = base.Method(
+    name='fixmatch',
+    build_model=supervised.build_model,
+    train_step=train_step,
+    uses_labels=True,
+    section='fixmatch',
+    defaults=defaults,
+    check_config=check_config,
+    prepare_data=prepare_data,
+    steps_per_epoch=steps_per_epoch,
+    init_extra=init_extra,
+    train_batches=train_batches,
+    eval_variables=eval_variables,
+    evaluate=supervised.evaluate,
+    example_batch=example_batch,
+    images_per_step=images_per_step,
+)

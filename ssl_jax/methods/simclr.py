@@ -8,18 +8,16 @@ import ml_collections
 import optax
 
 from ssl_jax import losses
-from ssl_jax.methods import common
-from ssl_jax.train_state import TrainState
-
-build_model = common.build_two_view_model
-init = common.init
+from ssl_jax.methods import shared
+from ssl_jax.methods import base
+from ssl_jax.methods.base import TrainState
 
 
 def train_step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array,
                *, model: nn.Module, tx: optax.GradientTransformation,
                config: ml_collections.ConfigDict,
                schedule: optax.Schedule) -> tuple[TrainState, dict[str, Any]]:
-  """One SimCLR step on a global batch (see ``common.two_view_step``).
+  """One SimCLR step on a global batch (see ``shared.two_view_step``).
 
   The NT-Xent negatives of every anchor are the whole global batch.
 
@@ -40,6 +38,14 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array,
     loss, acc = losses.nt_xent_and_accuracy(z_a, z_b, config.temperature)
     return loss, {'contrastive_accuracy': acc}
 
-  return common.two_view_step(state, batch, key, model=model, tx=tx,
+  return shared.two_view_step(state, batch, key, model=model, tx=tx,
                               config=config, schedule=schedule,
                               embedding_loss=embedding_loss)
+
+
+METHOD = base.Method(
+    name='simclr',
+    build_model=shared.build_two_view_model,
+    train_step=train_step,
+    images_per_step=shared.two_views_per_image,
+)

@@ -8,16 +8,13 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from ssl_jax import augment
-from ssl_jax import evaluate as evaluation
-from ssl_jax import input_pipeline
+from ssl_jax.data import augment
+from ssl_jax.evaluation import probe
+from ssl_jax.data import input_pipeline
 from ssl_jax import models
-from ssl_jax.methods import common
-from ssl_jax.train_state import TrainState
-
-
-# The train split must be labelled (checked by train.py before training).
-NEEDS_LABELS = True
+from ssl_jax.methods import shared
+from ssl_jax.methods import base
+from ssl_jax.methods.base import TrainState
 
 
 class SupervisedModel(nn.Module):
@@ -46,13 +43,27 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int) -> nn.Modul
                          config.model.dropout)
 
 
-init = common.init
-
-
 def prepare_data(config: ml_collections.ConfigDict, train_split, load
                  ) -> dict[str, Any]:
-  """Trains on a class-balanced ``data.label_fraction`` of the train split."""
+  """Trains on a class-balanced ``data.label_fraction`` of the train split.
+
+  Args:
+    config: the experiment config.
+    train_split: the loaded ``data.train_split``; every image needs a label.
+    load: unused.
+
+  Returns:
+    ``{'train': the labelled subset}``.
+
+  Raises:
+    input_pipeline.DataError: the split has unlabelled images.
+  """
   del load
+  if train_split.labels is None or (train_split.labels < 0).any():
+    raise input_pipeline.DataError(
+        f'method={config.method!r} needs labels, but data.train_split='
+        f'{config.data.train_split!r} has unlabelled images; use a labelled '
+        "split such as 'train'.")
   return {'train': input_pipeline.labelled_subset(
       train_split, config.data.label_fraction, config.seed,
       config.data.labels_per_class)}
@@ -78,18 +89,18 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array,
   """
   aug_key, dropout_key = jax.random.split(key)
   x = augment.augment_batch(aug_key, batch['image'], config.augment.view1,
-                            common.train_view_size(config))
+                            shared.train_view_size(config))
   labels = batch['label']
 
   def loss_fn(params):
     out, new_vars = model.apply(
         {'params': params, 'batch_stats': state.batch_stats}, x, train=True,
         mutable=['batch_stats'], rngs={'dropout': dropout_key})
-    loss, acc = common.probe_loss(out['logits'], labels)
+    loss, acc = shared.probe_loss(out['logits'], labels)
     return loss, (new_vars['batch_stats'], {'loss': loss, 'accuracy': acc})
 
   grads, (batch_stats, metrics) = jax.grad(loss_fn, has_aux=True)(state.params)
-  return common.apply_gradients(state, grads, batch_stats, tx=tx,
+  return shared.apply_gradients(state, grads, batch_stats, tx=tx,
                                 schedule=schedule, metrics=metrics)
 
 
@@ -110,8 +121,18 @@ def evaluate(model: nn.Module, variables: dict[str, Any], *, test_split,
   Returns:
     ``classifier/test_*`` metrics (accuracy, top-5, per-class P/R/F1).
   """
-  logits = evaluation.extract_features(
+  logits = probe.extract_features(
       model, variables, test_split.images, image_size=config.image_size,
       batch_size=config.probe.batch_size, mesh=mesh, output='logits')
-  return evaluation.classification_metrics(logits, test_split.labels, num_classes,
+  return probe.classification_metrics(logits, test_split.labels, num_classes,
                                            class_names, 'classifier/test_')
+
+
+METHOD = base.Method(
+    name='supervised',
+    build_model=build_model,
+    train_step=train_step,
+    uses_labels=True,
+    prepare_data=prepare_data,
+    evaluate=evaluate,
+)

@@ -1,4 +1,6 @@
-"""Encoders and heads, selected by name from a plain dict registry."""
+"""Encoders and heads; encoders are selected by name from :data:`ENCODERS`."""
+
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -11,14 +13,39 @@ from ssl_jax.models import wide_resnet
 
 ProjectionHead = heads.ProjectionHead
 
-ENCODERS = {
-    'convnet': lambda m: convnet.ConvNet(
-        widths=tuple(m.conv_widths) or (m.width,) * 4, dense=m.dense),
-    'resnet18': lambda m: resnet.resnet18(cifar_stem=m.cifar_stem),
-    'resnet50': lambda m: resnet.resnet50(cifar_stem=m.cifar_stem),
-    'wrn28_2': lambda m: wide_resnet.wrn(28, 2),
-    'wrn45_2': lambda m: wide_resnet.wrn45_2(),
+# name -> (config -> flax module mapping images [B, H, W, C] to features
+# [B, D], in config.dtype, on config.cpu_convolutions).
+ENCODERS: dict[str, Callable[[ml_collections.ConfigDict], nn.Module]] = {
+    'convnet': lambda c: convnet.ConvNet(
+        widths=tuple(c.model.conv_widths) or (c.model.width,) * 4,
+        dense=c.model.dense, **_common(c)),
+    'resnet18': lambda c: resnet.resnet18(cifar_stem=c.model.cifar_stem,
+                                          **_common(c)),
+    'resnet50': lambda c: resnet.resnet50(cifar_stem=c.model.cifar_stem,
+                                          **_common(c)),
+    'wrn28_2': lambda c: wide_resnet.wrn(28, 2, **_common(c)),
+    'wrn45_2': lambda c: wide_resnet.wrn45_2(**_common(c)),
 }
+
+
+def _common(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  return dict(dtype=jnp.dtype(config.dtype),
+              convolutions=config.cpu_convolutions)
+
+
+def register_encoder(
+    name: str, build: Callable[[ml_collections.ConfigDict], nn.Module]) -> None:
+  """Adds an encoder defined outside ssl_jax (``config.encoder=name``).
+
+  Args:
+    name: its new key in :data:`ENCODERS`.
+    build: ``config -> module``; the module takes ``(x, train)`` and maps
+      images [B, H, W, C] to features [B, D], computing in ``config.dtype``
+      (and may use ``config.model`` and ``config.cpu_convolutions``).
+  """
+  if name in ENCODERS:
+    raise ValueError(f'an encoder named {name!r} is already registered.')
+  ENCODERS[name] = build
 
 
 def get_encoder(config: ml_collections.ConfigDict) -> nn.Module:
@@ -34,8 +61,7 @@ def get_encoder(config: ml_collections.ConfigDict) -> nn.Module:
   if config.encoder not in ENCODERS:
     raise ValueError(f'encoder={config.encoder!r} is not registered; use one of'
                      f' {sorted(ENCODERS)}.')
-  return ENCODERS[config.encoder](config.model).clone(
-      dtype=jnp.dtype(config.dtype))
+  return ENCODERS[config.encoder](config)
 
 
 def get_projector(config: ml_collections.ConfigDict) -> nn.Module:

@@ -1,20 +1,27 @@
-"""Convolutions with a faster CPU path, and the CPU compiler options.
+"""The encoders' convolutions: XLA's, or oneDNN's on CPU; CPU compiler options.
 
-On the CPU backend, on a single device, 2-D NHWC/HWIO convolutions run
-through oneDNN (``models/onednn.py``) for the forward pass and both
-gradients where it is built: in float32 where the output map has at least
-``_ONEDNN_MIN_PIXELS`` pixels, and in bfloat16 at every size where the CPU
-has bfloat16 arithmetic (``onednn.native_bf16``). The CPU ResNet-18 SimCLR
-step is ~1.5x faster for it (``benchmarks/cpu_ops.py``). Every gradient is a
-linear function of the saved input and kernel (no forward decision is
-re-derived), tested against ``jax.grad`` of ``lax.conv_general_dilated``
-alone and inside compiled real models at the configs' shapes. Everything
-else, and GPU and TPU always, get ``lax.conv_general_dilated``. Pass it to
-flax as ``nn.Conv(..., conv_general_dilated=conv_general_dilated)``."""
+``config.cpu_convolutions`` picks the implementation every encoder passes to
+``nn.Conv`` (:func:`implementation`):
+
+* ``'xla'`` (the default): ``lax.conv_general_dilated`` everywhere.
+* ``'onednn'``: on the CPU backend, on a single device, 2-D NHWC/HWIO
+  convolutions run through oneDNN (``models/onednn.py``) for the forward pass
+  and both gradients: in float32 where the output map has at least
+  :data:`ONEDNN_MIN_PIXELS` pixels, and in bfloat16 at every size where the
+  CPU has bfloat16 arithmetic. Everything else, and GPU and TPU always, stays
+  on ``lax.conv_general_dilated``. Every gradient is a linear function of the
+  saved input and kernel (no forward decision is re-derived), tested against
+  ``jax.grad`` of ``lax.conv_general_dilated`` alone and inside compiled real
+  models at the configs' shapes.
+
+:func:`resolve` turns the configured choice into what a mesh will run,
+loading oneDNN first (so tracing never builds it).
+"""
 
 import functools
-import os
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
+
+from absl import logging
 
 import jax
 from jax import lax
@@ -24,12 +31,13 @@ from ssl_jax.models import onednn
 
 _DIMS = ('NHWC', 'HWIO', 'NHWC')
 
+CONVOLUTIONS = ('xla', 'onednn')
+
 # XLA:CPU (jaxlib 0.10) hands lone convolutions, dots and reductions to
-# YNNPACK. Its convolutions run this project's 3x3 layers ~1.3x slower than
-# XLA's own (Eigen) kernels and their kernel gradients 3x slower, so only dots
-# and reductions stay on it (the same as XLA_FLAGS=
-# --xla_cpu_experimental_ynn_fusion_type=-individual_convolution). The
-# ConvNet SimCLR step is ~1.6x faster for it (benchmarks/suite.py). Every jit
+# YNNPACK, whose convolutions (and especially their kernel gradients) are
+# slower than XLA's own Eigen kernels at this project's 3x3 layers, so only
+# dots and reductions stay on it (the same as XLA_FLAGS=
+# --xla_cpu_experimental_ynn_fusion_type=-individual_convolution). Every jit
 # that runs an encoder passes ``compiler_options(mesh)``.
 CPU_COMPILER_OPTIONS = {
     'xla_cpu_experimental_ynn_fusion_type':
@@ -69,7 +77,7 @@ _onednn_conv.defvjp(_onednn_conv_fwd, _onednn_conv_bwd)
 # In float32, oneDNN beats Eigen where the output has at least this many
 # pixels per image (ResNet-18's 32x32 to 8x8 stages); on 4x4 maps Eigen is
 # faster.
-_ONEDNN_MIN_PIXELS = int(os.environ.get('SSL_JAX_ONEDNN_MIN_PIXELS', 64))
+ONEDNN_MIN_PIXELS = 64
 
 
 def _single_device() -> bool:
@@ -88,8 +96,7 @@ def _use_onednn(lhs, rhs, strides, pads):
     return _single_device() and onednn.native_bf16()
   _, out_h, out_w, _ = lax.conv_general_shape_tuple(
       lhs.shape, rhs.shape, strides, pads, _DIMS)
-  return (out_h * out_w >= _ONEDNN_MIN_PIXELS and _single_device()
-          and onednn.available())
+  return out_h * out_w >= ONEDNN_MIN_PIXELS and _single_device()
 
 
 def conv_general_dilated(lhs, rhs, window_strides: Sequence[int], padding,
@@ -97,13 +104,13 @@ def conv_general_dilated(lhs, rhs, window_strides: Sequence[int], padding,
                          dimension_numbers=None, feature_group_count: int = 1,
                          batch_group_count: int = 1, precision=None,
                          preferred_element_type=None):
-  """Drop-in for ``lax.conv_general_dilated`` with faster CPU paths.
+  """Drop-in for ``lax.conv_general_dilated`` with oneDNN's on CPU.
 
   When jax's default backend is the CPU, 2-D NHWC/HWIO convolutions without
   dilation or feature groups run through oneDNN (float32, or bfloat16 on
-  CPUs with bfloat16 arithmetic; large enough maps, one device, library
-  built). Anything else, and everything on GPU/TPU, is passed to
-  ``lax.conv_general_dilated`` unchanged.
+  CPUs with bfloat16 arithmetic; large enough maps, one device). Anything
+  else, and everything on GPU/TPU, is passed to ``lax.conv_general_dilated``
+  unchanged. :func:`ssl_jax.models.onednn.load` must have succeeded.
 
   Args:
     lhs: input [N, H, W, C].
@@ -135,6 +142,11 @@ def conv_general_dilated(lhs, rhs, window_strides: Sequence[int], padding,
     strides = tuple(int(s) for s in window_strides)
     pads = _pads(padding, rhs.shape[:2], strides, lhs.shape[1:3])
     if _use_onednn(lhs, rhs, strides, pads):
+      if not onednn.loaded():
+        raise RuntimeError(
+            "cpu_convolutions='onednn' but the oneDNN library is not loaded: "
+            'call ssl_jax.models.onednn.load() before tracing (training.run.'
+            "build does), or use cpu_convolutions='xla'.")
       return _onednn_conv(lhs, rhs, strides, pads)
   return lax.conv_general_dilated(
       lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
@@ -142,3 +154,40 @@ def conv_general_dilated(lhs, rhs, window_strides: Sequence[int], padding,
       feature_group_count=feature_group_count,
       batch_group_count=batch_group_count, precision=precision,
       preferred_element_type=preferred_element_type)
+
+
+def implementation(name: str) -> Callable[..., jax.Array]:
+  """The ``conv_general_dilated`` that encoders give ``nn.Conv``.
+
+  Args:
+    name: ``'xla'`` or ``'onednn'`` (``config.cpu_convolutions``).
+
+  Returns:
+    ``lax.conv_general_dilated`` or :func:`conv_general_dilated`.
+  """
+  if name not in CONVOLUTIONS:
+    raise ValueError(f'cpu_convolutions={name!r}; use one of {CONVOLUTIONS}.')
+  return lax.conv_general_dilated if name == 'xla' else conv_general_dilated
+
+
+def resolve(name: str, mesh: jax.sharding.Mesh) -> str:
+  """What ``cpu_convolutions=name`` runs on ``mesh``; loads oneDNN if needed.
+
+  Args:
+    name: the configured ``cpu_convolutions``.
+    mesh: the run's device mesh.
+
+  Returns:
+    ``'onednn'`` where it was asked for, the mesh is one CPU device and
+    oneDNN loads; ``'xla'`` otherwise (logged when it differs from ``name``).
+  """
+  if name != 'onednn':
+    return 'xla'
+  if mesh.devices.flat[0].platform != 'cpu' or mesh.devices.size != 1:
+    # A custom call cannot be split over a batch-sharded mesh, and GPUs and
+    # TPUs have their own convolutions.
+    logging.info("cpu_convolutions='onednn' applies to one CPU device; this "
+                 "mesh (%d %s devices) uses XLA's.", mesh.devices.size,
+                 mesh.devices.flat[0].platform)
+    return 'xla'
+  return 'onednn' if onednn.load() else 'xla'

@@ -78,10 +78,12 @@ class ConvNet(nn.Module):
     widths: channels of the four conv layers.
     dense: width of the final dense layer (0 for none).
     dtype: computation dtype.
+    convolutions: ``'xla'`` or ``'onednn'`` (see ``models/conv.py``).
   """
   widths: Sequence[int] = (128, 128, 128, 128)
   dense: int = 128
   dtype: Any = jnp.float32
+  convolutions: str = 'xla'
 
   @nn.compact
   def __call__(self, x, train: bool = True):
@@ -90,7 +92,8 @@ class ConvNet(nn.Module):
     x = x.astype(self.dtype)
     for i, width in enumerate(self.widths):
       x = nn.Conv(width, (3, 3), use_bias=False, dtype=self.dtype,
-                  conv_general_dilated=conv.conv_general_dilated)(x)
+                  conv_general_dilated=conv.implementation(
+                      self.convolutions))(x)
       x = nn.relu(norm()(x))
       if i < len(self.widths) - 1 and min(x.shape[1:3]) >= 2:
         x = max_pool_2x2(x)

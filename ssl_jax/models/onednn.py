@@ -1,19 +1,24 @@
-"""oneDNN convolutions for XLA:CPU, as XLA FFI custom calls.
+"""oneDNN convolutions for XLA:CPU, as XLA FFI custom calls (optional).
 
-XLA:CPU runs 3x3 convolutions through Eigen at ~60 % of oneDNN's speed on
-AVX-512 machines, and each kernel gradient also needs transposed copies of
-its activations. ``ssl_jax/csrc/onednn_conv.cc`` wraps oneDNN's forward,
-input-gradient and kernel-gradient convolutions (NHWC, HWIO, float32 or
-bfloat16); this
-module compiles it once per machine with the system C++ compiler against the
-``onednn-cpu-gomp`` wheel and jaxlib's FFI headers, caches the library under
-``$SSL_JAX_CACHE`` (default ``~/.cache/ssl_jax``) and registers the targets.
+``ssl_jax/csrc/onednn_conv.cc`` wraps oneDNN's forward, input-gradient and
+kernel-gradient convolutions (NHWC, HWIO, float32 or bfloat16). XLA:CPU's own
+convolutions are slower on x86-64 (``docs/benchmarks.md``), so the CPU
+configs choose these with ``config.cpu_convolutions='onednn'``.
 
-:func:`available` is False, and the encoders keep XLA's convolutions, where
-any of that is missing (no wheel on this platform, no compiler), where the
-build fails (a warning says why), or where ``SSL_JAX_ONEDNN=0``. Loading it sets
-``OMP_WAIT_POLICY=PASSIVE`` unless the environment already sets it.
-:func:`native_bf16` says whether bfloat16 convolutions should use it too.
+Install oneDNN with ``pip install -e .[onednn]`` (Intel's ``onednn`` and
+``onednn-devel`` wheels, x86-64 Linux), then build once per machine with
+
+  python -m ssl_jax.models.onednn
+
+(or let the first run that asks for them build it: ``training.run.build``
+calls :func:`load` before any model is traced). The library is compiled with
+the system C++ compiler against oneDNN and jaxlib's FFI headers and cached
+under ``$SSL_JAX_CACHE`` (default ``~/.cache/ssl_jax``). oneDNN is looked for
+under ``$DNNL_ROOT``, else in this Python's prefix.
+
+:func:`load` returns False, with a warning that says why, where any of that
+is missing (no wheel on this platform, no compiler, a failed build, no CPU
+engine); runs then use XLA's convolutions and record that they did.
 """
 
 import ctypes
@@ -52,14 +57,18 @@ def _onednn_prefix() -> Optional[str]:
 
 
 def _build(prefix: str) -> str:
-  """Compiles the custom calls (once per source, jaxlib and oneDNN) and
-  returns the library's path."""
+  """Compiles the custom calls (once per source, jaxlib and oneDNN version and
+  location) and returns the library's path."""
   compiler = os.environ.get('CXX') or shutil.which('g++') or shutil.which('c++')
   if compiler is None:
     raise RuntimeError('no C++ compiler found (set CXX or install g++)')
   with open(_SOURCE, 'rb') as f:
     source = f.read()
-  digest = hashlib.sha256(source + jax.__version__.encode() +
+  version_header = os.path.join(prefix, 'include', 'oneapi', 'dnnl',
+                                'dnnl_version.h')
+  with open(version_header, 'rb') as f:
+    dnnl_version = f.read()
+  digest = hashlib.sha256(source + dnnl_version + jax.__version__.encode() +
                           prefix.encode()).hexdigest()[:16]
   cache = os.environ.get('SSL_JAX_CACHE',
                          os.path.join(os.path.expanduser('~'), '.cache',
@@ -76,7 +85,10 @@ def _build(prefix: str) -> str:
   cmd = [compiler, '-O2', '-std=c++17', '-shared', '-fPIC',
          '-I', jax.ffi.include_dir(), '-I', os.path.join(prefix, 'include'),
          _SOURCE, '-o', tmp, '-L', os.path.join(prefix, 'lib'), '-ldnnl',
-         f'-Wl,-rpath,{os.path.join(prefix, "lib")}']
+         f'-Wl,-rpath,{os.path.join(prefix, "lib")}',
+         # DT_RPATH rather than DT_RUNPATH: it also serves libdnnl's own
+         # dependencies (libtbb, libsycl, ...), and libdnnl has no RUNPATH.
+         '-Wl,--disable-new-dtags']
   result = subprocess.run(cmd, capture_output=True, text=True, check=False)
   if result.returncode != 0:
     os.unlink(tmp)
@@ -85,29 +97,39 @@ def _build(prefix: str) -> str:
   return out
 
 
-def available() -> bool:
-  """Whether the oneDNN custom calls are built and registered (CPU only).
+def load() -> bool:
+  """Builds (once per machine) and registers the custom calls; idempotent.
+
+  Call it before tracing a model that uses them (``training.run.build``
+  does); tracing itself never builds anything.
 
   Returns:
-    True when convolutions can use :func:`conv`, building the library on the
-    first call; False where oneDNN, a compiler or the opt-in is missing.
+    True when convolutions can use :func:`conv`; False where oneDNN, a
+    compiler or a CPU engine is missing (a warning says which).
   """
   with _lock:
     if 'ok' in _state:
       return _state['ok']
     _state['ok'] = False
-    if os.environ.get('SSL_JAX_ONEDNN', '1') == '0':
-      return False
     prefix = _onednn_prefix()
     if prefix is None:
+      logging.warning('oneDNN convolutions unavailable, XLA\'s are used: no '
+                      'oneDNN under $DNNL_ROOT or %s; pip install -e '
+                      '".[onednn]" (x86-64 Linux).', sys.prefix)
       return False
-    # libgomp reads this when libdnnl loads it. By default its threads spin for
-    # milliseconds after each convolution, taking a core from the XLA ops that
-    # follow; passive waiting made the ResNet-18 step ~10 % faster (median of
-    # 7 alternating process pairs, 2 cores).
-    os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
+    # The `onednn` wheels are SYCL builds whose CPU engine is the OpenCL CPU
+    # runtime beside libdnnl; its ICD file points at a path of Intel's build
+    # machine, so the OpenCL loader is pointed at the runtime itself.
+    intelocl = os.path.join(prefix, 'lib', 'libintelocl.so')
+    if os.path.exists(intelocl):
+      icds = os.environ.get('OCL_ICD_FILENAMES', '')
+      if intelocl not in icds.split(':'):
+        os.environ['OCL_ICD_FILENAMES'] = ':'.join(filter(None, [intelocl,
+                                                                 icds]))
     try:
       lib = ctypes.cdll.LoadLibrary(_build(prefix))
+      if not lib.SslJaxOnednnEngineOk():
+        raise RuntimeError('oneDNN found no CPU engine (its SYCL CPU device)')
       for name, symbol in _TARGETS.items():
         jax.ffi.register_ffi_target(
             f'ssl_jax_onednn_conv_{name}',
@@ -121,16 +143,21 @@ def available() -> bool:
     return True
 
 
+def loaded() -> bool:
+  """Whether :func:`load` succeeded (never builds or loads anything)."""
+  return _state.get('ok', False)
+
+
 def native_bf16() -> bool:
   """Whether bfloat16 convolutions should use oneDNN too.
 
   Returns:
-    True where :func:`available` and the CPU has bfloat16 arithmetic
+    True where :func:`loaded` and the CPU has bfloat16 arithmetic
     (AVX512-BF16 or AMX), on which oneDNN's bfloat16 convolutions run
     2.6-6.4x faster than its float32 ones; without it oneDNN would emulate
     bfloat16, so XLA's convolutions are kept.
   """
-  return available() and _state.get('bf16', False)
+  return loaded() and _state.get('bf16', False)
 
 
 def _attrs(strides, pads):
@@ -140,9 +167,9 @@ def _attrs(strides, pads):
 
 
 def _call(name, shape, *args, strides, pads):
-  if not available():
-    raise RuntimeError('oneDNN convolutions are unavailable here (see '
-                       'ssl_jax.models.onednn.available and its warning).')
+  if not loaded():
+    raise RuntimeError('the oneDNN convolutions are not loaded; call '
+                       'ssl_jax.models.onednn.load() before tracing.')
   if len({a.dtype for a in args}) != 1 or args[0].dtype not in (
       jnp.float32, jnp.bfloat16):
     raise TypeError(f'oneDNN convolutions take two float32 or two bfloat16 '
@@ -184,3 +211,17 @@ def kernel_grad(x: jax.Array, g: jax.Array, kernel_shape: Sequence[int],
   """The gradient of :func:`conv` in ``kernel``, given ``g``."""
   return _call('kernel_grad', tuple(kernel_shape), x, g, strides=strides,
                pads=pads)
+
+
+def main() -> None:
+  """``python -m ssl_jax.models.onednn``: builds and loads the library."""
+  logging.basicConfig(level=logging.INFO, format='%(message)s')
+  if not load():
+    sys.exit('oneDNN convolutions unavailable (see the warning above); runs '
+             "use XLA's convolutions.")
+  print(f'oneDNN convolutions built and loaded (native bfloat16: '
+        f'{native_bf16()}).')
+
+
+if __name__ == '__main__':
+  main()

@@ -6,10 +6,14 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from ssl_jax.models import conv as fast_conv
+from ssl_jax.models import conv as conv_lib
 
-_Conv = functools.partial(nn.Conv, use_bias=False,
-                          conv_general_dilated=fast_conv.conv_general_dilated)
+
+def _conv_layer(convolutions: str):
+  """``nn.Conv`` without bias, on the ``convolutions`` implementation."""
+  return functools.partial(nn.Conv, use_bias=False,
+                           conv_general_dilated=conv_lib.implementation(
+                               convolutions))
 
 
 class BasicBlock(nn.Module):
@@ -17,12 +21,13 @@ class BasicBlock(nn.Module):
   filters: int
   strides: int = 1
   dtype: Any = jnp.float32
+  convolutions: str = 'xla'
 
   @nn.compact
   def __call__(self, x, train: bool = True):
     norm = lambda **kw: nn.BatchNorm(use_running_average=not train, momentum=0.9,
                                      dtype=self.dtype, **kw)
-    conv = lambda f, k, s, name=None: _Conv(
+    conv = lambda f, k, s, name=None: _conv_layer(self.convolutions)(
         f, (k, k), (s, s), dtype=self.dtype, name=name)
     residual = x
     y = nn.relu(norm()(conv(self.filters, 3, self.strides)(x)))
@@ -38,12 +43,13 @@ class BottleneckBlock(nn.Module):
   filters: int
   strides: int = 1
   dtype: Any = jnp.float32
+  convolutions: str = 'xla'
 
   @nn.compact
   def __call__(self, x, train: bool = True):
     norm = lambda **kw: nn.BatchNorm(use_running_average=not train, momentum=0.9,
                                      dtype=self.dtype, **kw)
-    conv = lambda f, k, s, name=None: _Conv(
+    conv = lambda f, k, s, name=None: _conv_layer(self.convolutions)(
         f, (k, k), (s, s), dtype=self.dtype, name=name)
     residual = x
     y = nn.relu(norm()(conv(self.filters, 1, 1)(x)))
@@ -65,20 +71,23 @@ class ResNet(nn.Module):
       the 7x7 stride-2 stem with a 3x3 stride-2 max-pool.
     width: filters of the first stage (doubled each stage).
     dtype: computation dtype.
+    convolutions: ``'xla'`` or ``'onednn'`` (see ``models/conv.py``).
   """
   stage_sizes: Sequence[int]
   block: Any
   cifar_stem: bool = True
   width: int = 64
   dtype: Any = jnp.float32
+  convolutions: str = 'xla'
 
   @nn.compact
   def __call__(self, x, train: bool = True):
     x = x.astype(self.dtype)
+    conv = _conv_layer(self.convolutions)
     if self.cifar_stem:
-      x = _Conv(self.width, (3, 3), dtype=self.dtype, name='stem_conv')(x)
+      x = conv(self.width, (3, 3), dtype=self.dtype, name='stem_conv')(x)
     else:
-      x = _Conv(self.width, (7, 7), (2, 2), padding=[(3, 3), (3, 3)],
+      x = conv(self.width, (7, 7), (2, 2), padding=[(3, 3), (3, 3)],
                 dtype=self.dtype, name='stem_conv')(x)
     x = nn.BatchNorm(use_running_average=not train, momentum=0.9,
                      dtype=self.dtype, name='stem_bn')(x)
@@ -88,7 +97,8 @@ class ResNet(nn.Module):
     for i, num_blocks in enumerate(self.stage_sizes):
       for j in range(num_blocks):
         strides = 2 if i > 0 and j == 0 else 1
-        x = self.block(self.width * 2**i, strides, self.dtype)(x, train=train)
+        x = self.block(self.width * 2**i, strides, self.dtype,
+                       self.convolutions)(x, train=train)
     return jnp.mean(x, axis=(1, 2))
 
 

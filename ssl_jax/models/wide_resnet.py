@@ -6,10 +6,14 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from ssl_jax.models import conv as fast_conv
+from ssl_jax.models import conv as conv_lib
 
-_Conv = functools.partial(nn.Conv, use_bias=False,
-                          conv_general_dilated=fast_conv.conv_general_dilated)
+
+def _conv_layer(convolutions: str):
+  """``nn.Conv`` without bias, on the ``convolutions`` implementation."""
+  return functools.partial(nn.Conv, use_bias=False,
+                           conv_general_dilated=conv_lib.implementation(
+                               convolutions))
 
 
 def _bn_act(x, train, dtype, name=None):
@@ -23,18 +27,20 @@ class PreActBlock(nn.Module):
   filters: int
   strides: int = 1
   dtype: Any = jnp.float32
+  convolutions: str = 'xla'
 
   @nn.compact
   def __call__(self, x, train: bool = True):
+    conv = _conv_layer(self.convolutions)
     y = _bn_act(x, train, self.dtype)
     shortcut = x
     if x.shape[-1] != self.filters or self.strides != 1:
-      shortcut = _Conv(self.filters, (1, 1), (self.strides, self.strides),
-                       dtype=self.dtype, name='shortcut')(y)
-    y = _Conv(self.filters, (3, 3), (self.strides, self.strides),
-              dtype=self.dtype)(y)
+      shortcut = conv(self.filters, (1, 1), (self.strides, self.strides),
+                      dtype=self.dtype, name='shortcut')(y)
+    y = conv(self.filters, (3, 3), (self.strides, self.strides),
+             dtype=self.dtype)(y)
     y = _bn_act(y, train, self.dtype)
-    y = _Conv(self.filters, (3, 3), dtype=self.dtype)(y)
+    y = conv(self.filters, (3, 3), dtype=self.dtype)(y)
     return shortcut + y
 
 
@@ -46,20 +52,23 @@ class WideResNet(nn.Module):
     widths: base widths of the groups, multiplied by ``widen_factor``.
     widen_factor: k in WRN-d-k.
     dtype: computation dtype.
+    convolutions: ``'xla'`` or ``'onednn'`` (see ``models/conv.py``).
   """
   blocks_per_group: int
   widths: Sequence[int] = (16, 32, 64)
   widen_factor: int = 2
   dtype: Any = jnp.float32
+  convolutions: str = 'xla'
 
   @nn.compact
   def __call__(self, x, train: bool = True):
-    x = _Conv(16, (3, 3), dtype=self.dtype, name='stem_conv')(x.astype(self.dtype))
+    x = _conv_layer(self.convolutions)(16, (3, 3), dtype=self.dtype,
+                                       name='stem_conv')(x.astype(self.dtype))
     for i, width in enumerate(self.widths):
       for j in range(self.blocks_per_group):
         strides = 2 if i > 0 and j == 0 else 1
-        x = PreActBlock(width * self.widen_factor, strides, self.dtype)(
-            x, train=train)
+        x = PreActBlock(width * self.widen_factor, strides, self.dtype,
+                        self.convolutions)(x, train=train)
     x = _bn_act(x, train, self.dtype, name='final_bn')
     return jnp.mean(x, axis=(1, 2))
 

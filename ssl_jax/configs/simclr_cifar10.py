@@ -1,0 +1,41 @@
+"""SimCLR on CIFAR-10: ResNet-18 with the CIFAR stem, LARS, batch 512, 800 epochs.
+
+  python main.py --config=configs/simclr_cifar10.py --workdir=/tmp/simclr_cifar10 \
+      --config.data_dir=DIR
+
+Prepare DIR once with ``python -m ssl_jax.tools.prepare_data --dataset=cifar10
+--data_dir=DIR`` (needs network), or offline from the JPEG archive with
+``--npz=PATH``. The recipe is google-research/simclr's CIFAR-10 command
+(batch 512, LARS at 1.0 x B/256, weight decay 1e-4, temperature 0.5, colour
+jitter strength 0.5, no blur) with a ResNet-18 instead of their ResNet-50 and
+800 instead of 1000 epochs. Expected from published ResNet-18 reproductions
+(solo-learn: 90.7 % after 1000 epochs): a linear probe around 88-91 % test
+accuracy after 800 epochs, ~85 % after 200; not yet measured here at that
+length.
+"""
+
+from ssl_jax.configs import default
+
+
+def get_config():
+  c = default.get_config()
+  c.encoder = 'resnet18'
+  c.model.cifar_stem = True
+  c.dataset = 'cifar10'
+  c.image_size = 32
+  c.batch_size = 512
+  c.num_epochs = 800
+  c.learning_rate = 1.0
+  c.optimizer.lr_scaling = 'linear'
+  c.optimizer.weight_decay = 1e-4
+  c.temperature = 0.5
+  for view in (c.augment.view1, c.augment.view2):
+    view.jitter_strength = 0.5
+    view.blur_prob = 0.0
+  # Watch the representation improve: kNN on held-out train images every
+  # 2,000 steps; t-SNE of the kept checkpoints at every 100 epochs.
+  c.evals.knn.every_steps = 2000
+  c.checkpoint_every_steps = 970  # 10 epochs of 97 steps.
+  c.keep_checkpoints_every = 9700
+  c.evals.pictures.tsne_steps = (9700, 19400, 38800)
+  return c

@@ -1,0 +1,297 @@
+"""Reading: random-access tfds sources -> uint8 images and labels.
+
+The host only reads uint8 images; augmentation runs on device in the train
+step. Reading is random access (``tfds.data_source``, array_record), so any
+example can be read by index: ``ssl_jax.data.batching`` builds on that to make the
+batch of each step a pure function of ``(seed, step)``. This module also picks
+the class-balanced labelled subsets of the few-label settings.
+"""
+import dataclasses
+import time
+from typing import Optional
+
+from absl import logging
+import numpy as np
+
+from ssl_jax import errors
+
+_CIFAR10 = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog',
+            'horse', 'ship', 'truck')
+_STL10 = ('airplane', 'bird', 'car', 'cat', 'deer', 'dog', 'horse', 'monkey',
+          'ship', 'truck')
+
+# Facts the config validation needs before any data is read.
+DATASETS = {
+    'cifar10': dict(image_shape=(32, 32, 3), num_classes=10, class_names=_CIFAR10),
+    'cifar100': dict(image_shape=(32, 32, 3), num_classes=100),
+    'stl10': dict(image_shape=(96, 96, 3), num_classes=10, class_names=_STL10),
+    'mnist': dict(image_shape=(28, 28, 1), num_classes=10),
+    'sklearn_digits': dict(image_shape=(16, 16, 1), num_classes=10),
+    # Transfer targets; mixed image sizes need --config.data.resize.
+    'oxford_iiit_pet': dict(image_shape=(None, None, 3), num_classes=37),
+    'caltech101': dict(image_shape=(None, None, 3), num_classes=102),
+    'uc_merced': dict(image_shape=(256, 256, 3), num_classes=21),
+}
+
+
+DataError = errors.DataError
+
+
+@dataclasses.dataclass
+class Split:
+  """A split held as a random-access source, optionally decoded into RAM.
+
+  ``resize`` and ``channels`` (0: as stored) convert every image as it is
+  read: a centre crop resized to ``resize`` px, and grayscale <-> RGB. A bad
+  record (fails to decode, or does not fit ``image_shape``; None: any) raises
+  a :class:`DataError`, or with ``bad_images='skip'`` joins ``skipped`` and is
+  dropped (cached) or replaced by the next good record (uncached: batches stay
+  full and a pure function of the step).
+  """
+  name: str
+  sources: list
+  images: Optional[np.ndarray] = None
+  labels: Optional[np.ndarray] = None
+  resize: int = 0
+  channels: int = 0
+  dataset: str = ''
+  image_shape: Optional[tuple] = None
+  bad_images: str = 'error'
+  skipped: set = dataclasses.field(default_factory=set, repr=False)
+
+  def __len__(self):
+    if self.images is not None:
+      return len(self.images)
+    return sum(len(s) for s in self.sources)
+
+  @property
+  def num_skipped(self) -> int:
+    """How many distinct bad records were skipped so far."""
+    return len(self.skipped)
+
+  def read(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+    """Returns ``{'image': uint8 [n,H,W,C], 'label': int32 [n]}`` for indices."""
+    if self.images is not None:
+      return {'image': self.images[indices], 'label': self.labels[indices]}
+    return _stack([self._good_example(int(i)) for i in indices])
+
+  def _good_example(self, i: int) -> tuple[np.ndarray, int]:
+    for _ in range(len(self)):
+      example = None if i in self.skipped else self._example(i)
+      if example is not None:
+        return example
+      i = (i + 1) % len(self)
+    raise DataError(f'every record of split {self.name!r} is bad.')
+
+  def _example(self, i: int) -> Optional[tuple[np.ndarray, int]]:
+    """Record ``i`` as (image, label), or None if it is bad and skipped."""
+    j, k, fix, want = 0, i, '', self.image_shape
+    while k >= len(self.sources[j]):
+      k, j = k - len(self.sources[j]), j + 1
+    try:
+      example = self.sources[j][k]
+      image = convert_image(example['image'], self.resize, self.channels)
+    except Exception as e:  # pylint: disable=broad-except
+      why = f'failed to decode ({type(e).__name__}: {" ".join(str(e).split())})'
+    else:
+      if want is None or (image.ndim == len(want) and all(
+          w is None or w == g for g, w in zip(image.shape, want))):
+        return image, int(example['label'])
+      why = f'has shape {image.shape}, expected {tuple(want)}'
+      if want[-1] and image.shape[-1] != want[-1]:
+        fix = f'--config.data.channels={want[-1]} to convert it, or '
+    where = (f'record {i} of {self.dataset} split {self.name!r} (index {k} of '
+             f'source {self.name.split("+")[j].strip()!r})')
+    if self.bad_images != 'skip':
+      raise DataError(f'{where} {why}; pass {fix}--config.data.bad_images=skip '
+                      'to skip and count bad records.')
+    if not self.skipped:
+      logging.warning('Skipping bad %s: %s (more are counted, not logged).',
+                      where, why)
+    self.skipped.add(i)
+    return None
+
+
+def _stack(examples) -> dict[str, np.ndarray]:
+  return {'image': np.stack([image for image, _ in examples]),
+          'label': np.asarray([label for _, label in examples], np.int32)}
+
+
+def convert_image(image, resize: int = 0, channels: int = 0) -> np.ndarray:
+  """A uint8 HWC image, centre-cropped and resized, with the channels asked for.
+
+  Args:
+    image: uint8 [H, W] or [H, W, C].
+    resize: output side (0: keep the size).
+    channels: 1 or 3 (0: keep); grayscale is repeated to RGB, RGB is
+      averaged with ITU-R 601 luma weights, alpha is dropped.
+
+  Returns:
+    uint8 [resize, resize, channels] (or the kept size/channels).
+  """
+  image = np.asarray(image, np.uint8)
+  image = image[..., None] if image.ndim == 2 else image
+  if channels and image.shape[-1] != channels:
+    if image.shape[-1] < 3:  # Gray (+ alpha).
+      image = np.repeat(image[..., :1], channels, axis=-1)
+    elif channels == 3:  # RGBA.
+      image = image[..., :3]
+    else:
+      luma = image[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114])
+      image = np.round(luma)[..., None].astype(np.uint8)
+  if resize and image.shape[:2] != (resize, resize):
+    # PIL: one image at a time, whatever its size (pets and caltech101 vary).
+    from PIL import Image  # pylint: disable=g-import-not-at-top
+    h, w = image.shape[:2]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    crop = image[top:top + side, left:left + side]
+    out = Image.fromarray(crop[..., 0] if crop.shape[-1] == 1 else crop).resize(
+        (resize, resize), Image.BILINEAR)
+    image = np.asarray(out, np.uint8).reshape(resize, resize, -1)
+  return image
+
+
+def _sklearn_digits(split: str) -> Split:
+  """The 1,797 8x8 handwritten digits bundled with scikit-learn, at 16x16."""
+  from sklearn import datasets  # pylint: disable=g-import-not-at-top
+  digits = datasets.load_digits()
+  images = (digits.images * (255.0 / 16.0)).round().astype(np.uint8)
+  images = images.repeat(2, axis=1).repeat(2, axis=2)[..., None]
+  labels = digits.target.astype(np.int32)
+  perm = np.random.default_rng(0).permutation(len(labels))
+  cut = int(0.8 * len(labels))
+  idx = {'train': perm[:cut], 'test': perm[cut:]}.get(split)
+  if idx is None:
+    raise DataError(f"sklearn_digits has splits 'train' and 'test', not {split!r}.")
+  return Split(split, [], images[idx], labels[idx])
+
+
+def _tfds_source(dataset: str, split: str, data_dir: str):
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  try:
+    return tfds.data_source(dataset, split=split, data_dir=data_dir or None,
+                            download=False)
+  except Exception as e:  # tfds raises several types for "not prepared".
+    where = data_dir or '~/tensorflow_datasets'
+    try:
+      prepared = tfds.builder(dataset, data_dir=data_dir or None).is_prepared()
+    except Exception:  # pylint: disable=broad-except
+      prepared = False
+    if prepared:  # tfds says "Paths sequence can not be of 0 length" if empty.
+      raise DataError(f'split {split!r} of dataset {dataset!r} in data_dir '
+                      f'{where!r} is empty or unknown ({type(e).__name__}: '
+                      f'{" ".join(str(e).split())}).') from None
+    fix = (f'python -m ssl_jax.tools.prepare_data --npz=cifar10_jpeg_q75.npz '
+           f'--data_dir={where}' if dataset == 'cifar10' else
+           f'python -m ssl_jax.tools.prepare_data --dataset={dataset} --data_dir={where}')
+    raise DataError(
+        f'dataset {dataset!r} split {split!r} is not prepared (array_record) in '
+        f'data_dir {where!r} ({type(e).__name__}). Prepare it with: {fix}, or '
+        f'pass --config.data_dir=DIR where it is.') from None
+
+
+def load_split(dataset: str, split: str, data_dir: str = '',
+               cache: bool = True, resize: int = 0, channels: int = 0,
+               bad_images: str = 'error') -> Split:
+  """Opens a split (``'a+b'`` concatenates) and optionally decodes it into RAM.
+
+  Args:
+    dataset: a tfds name, or ``'sklearn_digits'``.
+    split: split name(s) joined by ``+``.
+    data_dir: the tfds data_dir (never downloads).
+    cache: decode every image once into a uint8 array in host memory.
+    resize: centre-crop and resize every image to this side (0: keep).
+    channels: convert every image to 1 or 3 channels (0: keep).
+    bad_images: a record that fails to decode or has the wrong shape raises
+      (``'error'``), or is dropped and counted (``'skip'``, see :class:`Split`).
+
+  Returns:
+    A :class:`Split`; ``num_skipped`` counts the bad records skipped.
+
+  Raises:
+    DataError: the dataset is not prepared, the split is empty, or (with
+      ``bad_images='error'``) a record is bad.
+  """
+  if dataset == 'sklearn_digits':
+    result = _sklearn_digits(split)
+    if resize or channels:
+      result.images = np.stack([convert_image(x, resize, channels)
+                                for x in result.images])
+  else:
+    shape = DATASETS.get(dataset, {}).get('image_shape')
+    if shape is not None:
+      shape = (resize or shape[0], resize or shape[1], channels or shape[2])
+    result = Split(split, [_tfds_source(dataset, s.strip(), data_dir)
+                           for s in split.split('+')], resize=resize,
+                   channels=channels, dataset=dataset, image_shape=shape,
+                   bad_images=bad_images)
+    if len(result) and cache:
+      result = _decode_all(result)
+  if not len(result):
+    raise DataError(f'split {split!r} of dataset {dataset!r} is empty.')
+  return result
+
+
+def _decode_all(split: Split) -> Split:
+  """The split decoded into RAM, without the bad records it skipped."""
+  n, chunk, start = len(split), 4096, time.time()
+  examples, example = [], split._example  # pylint: disable=protected-access
+  for lo in range(0, n, chunk):
+    examples += [e for e in map(example, range(lo, min(n, lo + chunk)))
+                 if e is not None]
+    done = min(n, lo + chunk)
+    if n > 4 * chunk:
+      rate = done / (time.time() - start)
+      logging.info('Decoding %s: %d/%d images, ETA %.0fs', split.name, done, n,
+                   (n - done) / rate)
+  if not examples:
+    raise DataError(f'every record of split {split.name!r} is bad.')
+  data = _stack(examples)
+  return dataclasses.replace(split, images=data['image'], labels=data['label'])
+
+
+def labelled_indices(labels: np.ndarray, fraction: float, seed: int,
+                     per_class: int = 0) -> np.ndarray:
+  """Sorted indices of a class-balanced subset, chosen by seed.
+
+  Args:
+    labels: [N] int labels (negative: unlabelled, never chosen).
+    fraction: the share of each class kept, in (0, 1].
+    seed: selects the subset (the same seed gives the same indices).
+    per_class: if > 0, keep this many images of each class instead (all of
+      a class that has fewer).
+
+  Returns:
+    int64 indices with at least one image of every class present.
+  """
+  rng = np.random.default_rng([seed, 7])
+  keep = []
+  for c in np.unique(labels[labels >= 0]):
+    members = np.flatnonzero(labels == c)
+    n = per_class if per_class > 0 else max(1, round(fraction * len(members)))
+    keep.append(rng.permutation(members)[:n])
+  return np.sort(np.concatenate(keep))
+
+
+def labelled_subset(split: Split, fraction: float, seed: int,
+                    per_class: int = 0) -> Split:
+  """A class-balanced subset holding ``fraction`` of each class, chosen by seed.
+
+  Args:
+    split: a labelled split.
+    fraction: in (0, 1]; 1 (with ``per_class=0``) returns ``split`` itself.
+    seed: selects the subset (the same seed gives the same images).
+    per_class: if > 0, this many images per class instead of a fraction.
+
+  Returns:
+    A cached :class:`Split` with at least one image of every class present.
+  """
+  if fraction >= 1 and per_class <= 0:
+    return split
+  labels = split.labels if split.labels is not None else split.read(
+      np.arange(len(split)))['label']
+  idx = labelled_indices(labels, fraction, seed, per_class)
+  data = split.read(idx)
+  what = f'{per_class} per class' if per_class > 0 else f'{fraction:g} of labels'
+  return Split(f'{split.name}[{what}]', [], data['image'], data['label'])

@@ -1,0 +1,1 @@
+"""Evaluating frozen or fine-tuned encoders: probes, kNN, embedding metrics, pictures."""

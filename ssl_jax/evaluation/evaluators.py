@@ -1,0 +1,207 @@
+"""Evaluations of a trained encoder, built from ``config.evals``.
+
+Each evaluator is a function ``(ctx: Context) -> Iterator[(name, value)]`` in
+the :data:`EVALUATORS` registry, switched on by ``config.evals.<name>.enabled``.
+They run at the end of pretraining (``ssl_jax.training.train``), or later on
+any finished workdir (``python -m ssl_jax.tools.evaluate``). Nothing is chosen
+on the test split.
+"""
+
+import os
+import time
+from typing import Any, Callable, Iterator, Optional
+
+from absl import logging
+import ml_collections
+import numpy as np
+
+from ssl_jax.data import input_pipeline
+from ssl_jax.evaluation import embedding_metrics
+from ssl_jax.evaluation import finetune
+from ssl_jax.evaluation import pictures as pictures_lib
+from ssl_jax.evaluation import probe
+from ssl_jax.evaluation.context import Context
+
+Evaluator = Callable[[Context], Iterator[tuple[str, Any]]]
+
+
+def linear_probe(ctx: Context) -> Iterator[tuple[str, Any]]:
+  """The JAX L-BFGS softmax probe (``config.probe``), and its random-init reference."""
+  kwargs = dict(num_classes=ctx.info['num_classes'], config=ctx.config.probe,
+                seed=ctx.config.seed, class_names=ctx.info.get('class_names'))
+  yield from probe.linear_probe(
+      ctx.train_features, ctx.probe_train.labels, ctx.test_features,
+      ctx.probe_test.labels, **kwargs).items()
+  if ctx.config.probe.random_init and ctx.random_init is not None:
+    yield from probe.linear_probe(
+        ctx.features(ctx.probe_train.images, ctx.random_init),
+        ctx.probe_train.labels,
+        ctx.features(ctx.probe_test.images, ctx.random_init),
+        ctx.probe_test.labels, prefix='random_init/linear_probe/',
+        **kwargs).items()
+
+
+def sklearn_probe(ctx: Context) -> Iterator[tuple[str, Any]]:
+  """scikit-learn ``LogisticRegression``, C chosen on validation carved from train."""
+  from sklearn import linear_model  # pylint: disable=g-import-not-at-top
+  from sklearn import preprocessing  # pylint: disable=g-import-not-at-top
+  cfg = ctx.config.evals.sklearn_probe
+  x, y = ctx.train_features, ctx.probe_train.labels
+  rng = np.random.default_rng([ctx.config.seed, 11])
+  keep = rng.permutation(len(y))[:cfg.max_train]
+  n_val = max(1, int(round(ctx.config.probe.val_fraction * len(keep))))
+  val, fit = keep[:n_val], keep[n_val:]
+  scaler = preprocessing.StandardScaler().fit(x[fit])
+  best = (-1.0, None)
+  for c in cfg.c_grid:
+    clf = linear_model.LogisticRegression(C=c, max_iter=cfg.max_iter)
+    clf.fit(scaler.transform(x[fit]), y[fit])
+    acc = float(clf.score(scaler.transform(x[val]), y[val]))
+    yield f'sklearn_probe/val_accuracy/C={c:g}', acc
+    if acc > best[0]:
+      best = (acc, c)
+  clf = linear_model.LogisticRegression(C=best[1], max_iter=cfg.max_iter)
+  clf.fit(scaler.transform(x[keep]), y[keep])
+  scores = clf.decision_function(scaler.transform(ctx.test_features))
+  yield 'sklearn_probe/C', best[1]
+  yield 'sklearn_probe/val_accuracy', best[0]
+  metrics = probe.classification_metrics(
+      scores, ctx.probe_test.labels, ctx.info['num_classes'],
+      ctx.info.get('class_names'), 'sklearn_probe/test_')
+  yield 'sklearn_probe/test_accuracy', metrics['sklearn_probe/test_accuracy']
+  yield 'sklearn_probe/test_top5_accuracy', metrics[
+      'sklearn_probe/test_top5_accuracy']
+
+
+def knn(ctx: Context) -> Iterator[tuple[str, Any]]:
+  """Weighted cosine kNN: the train split is the bank, test the queries."""
+  metrics = probe.classification_metrics(
+      ctx.knn_scores, ctx.probe_test.labels, ctx.info['num_classes'],
+      ctx.info.get('class_names'), 'knn/test_')
+  yield 'knn/test_accuracy', metrics['knn/test_accuracy']
+  yield 'knn/test_top5_accuracy', metrics['knn/test_top5_accuracy']
+  yield 'knn/test_f1/macro_avg', metrics['knn/test_f1/macro_avg']
+  yield 'knn/k', ctx.config.evals.knn.k
+
+
+def embedding(ctx: Context) -> Iterator[tuple[str, Any]]:
+  """Silhouette, Dunn and k-means NMI/ARI of the test embeddings against labels."""
+  yield from embedding_metrics.embedding_metrics(
+      ctx.test_features, ctx.probe_test.labels,
+      num_classes=ctx.info['num_classes'], seed=ctx.config.seed,
+      max_points=ctx.config.evals.embedding.max_points).items()
+
+
+def pictures(ctx: Context) -> Iterator[tuple[str, Any]]:
+  """t-SNE (over checkpoints), nearest-neighbour grid, confusion matrix, curves."""
+  cfg, out = ctx.config.evals.pictures, ctx.out_dir
+  names = ctx.info.get('class_names')
+  test_y = ctx.probe_test.labels
+  panels = []
+  for step in cfg.tsne_steps:
+    if step == ctx.step:
+      continue
+    try:
+      variables = ctx.restore(step)
+    except ValueError as e:
+      logging.warning('t-SNE: skipping step %s: %s', step, e)
+      continue
+    panels.append((f'step {step}', ctx.features(ctx.probe_test.images,
+                                                variables)))
+  panels.append((f'step {ctx.step}', ctx.test_features))
+  saved = {
+      'tsne': pictures_lib.tsne(
+          panels, test_y, os.path.join(out, 'tsne.png'), class_names=names,
+          seed=ctx.config.seed, max_points=cfg.tsne_points)}
+  rng = np.random.default_rng([ctx.config.seed, 13])
+  queries = np.sort(rng.permutation(len(test_y))[:cfg.queries])
+  nn = pictures_lib.nearest_neighbours(ctx.test_features[queries],
+                                       ctx.train_features, cfg.neighbours)
+  saved['neighbours'] = pictures_lib.neighbours(
+      ctx.probe_test.images[queries], ctx.probe_train.images[nn],
+      os.path.join(out, 'neighbours.png'), query_labels=test_y[queries],
+      neighbour_labels=ctx.probe_train.labels[nn], class_names=names)
+  saved['confusion'] = pictures_lib.confusion_matrix(
+      test_y, ctx.knn_scores.argmax(1), os.path.join(out, 'confusion_knn.png'), class_names=names,
+      title='kNN predictions on test (row-normalised)')
+  series = pictures_lib.read_scalars(ctx.workdir)
+  # Training curves only: not the loop's bookkeeping or one-off final figures.
+  bookkeeping = ('epoch', 'uptime', 'steps_per_sec', 'steps_per_second',
+                 'images_per_second')
+  series = {k: v for k, v in series.items() if len(v) > 1
+            and k not in bookkeeping and not k.startswith(('eval/', 'hparams'))}
+  if series:
+    saved['curves'] = pictures_lib.curves(
+        series, os.path.join(out, 'curves.png'), title=ctx.workdir)
+  for name, image in saved.items():
+    ctx.save_picture(name, image)
+  yield 'pictures/count', len(saved)
+
+
+EVALUATORS: dict[str, Evaluator] = {
+    'linear_probe': linear_probe,
+    'sklearn_probe': sklearn_probe,
+    'knn': knn,
+    'embedding': embedding,
+    'pictures': pictures,
+    'finetune': finetune.finetune,
+    'transfer': finetune.transfer,
+}
+
+
+# Settings (``config.evals.<name>``) of evaluators registered from outside.
+SETTINGS: dict[str, Callable[[], ml_collections.ConfigDict]] = {}
+
+
+def register(name: str, evaluator: Evaluator,
+             settings: Callable[[], ml_collections.ConfigDict]) -> Evaluator:
+  """Adds an evaluator defined outside ssl_jax.
+
+  Args:
+    name: its key in :data:`EVALUATORS` and its ``config.evals`` field.
+    evaluator: ``ctx -> iterator of (name, value)``.
+    settings: ``() -> ConfigDict`` of its settings; it must have an
+      ``enabled`` field. ``configs/evals/default.py`` adds them.
+
+  Returns:
+    ``evaluator``.
+  """
+  if name in EVALUATORS:
+    raise ValueError(f'an evaluator named {name!r} is already registered.')
+  if 'enabled' not in settings():
+    raise ValueError(f'evaluator {name!r}: its settings need an `enabled` field.')
+  EVALUATORS[name] = evaluator
+  SETTINGS[name] = settings
+  return evaluator
+
+
+def enabled(config: ml_collections.ConfigDict) -> list[str]:
+  """The evaluator names ``config`` turns on, in :data:`EVALUATORS` order."""
+  out = ['linear_probe'] if config.probe.enabled else []
+  return out + [n for n in EVALUATORS
+                if n in config.evals and config.evals[n].enabled]
+
+
+def run(ctx: Context, names: Optional[list[str]] = None) -> dict[str, Any]:
+  """Runs evaluators by name (default: those enabled) and collects their figures.
+
+  An evaluator that fails on data (a missing dataset) records
+  ``{name}/error`` and the others still run.
+
+  Args:
+    ctx: the evaluation context.
+    names: evaluators to run, in order.
+
+  Returns:
+    A flat dict of every figure.
+  """
+  results = {}
+  for name in enabled(ctx.config) if names is None else names:
+    start = time.time()
+    try:
+      results.update(EVALUATORS[name](ctx))
+    except input_pipeline.DataError as e:
+      logging.error('%s: %s', name, e)
+      results[f'{name}/error'] = str(e)
+    logging.info('Evaluator %s done in %.1fs', name, time.time() - start)
+  return results

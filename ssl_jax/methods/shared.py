@@ -1,0 +1,168 @@
+"""Pieces the methods share: the two-view model and step, the update, EMAs."""
+
+from typing import Any, Callable, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from ssl_jax.data import augment
+from ssl_jax import models
+from ssl_jax.methods.base import TrainState
+
+
+class TwoViewModel(nn.Module):
+  """Encoder, projector and an online linear probe on stop-gradient features.
+
+  Attributes:
+    encoder: images -> features (the representation that is evaluated).
+    projector: features -> embeddings for the loss.
+    num_classes: classes of the online probe.
+  """
+  encoder: nn.Module
+  projector: nn.Module
+  num_classes: int
+
+  @nn.compact
+  def __call__(self, x, train: bool = True):
+    features = self.encoder(x, train=train)
+    projection = self.projector(features, train=train)
+    probe_logits = nn.Dense(self.num_classes, name='probe')(
+        jax.lax.stop_gradient(features).astype(jnp.float32))
+    return {'features': features, 'projection': projection,
+            'probe_logits': probe_logits}
+
+
+def build_two_view_model(config: ml_collections.ConfigDict,
+                         num_classes: int) -> nn.Module:
+  """Encoder + ``config.projector`` + online probe."""
+  return TwoViewModel(models.get_encoder(config), models.get_projector(config),
+                      num_classes)
+
+
+def train_view_size(config: ml_collections.ConfigDict) -> int:
+  """Side of the training views: ``augment.train_size``, else ``image_size``."""
+  return config.augment.train_size or config.image_size
+
+
+def probe_loss(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Cross-entropy and accuracy over the examples with a label (>= 0).
+
+  The loss of every classification head here: online probes, the supervised
+  and FixMatch classifiers and DeepCluster's cluster head.
+  """
+  valid = labels >= 0
+  safe = jnp.where(valid, labels, 0)
+  ce = optax.softmax_cross_entropy_with_integer_labels(
+      logits.astype(jnp.float32), safe)
+  count = jnp.maximum(valid.sum(), 1)
+  correct = (jnp.argmax(logits, -1) == safe) & valid
+  return (jnp.where(valid, ce, 0.0).sum() / count,
+          correct.sum().astype(jnp.float32) / count)
+
+
+def apply_gradients(state: TrainState, grads, batch_stats, *,
+                    tx: optax.GradientTransformation, schedule: optax.Schedule,
+                    metrics: dict[str, Any]) -> tuple[TrainState, dict[str, Any]]:
+  """Applies ``tx`` and advances the step; adds LR and grad norm to ``metrics``."""
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  metrics = dict(metrics, learning_rate=schedule(state.step),
+                 grad_norm=optax.tree.norm(grads))
+  return state.replace(step=state.step + 1,
+                       params=optax.apply_updates(state.params, updates),
+                       batch_stats=batch_stats, opt_state=opt_state), metrics
+
+
+def two_view_step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array,
+                  *, model: nn.Module, tx: optax.GradientTransformation,
+                  config: ml_collections.ConfigDict, schedule: optax.Schedule,
+                  embedding_loss: Callable[..., tuple[jax.Array, dict[str, Any]]],
+                  target_variables: Optional[
+                      Callable[[TrainState], dict[str, Any]]] = None,
+                  online_output: str = 'projection',
+                  target_output: str = 'projection',
+                  ) -> tuple[TrainState, dict[str, Any]]:
+  """A joint-embedding step: two views, one encoder pass, a loss on the pair.
+
+  Both views go through the encoder as one concatenated batch, so BatchNorm
+  statistics cover both views of the whole global batch. Under ``jax.jit``
+  with the batch sharded over devices the batch is one global array: XLA
+  inserts the cross-device reductions and the gradient is that of the
+  global-batch loss. The online probe trains on stop-gradient features of the
+  examples with a label (>= 0).
+
+  With ``target_variables`` (BYOL, MoCo, DINO), the same model with those
+  variables (an EMA of the online ones, say) also encodes both views, in
+  training mode and without gradient; its ``target_output`` of the other
+  view is what each online ``online_output`` is pulled towards. The target's
+  BatchNorm statistics are not updated here: the method's EMA does that.
+
+  Args:
+    state: the replicated train state.
+    batch: ``{'image': uint8 [B,H,W,C], 'label': int32 [B]}``.
+    key: the PRNG key of this step.
+    model: a :class:`TwoViewModel`.
+    tx: the optimiser.
+    config: the experiment config.
+    schedule: the LR schedule (for logging only).
+    embedding_loss: ``(z_a, z_b) -> (loss, metrics)`` on the online outputs
+      of the two views; with a target network ``(z_a, z_b, t_a, t_b) ->
+      (loss, metrics)``, where ``t_a, t_b`` are the target's outputs.
+    target_variables: ``state -> {'params', 'batch_stats'}`` of the target
+      network, or None for none.
+    online_output: the model output the loss takes from the online network.
+    target_output: the model output it takes from the target network.
+
+  Returns:
+    The new state and a dict of scalar metrics.
+  """
+  views = augment.make_views(key, batch['image'],
+                             (config.augment.view1, config.augment.view2),
+                             train_view_size(config))
+  x = jnp.concatenate(views, axis=0)
+  labels = jnp.concatenate([batch['label'], batch['label']])
+
+  targets = ()
+  if target_variables is not None:
+    target_out, _ = model.apply(target_variables(state), x, train=True,
+                                mutable=['batch_stats'])
+    targets = jnp.split(jax.lax.stop_gradient(
+        target_out[target_output]).astype(jnp.float32), 2)
+
+  def loss_fn(params):
+    out, new_vars = model.apply(
+        {'params': params, 'batch_stats': state.batch_stats}, x, train=True,
+        mutable=['batch_stats'])
+    # The loss (logits, softmax, correlations) in float32 even under bfloat16.
+    loss, metrics = embedding_loss(
+        *jnp.split(out[online_output].astype(jnp.float32), 2), *targets)
+    p_loss, p_acc = probe_loss(out['probe_logits'], labels)
+    total = loss + (p_loss if config.online_probe else 0.0)
+    metrics = dict(metrics, loss=loss, **{'online_probe/loss': p_loss,
+                                          'online_probe/accuracy': p_acc})
+    return total, (new_vars['batch_stats'], metrics)
+
+  grads, (batch_stats, metrics) = jax.grad(loss_fn, has_aux=True)(state.params)
+  return apply_gradients(state, grads, batch_stats, tx=tx, schedule=schedule,
+                         metrics=metrics)
+
+
+def two_views_per_image(config: ml_collections.ConfigDict) -> tuple[int, int]:
+  """``(images read, views encoded)`` per step of :func:`two_view_step`."""
+  return config.batch_size, 2 * config.batch_size
+
+
+def ema_update(ema: Any, new: Any, decay: float) -> Any:
+  """``ema <- decay * ema + (1 - decay) * new``, leaf by leaf.
+
+  Args:
+    ema: the running average (a pytree).
+    new: the current values (same structure).
+    decay: the weight of the old average, in [0, 1).
+
+  Returns:
+    The updated average.
+  """
+  return optax.incremental_update(new, ema, 1.0 - decay)

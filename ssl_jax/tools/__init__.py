@@ -1,0 +1,1 @@
+"""Command lines: evaluate a workdir, sweeps, the report, dataset preparation."""

@@ -1,0 +1,126 @@
+"""Evaluates a finished run's checkpoint with any evaluators:
+
+  python -m ssl_jax.tools.evaluate --workdir=DIR [--evals=configs/evals/full.py]
+      [--evals.knn.k=20 ...] [--only=knn,embedding] [--step=N]
+
+merges its figures into ``DIR/results.json`` (and
+``DIR/eval/results_step{N}.json``) and writes PNGs to ``DIR/eval/``.
+"""
+
+import functools
+import json
+import os
+import time
+from typing import Any, Optional
+
+import jax
+import ml_collections
+
+from ssl_jax import errors
+from ssl_jax.configs import default
+from ssl_jax.evaluation import evaluators
+from ssl_jax.training import checkpoint
+from ssl_jax.training import run as run_lib
+from ssl_jax.training import train
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config a run saved in ``workdir/config.json``, over today's defaults."""
+  path = os.path.join(workdir, 'config.json')
+  if not os.path.exists(path):
+    raise errors.DataError(
+        f'{path} does not exist; pass the --workdir of a run of main.py.')
+  config = default.get_config()
+  with open(path) as f:
+    config.update_from_flattened_dict({
+        k: tuple(v) if isinstance(v, list) else v
+        for k, v in checkpoint.flatten(json.load(f)).items()})
+  return config
+
+
+def evaluate_workdir(workdir: str, evals: Optional[ml_collections.ConfigDict]
+                     = None, step: Optional[int] = None,
+                     names: Optional[list[str]] = None) -> dict[str, Any]:
+  """Runs evaluators on a finished run's checkpoint and merges its results.json.
+
+  Args:
+    workdir: a run directory holding ``config.json`` and checkpoints.
+    evals: replaces the run's ``config.evals`` (default: keep the run's).
+    step: the checkpoint to evaluate (default: the latest).
+    names: evaluators to run (default: those ``evals`` enables; the linear
+      probe only when named, as training already ran it).
+
+  Returns:
+    The new figures (also merged into ``workdir/results.json`` and written to
+    ``workdir/eval/results_step{step}.json``).
+  """
+  config = load_config(workdir)
+  if evals is not None:
+    config.evals = evals
+  start = time.time()
+  run = run_lib.build(config)
+  step, variables = run.restore_variables(workdir, step)
+  from clu import metric_writers  # pylint: disable=g-import-not-at-top
+  # TensorBoard's "eval" run beside the training curves.
+  writer = metric_writers.create_default_writer(
+      os.path.join(workdir, 'eval'), just_logging=jax.process_index() != 0,
+      asynchronous=False)
+  ctx = train.evaluation_context(run, workdir, run.replicate(variables), step,
+                                 writer=writer)
+  names = names or [n for n in evaluators.enabled(config) if n != 'linear_probe']
+  results = evaluators.run(ctx, names)
+  writer.write_scalars(step, {k: v for k, v in results.items()
+                              if isinstance(v, (int, float))})
+  writer.close()
+  results['eval/wall_seconds'] = time.time() - start
+  results['eval/step'] = step
+  if jax.process_index() == 0:
+    os.makedirs(ctx.out_dir, exist_ok=True)
+    train.write_json(os.path.join(ctx.out_dir, f'results_step{step}.json'),
+                     results)
+    merged = {}
+    main_path = os.path.join(workdir, 'results.json')
+    if os.path.exists(main_path):
+      with open(main_path) as f:
+        merged = json.load(f)
+    merged.update(results)
+    train.write_json(main_path, merged)
+  return results
+
+
+def main(argv, *, flag_values, evals_flag):
+  """The command line: evaluates ``--workdir`` with ``--evals``."""
+  if len(argv) > 1:
+    raise SystemExit(f'Unexpected arguments: {argv[1:]}')
+  flag = flag_values
+  names = [n for n in flag.only.split(',') if n] if flag.only else None
+  try:
+    results = evaluate_workdir(flag.workdir, evals_flag.value, flag.step, names)
+  except (errors.DataError, ValueError) as e:
+    raise SystemExit(f'ssl_jax.tools.evaluate: error: {e}') from None
+  for k in sorted(results):
+    if isinstance(results[k], float) and k.endswith(
+        ('accuracy', 'accuracy_mean', 'silhouette', 'dunn', 'kmeans_nmi')):
+      print(f'{k}: {results[k]:.4f}')
+
+
+def _define_flags():
+  """This command line's flags (defined only when it runs)."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  flags.DEFINE_string('workdir', None, 'Run directory to evaluate.',
+                      required=True)
+  flags.DEFINE_integer('step', None, 'Checkpoint step (default: latest).')
+  flags.DEFINE_string('only', '', 'Comma-separated evaluators to run (default: '
+                      f'those --evals enables), from {list(evaluators.EVALUATORS)}.')
+  evals = config_flags.DEFINE_config_file(
+      'evals', os.path.join(os.path.dirname(os.path.dirname(
+          os.path.abspath(__file__))), 'configs', 'evals', 'default.py'),
+      'Evaluations config file (configs/evals/*.py or configs/transfer/*.py).')
+  return flags.FLAGS, evals
+
+
+if __name__ == '__main__':
+  from absl import app  # pylint: disable=g-import-not-at-top
+  _flags, _evals = _define_flags()
+  app.run(functools.partial(main, flag_values=_flags, evals_flag=_evals))

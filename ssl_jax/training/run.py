@@ -1,0 +1,140 @@
+"""A run's wiring, built once from its config.
+
+Training, the workdir evaluators, fine-tuning (which is a training run), the
+benchmarks and the tests all build the same :class:`Run`, so a run's method,
+model, mesh, data loader and optimiser are defined in one place. Free of
+TensorFlow and clu, like :mod:`ssl_jax.training.step`.
+"""
+
+import dataclasses
+import functools
+from typing import Any, Callable, Optional
+
+import flax.linen as nn
+import jax
+import ml_collections
+import optax
+
+from ssl_jax import methods
+from ssl_jax.data import input_pipeline
+from ssl_jax.methods import base
+from ssl_jax.models import conv
+from ssl_jax.training import checkpoint
+from ssl_jax.training import optim
+from ssl_jax.training import step as step_lib
+
+P = jax.sharding.PartitionSpec
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  """The pieces of one run that do not depend on its data.
+
+  Attributes:
+    config: the experiment config as run: ``cpu_convolutions`` is what this
+      mesh runs (see ``models.conv.resolve``).
+    method: the registered method ``config.method``.
+    model: the method's model for the dataset's classes.
+    mesh: the device mesh (axis ``'data'``).
+    dataset: facts about ``config.dataset`` (``image_shape``,
+      ``num_classes``, optional ``class_names``).
+    channels: image channels the encoder sees (``data.channels`` or the
+      dataset's).
+  """
+  config: ml_collections.ConfigDict
+  method: base.Method
+  model: nn.Module
+  mesh: jax.sharding.Mesh
+  dataset: dict[str, Any]
+  channels: int
+
+  @property
+  def num_classes(self) -> int:
+    return self.dataset['num_classes']
+
+  @property
+  def class_names(self) -> Optional[tuple[str, ...]]:
+    return self.dataset.get('class_names')
+
+  @property
+  def data_sharding(self) -> jax.sharding.NamedSharding:
+    """Global batches: split over the ``'data'`` axis."""
+    return jax.sharding.NamedSharding(self.mesh, P('data'))
+
+  @property
+  def load(self) -> Callable[..., input_pipeline.Split]:
+    """``(split, cache=False) -> Split`` of the run's dataset, as configured."""
+    c = self.config
+    return functools.partial(
+        input_pipeline.load_split, c.dataset, data_dir=c.data_dir,
+        resize=c.data.resize, channels=c.data.channels,
+        bad_images=c.data.bad_images)
+
+  def optimizer(self, steps_per_epoch: int
+                ) -> tuple[optax.Schedule, optax.GradientTransformation]:
+    """The LR schedule (a pure function of the step) and the optimiser."""
+    schedule = optim.learning_rate_schedule(self.config, steps_per_epoch)
+    return schedule, optim.make_optimizer(self.config, schedule)
+
+  def init_variables(self, key: jax.Array) -> tuple[Any, Any]:
+    """Freshly initialised ``(params, batch_stats)`` (no ``init_from``)."""
+    return step_lib.init_variables(self.config, self.model, key, self.channels)
+
+  def create_state(self, tx: optax.GradientTransformation, key: jax.Array,
+                   data: Optional[base.Data] = None) -> base.TrainState:
+    """The step-0 state (``init_from`` loaded), replicated over the mesh."""
+    return step_lib.replicate(
+        step_lib.create_state(self.config, self.model, tx, key, self.channels,
+                              data), self.mesh)
+
+  def compile_step(self, tx: optax.GradientTransformation,
+                   schedule: optax.Schedule):
+    """The jit-compiled, donating train step (see ``step.compile_train_step``)."""
+    return step_lib.compile_train_step(self.config, self.model, tx, schedule,
+                                       self.mesh)
+
+  def replicate(self, tree: Any) -> Any:
+    return step_lib.replicate(tree, self.mesh)
+
+  def restore_variables(self, workdir: str, step: Optional[int] = None
+                        ) -> tuple[int, dict[str, Any]]:
+    """The evaluated variables (``method.eval_variables``) of a checkpoint.
+
+    Args:
+      workdir: a run directory.
+      step: the checkpoint (default: the latest).
+
+    Returns:
+      ``(step, {'params', 'batch_stats'})`` on the host.
+    """
+    step, tree = checkpoint.restore_tree(workdir, step)
+    state = base.TrainState(step=tree['step'], params=tree['params'],
+                            batch_stats=tree['batch_stats'], opt_state=None,
+                            extra=tree.get('extra', {}))
+    return step, self.method.eval_variables(state)
+
+
+def build(config: ml_collections.ConfigDict,
+          mesh: Optional[jax.sharding.Mesh] = None) -> Run:
+  """Builds the :class:`Run` of ``config`` (on all devices unless ``mesh``).
+
+  Loads oneDNN first where ``config.cpu_convolutions='onednn'`` applies.
+
+  Args:
+    config: a validated experiment config.
+    mesh: the device mesh (default: a 1-D mesh over every device).
+
+  Returns:
+    The run.
+  """
+  mesh = step_lib.make_mesh() if mesh is None else mesh
+  convolutions = conv.resolve(config.cpu_convolutions, mesh)
+  if convolutions != config.cpu_convolutions:
+    config = config.copy_and_resolve_references()
+    config.cpu_convolutions = convolutions
+  method = methods.get(config.method)
+  dataset = input_pipeline.DATASETS[config.dataset]
+  return Run(config=config, method=method,
+             model=method.build_model(config, dataset['num_classes']),
+             mesh=mesh, dataset=dataset,
+             channels=config.data.channels or dataset['image_shape'][-1])
