@@ -65,6 +65,7 @@ def main(argv):
   # Imported late so that --help and flag errors do not pay for jax and tfds;
   # the config is checked before the training modules (and TF) are imported.
   import jax  # pylint: disable=g-import-not-at-top
+
   from ssl_jax.configs import default  # pylint: disable=g-import-not-at-top
   from ssl_jax.training import distributed  # pylint: disable=g-import-not-at-top
   from ssl_jax.training import validate  # pylint: disable=g-import-not-at-top
@@ -80,9 +81,9 @@ def main(argv):
   except validate.ConfigError as e:
     print(f'ssl_jax: error: {e}', file=sys.stderr)
     sys.exit(USER_ERROR_EXIT_CODE)
+  from ssl_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
   from ssl_jax.training import checkpoint  # pylint: disable=g-import-not-at-top
   from ssl_jax.training import guards  # pylint: disable=g-import-not-at-top
-  from ssl_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
   from ssl_jax.training import train  # pylint: disable=g-import-not-at-top
 
   config_path = flags.FLAGS['config'].config_filename

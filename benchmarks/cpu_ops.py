@@ -43,6 +43,7 @@ CASES = (('simclr_convnet_cpu', 'configs/simclr_cifar10_cpu.py', 256),
 def _switch(variant):
   """Puts the library ops back in place of the hand-written ones."""
   import flax.linen as nn  # pylint: disable=g-import-not-at-top
+
   from ssl_jax.models import conv  # pylint: disable=g-import-not-at-top
   from ssl_jax.models import convnet  # pylint: disable=g-import-not-at-top
   if variant in ('flax_max_pool', 'library'):
@@ -56,6 +57,7 @@ def _measure(config_path, batch_size, variant, steps, warmup):
   sys.path.insert(0, ROOT)
   sys.path.insert(0, HERE)
   import importlib  # pylint: disable=g-import-not-at-top
+
   import jax  # pylint: disable=g-import-not-at-top
   import suite  # pylint: disable=g-import-not-at-top
   _switch(variant)
@@ -116,7 +118,7 @@ def main():
             [sys.executable, __file__, '--_run', json.dumps([path, batch, v]),
              f'--steps={args.steps}', f'--warmup={args.warmup}'],
             cwd=ROOT, env=env, capture_output=True, text=True, check=False)
-        lines = [l for l in proc.stdout.splitlines() if l.startswith('{')]
+        lines = [line for line in proc.stdout.splitlines() if line.startswith('{')]
         if proc.returncode or not lines:
           sys.exit(f'{name}/{v} failed:\n{proc.stderr[-2000:]}')
         rec = json.loads(lines[-1])

@@ -26,10 +26,10 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from ssl_jax.data import batching  # pylint: disable=g-import-not-at-top,wrong-import-position
-from ssl_jax.evaluation import probe  # pylint: disable=g-import-not-at-top,wrong-import-position
-from ssl_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top,wrong-import-position
 from ssl_jax import methods  # pylint: disable=g-import-not-at-top,wrong-import-position
+from ssl_jax.data import batching  # pylint: disable=g-import-not-at-top,wrong-import-position
+from ssl_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top,wrong-import-position
+from ssl_jax.evaluation import probe  # pylint: disable=g-import-not-at-top,wrong-import-position
 from ssl_jax.training import optim  # pylint: disable=g-import-not-at-top,wrong-import-position
 from ssl_jax.training import step as step_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 

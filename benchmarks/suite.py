@@ -123,8 +123,10 @@ def _peak_flops(device, dtype):
 def _compile_step(config, num_classes=10, channels=3):
   """The compiled train step of ``config`` and its inputs, on all devices."""
   import dataclasses  # pylint: disable=g-import-not-at-top
+
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
+
   from ssl_jax.training import run as run_lib  # pylint: disable=g-import-not-at-top
   run = run_lib.build(config)
   if run.num_classes != num_classes or run.channels != channels:
@@ -147,6 +149,7 @@ def _compile_step(config, num_classes=10, channels=3):
 def case_step(args):
   """Times one train step case; returns its JSON record."""
   import jax  # pylint: disable=g-import-not-at-top
+
   from ssl_jax import methods  # pylint: disable=g-import-not-at-top
   config = _config(*args.case, args.cpu_convolutions)
   compiled, state, batch, key, compile_s = _compile_step(config)
@@ -195,6 +198,7 @@ def case_augment(args):
   """Augmentation alone (two SimCLR views), microseconds per image."""
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
+
   from ssl_jax.data import augment  # pylint: disable=g-import-not-at-top
   config = _config(*args.case, args.cpu_convolutions)
   views = (config.augment.view1, config.augment.view2)
@@ -217,6 +221,7 @@ def case_input(args):
   """The host input pipeline alone: cached split -> sharded global batches."""
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
+
   from ssl_jax.data import batching  # pylint: disable=g-import-not-at-top,g-multiple-import
   from ssl_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top,g-multiple-import
   from ssl_jax.training import step as step_lib  # pylint: disable=g-import-not-at-top,g-multiple-import
@@ -246,6 +251,7 @@ def case_input(args):
 def case_profile(args):
   """Per-op time of a few traced steps (``op_profile.summarise``)."""
   import tempfile  # pylint: disable=g-import-not-at-top
+
   import jax  # pylint: disable=g-import-not-at-top
   import op_profile  # pylint: disable=g-import-not-at-top
   config = _config(*args.case, args.cpu_convolutions)
@@ -290,7 +296,7 @@ def _spawn(part, case, args, devices=0, python=None, script=None, extra=()):
           os.path.abspath(args.trace_dir), '_'.join(map(str, case))))
   proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
                         timeout=args.timeout)
-  lines = [l for l in proc.stdout.splitlines() if l.startswith('{')]
+  lines = [line for line in proc.stdout.splitlines() if line.startswith('{')]
   if proc.returncode or not lines:
     return {'part': part, 'case': case, 'error': proc.stderr.strip()[-500:]}
   return json.loads(lines[-1])

@@ -11,4 +11,4 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # tfds.testing holds test_utils.py, which pytest rewrites on first import. Doing
 # that here, before any test starts orbax or prefetch threads, avoids CPython
 # 3.11's "AST constructor recursion depth mismatch" race seen mid-suite.
-import tensorflow_datasets.testing  # pylint: disable=g-import-not-at-top,unused-import,wrong-import-position
+import tensorflow_datasets.testing  # noqa: E402,F401  # pylint: disable=g-import-not-at-top,unused-import,wrong-import-position

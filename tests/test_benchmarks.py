@@ -9,7 +9,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, 'benchmarks'))
-import op_profile  # pylint: disable=g-import-not-at-top,wrong-import-position
+import op_profile  # noqa: E402  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def test_suite_smoke_prints_every_part(tmp_path):
@@ -84,6 +84,7 @@ def test_op_profile_on_cpu_counts_hlo_ops_not_runtime_events():
 def _tiny_npz(path, rng):
   """An npz in the layout of the CIFAR-10 JPEG archive, 16 px images."""
   import io  # pylint: disable=g-import-not-at-top
+
   import numpy as np  # pylint: disable=g-import-not-at-top
   from PIL import Image  # pylint: disable=g-import-not-at-top
   arrays = {}

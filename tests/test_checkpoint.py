@@ -12,8 +12,8 @@ import numpy as np
 import optax
 import pytest
 
-from ssl_jax.training import checkpoint
 from ssl_jax.methods.base import TrainState
+from ssl_jax.training import checkpoint
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 

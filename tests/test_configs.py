@@ -16,16 +16,17 @@ import jax
 import numpy as np
 import pytest
 
+from ssl_jax import methods
 from ssl_jax.configs import default
 from ssl_jax.configs.evals import default as evals_default
 from ssl_jax.data import input_pipeline
-from ssl_jax import methods
 from ssl_jax.training import step as step_lib
 from ssl_jax.training import validate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, 'benchmarks'))
-import suite  # pylint: disable=g-import-not-at-top,wrong-import-position
+import suite  # noqa: E402  # pylint: disable=g-import-not-at-top,wrong-import-position
+
 # Modules in configs/ that are not experiments: shared pieces.
 _NOT_EXPERIMENTS = ('__init__', 'default', 'cifar10_cpu_common')
 

@@ -4,9 +4,9 @@ import jax
 import ml_collections
 import numpy as np
 
-from ssl_jax.evaluation import probe
-from ssl_jax.data import input_pipeline
 from ssl_jax import methods
+from ssl_jax.data import input_pipeline
+from ssl_jax.evaluation import probe
 from ssl_jax.training import step as step_lib
 from tests import helpers
 

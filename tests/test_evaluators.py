@@ -10,15 +10,14 @@ import jax
 import numpy as np
 import pytest
 
-from ssl_jax.evaluation import probe
+from ssl_jax.data import input_pipeline
 from ssl_jax.evaluation import evaluators
 from ssl_jax.evaluation import finetune
-from ssl_jax.data import input_pipeline
 from ssl_jax.evaluation import knn
-from ssl_jax import methods
-from ssl_jax.training import train
+from ssl_jax.evaluation import probe
 from ssl_jax.training import run as run_lib
 from ssl_jax.training import step as step_lib
+from ssl_jax.training import train
 from tests import helpers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -34,7 +34,7 @@ from tests import helpers
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), 'benchmarks'))
-import suite  # pylint: disable=g-import-not-at-top,wrong-import-position
+import suite  # noqa: E402  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 class TinyEncoder(nn.Module):

@@ -122,7 +122,7 @@ def test_injected_nan_stops_and_keeps_the_last_good_checkpoint(reference,
   workdir = str(tmp_path)
   proc = _run(workdir, '--config.debug.nan_at_step=13')
   assert proc.returncode == 3, proc.stderr[-3000:]
-  errors = [l for l in proc.stderr.splitlines() if l.startswith('ssl_jax:')]
+  errors = [line for line in proc.stderr.splitlines() if line.startswith('ssl_jax:')]
   assert len(errors) == 1, proc.stderr[-3000:]
   assert errors[0].startswith(
       'ssl_jax: error: non-finite values at step 13 (loss=nan, grad_norm=nan, '

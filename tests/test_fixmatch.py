@@ -7,8 +7,8 @@ import optax
 import pytest
 
 from ssl_jax.data import input_pipeline
-from ssl_jax.training import optim
 from ssl_jax.methods import fixmatch
+from ssl_jax.training import optim
 from ssl_jax.training import step as step_lib
 from tests import helpers
 

@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ssl_jax.training import guards
 from ssl_jax.methods.base import TrainState
+from ssl_jax.training import guards
 
 
 def _step_fn(state, batch, key):

@@ -1,17 +1,16 @@
 """Every registered method runs end to end on mock data; method-specific checks."""
 
 import json
-import os
 
 import jax
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from ssl_jax.data import augment
-from ssl_jax.data import input_pipeline
 from ssl_jax import methods
 from ssl_jax import models
+from ssl_jax.data import augment
+from ssl_jax.data import input_pipeline
 from ssl_jax.training import train
 from tests import helpers
 

@@ -10,12 +10,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ssl_jax.configs import default
 from ssl_jax import models
-from ssl_jax.training import step as step_lib
+from ssl_jax.configs import default
 from ssl_jax.models import conv
 from ssl_jax.models import convnet
 from ssl_jax.training import run as run_lib
+from ssl_jax.training import step as step_lib
 from tests import helpers
 
 

@@ -90,7 +90,7 @@ def test_sigterm_to_one_process_stops_both_at_the_same_step(tmp_path):
   outs = [p.communicate(timeout=600) for p in procs]
   for p, (_, err) in zip(procs, outs):
     assert p.returncode == 75, err[-3000:]
-  stopped = [[l for l in err.splitlines() if l.startswith('ssl_jax: preempted')]
+  stopped = [[line for line in err.splitlines() if line.startswith('ssl_jax: preempted')]
              for _, err in outs]
   assert stopped[0] and stopped[0] == stopped[1], stopped
   saved = sorted(int(s) for s in os.listdir(os.path.join(workdir, 'checkpoints'))

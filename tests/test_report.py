@@ -62,7 +62,7 @@ def runs_dir(tmp_path):
 
 
 def _row(markdown, name):
-  rows = [l for l in markdown.splitlines() if l.startswith(f'| {name} |')]
+  rows = [line for line in markdown.splitlines() if line.startswith(f'| {name} |')]
   assert rows, name
   return [c.strip() for c in rows[0].strip('|').split('|')]
 

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from ssl_jax.training import checkpoint
-from ssl_jax.data import input_pipeline
 from ssl_jax import methods
+from ssl_jax.data import input_pipeline
+from ssl_jax.training import checkpoint
 from ssl_jax.training import optim
-from ssl_jax.training import train
 from ssl_jax.training import step as step_lib
+from ssl_jax.training import train
 from tests import helpers
 
 # 64 mock images, batch 16: 4 steps per epoch, 8 steps, checkpoints at 4 and 8.

@@ -128,7 +128,7 @@ def test_cli_bad_config_is_one_line_before_any_compile(tmp_path, config_file,
   proc = _main(f'--config={path}', f'--workdir={tmp_path}/w',
                f'--config.data_dir={tmp_path}/nothing', *filter(None, [override]))
   assert proc.returncode == 2, proc.stderr[-2000:]
-  lines = [l for l in proc.stderr.splitlines() if l.startswith('ssl_jax:')]
+  lines = [line for line in proc.stderr.splitlines() if line.startswith('ssl_jax:')]
   assert lines == [f'ssl_jax: error: {error}'], proc.stderr[-2000:]
   assert 'Traceback' not in proc.stderr
   assert 'Compiling' not in proc.stderr  # JAX_LOG_COMPILES logs every compile.
@@ -148,7 +148,7 @@ def test_cli_missing_dataset_is_one_line(tmp_path):
   proc = _main('--config=configs/simclr_cifar10.py', f'--workdir={tmp_path}/w',
                f'--config.data_dir={tmp_path}/nothing')
   assert proc.returncode == 2
-  errors = [l for l in proc.stderr.splitlines() if l.startswith('ssl_jax: error:')]
+  errors = [line for line in proc.stderr.splitlines() if line.startswith('ssl_jax: error:')]
   assert len(errors) == 1 and 'cifar10' in errors[0] and 'prepare_data' in errors[0]
   assert 'Traceback' not in proc.stderr
 
@@ -163,7 +163,7 @@ def test_cli_workdir_that_cannot_be_created_is_one_line(tmp_path, where):
   proc = _main('--config=configs/simclr_cifar10.py', f'--workdir={workdir}',
                f'--config.data_dir={tmp_path}/nothing')
   assert proc.returncode == 2, proc.stderr[-2000:]
-  errors = [l for l in proc.stderr.splitlines() if l.startswith('ssl_jax:')]
+  errors = [line for line in proc.stderr.splitlines() if line.startswith('ssl_jax:')]
   assert len(errors) == 1, proc.stderr[-2000:]
   assert errors[0].startswith(f"ssl_jax: error: workdir '{workdir}' cannot be "
                               'created or written (')
@@ -181,15 +181,15 @@ def test_cli_incompatible_workdir_names_fields_unless_allowed(tmp_path):
           '--config.batch_size=256')
   proc = _main(*args)
   assert proc.returncode == 2
-  errors = [l for l in proc.stderr.splitlines() if l.startswith('ssl_jax:')]
+  errors = [line for line in proc.stderr.splitlines() if line.startswith('ssl_jax:')]
   assert errors == [
       f"ssl_jax: error: workdir '{workdir}' holds a checkpoint of a different "
       'config (batch_size: 512 -> 256, seed: 0 -> 1); use a new --workdir, the '
       'original values, or --allow_config_change to resume anyway.']
   # Allowed: the check passes (and the run goes on to the missing data).
   proc = _main(*args, '--allow_config_change')
-  errors = [l for l in proc.stderr.splitlines() if l.startswith('ssl_jax:')]
+  errors = [line for line in proc.stderr.splitlines() if line.startswith('ssl_jax:')]
   assert len(errors) == 1 and 'is not prepared' in errors[0], proc.stderr[-2000:]
-  warning = [l for l in proc.stderr.splitlines()
-             if 'Resuming with changed fields:' in l]
+  warning = [line for line in proc.stderr.splitlines()
+             if 'Resuming with changed fields:' in line]
   assert len(warning) == 1 and 'batch_size' in warning[0] and 'seed' in warning[0]

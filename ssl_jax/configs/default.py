@@ -6,8 +6,8 @@ override a field with ``--config.FIELD=VALUE`` (e.g. ``--config.batch_size=512``
 
 import ml_collections
 
-from ssl_jax.configs.evals import default as evals_default
 from ssl_jax import methods
+from ssl_jax.configs.evals import default as evals_default
 from ssl_jax.data import augment
 
 

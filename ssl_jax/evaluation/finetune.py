@@ -18,9 +18,9 @@ import jax
 import ml_collections
 import numpy as np
 
+from ssl_jax.data import input_pipeline
 from ssl_jax.evaluation import probe
 from ssl_jax.evaluation.context import Context
-from ssl_jax.data import input_pipeline
 
 
 def _settings(cfg: ml_collections.ConfigDict) -> list[tuple[str, float, int]]:

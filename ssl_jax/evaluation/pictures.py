@@ -15,6 +15,7 @@ from typing import Optional, Sequence
 import jax
 import jax.numpy as jnp
 import matplotlib
+
 matplotlib.use('Agg')  # Headless: files only, never a window.
 from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np

@@ -21,14 +21,14 @@ import optax
 from sklearn import metrics as skmetrics
 
 from ssl_jax import errors
+from ssl_jax import models
 from ssl_jax.data import augment
 from ssl_jax.data import batching
+from ssl_jax.data import input_pipeline
 from ssl_jax.evaluation import clustering
 from ssl_jax.evaluation import probe
-from ssl_jax.data import input_pipeline
-from ssl_jax import models
-from ssl_jax.methods import shared
 from ssl_jax.methods import base
+from ssl_jax.methods import shared
 from ssl_jax.methods.base import TrainState
 
 

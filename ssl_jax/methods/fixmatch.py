@@ -24,11 +24,10 @@ from ssl_jax import errors
 from ssl_jax.data import augment
 from ssl_jax.data import batching
 from ssl_jax.data import input_pipeline
+from ssl_jax.methods import base
 from ssl_jax.methods import shared
 from ssl_jax.methods import supervised
-from ssl_jax.methods import base
 from ssl_jax.methods.base import TrainState
-
 
 
 def defaults() -> ml_collections.ConfigDict:

@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from ssl_jax.data import augment
 from ssl_jax import models
+from ssl_jax.data import augment
 from ssl_jax.methods.base import TrainState
 
 

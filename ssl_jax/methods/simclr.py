@@ -8,8 +8,8 @@ import ml_collections
 import optax
 
 from ssl_jax import losses
-from ssl_jax.methods import shared
 from ssl_jax.methods import base
+from ssl_jax.methods import shared
 from ssl_jax.methods.base import TrainState
 
 

@@ -8,12 +8,12 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from ssl_jax.data import augment
-from ssl_jax.evaluation import probe
-from ssl_jax.data import input_pipeline
 from ssl_jax import models
-from ssl_jax.methods import shared
+from ssl_jax.data import augment
+from ssl_jax.data import input_pipeline
+from ssl_jax.evaluation import probe
 from ssl_jax.methods import base
+from ssl_jax.methods import shared
 from ssl_jax.methods.base import TrainState
 
 

@@ -22,7 +22,6 @@ import functools
 from typing import Callable, Optional, Sequence
 
 from absl import logging
-
 import jax
 from jax import lax
 import jax.numpy as jnp

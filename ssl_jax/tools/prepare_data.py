@@ -24,8 +24,8 @@ Usage:
 """
 
 import contextlib
-import io
 import functools
+import io
 import os
 import sys
 import tempfile

@@ -331,7 +331,7 @@ def _curve_section(runs: Sequence[Run], files_dir: str,
   path = os.path.join(files_dir, 'label_fraction.png')
   if curves:
     pictures.accuracy_vs_fraction(
-        [(l, [p[:3] for p in pts], '-') for l, pts in curves], path,
+        [(label, [p[:3] for p in pts], '-') for label, pts in curves], path,
         xlabel='labelled fraction of the training set')
   lines = _section(
       'Accuracy vs label fraction',

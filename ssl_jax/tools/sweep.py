@@ -236,6 +236,7 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str,
   if train_fn is None:
     # pylint: disable=g-import-not-at-top
     import jax
+
     from ssl_jax.training import train
     from ssl_jax.training import validate
     # pylint: enable=g-import-not-at-top

@@ -12,11 +12,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from ssl_jax import methods
+from ssl_jax.methods.base import TrainState
+from ssl_jax.models import conv
 from ssl_jax.training import checkpoint
 from ssl_jax.training import guards
-from ssl_jax import methods
-from ssl_jax.models import conv
-from ssl_jax.methods.base import TrainState
 
 P = jax.sharding.PartitionSpec
 

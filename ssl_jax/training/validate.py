@@ -6,14 +6,12 @@ import json
 import ml_collections
 
 from ssl_jax import errors
-
-from ssl_jax.training import checkpoint
-from ssl_jax.data import input_pipeline
 from ssl_jax import methods
 from ssl_jax import models
+from ssl_jax.data import input_pipeline
 from ssl_jax.models import conv
+from ssl_jax.training import checkpoint
 from ssl_jax.training import optim
-
 
 ConfigError = errors.ConfigError
 
