@@ -8,7 +8,9 @@ import os
 import re
 import sys
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')  # TF is imported by clu/tfds.
+os.environ.setdefault(
+    'TF_CPP_MIN_LOG_LEVEL', '1'
+)  # TF is imported by clu/tfds.
 
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags  # pylint: disable=g-import-not-at-top
@@ -22,28 +24,46 @@ USER_ERROR_EXIT_CODE = 2
 NONFINITE_EXIT_CODE = 3
 PREEMPTED_EXIT_CODE = 75
 _CONFIG = config_flags.DEFINE_config_file(
-    'config', os.path.join(_HERE, 'configs', 'quickstart.py'),
-    'Experiment config file.', lock_config=True)
+    'config',
+    os.path.join(_HERE, 'configs', 'quickstart.py'),
+    'Experiment config file.',
+    lock_config=True,
+)
 _WORKDIR = flags.DEFINE_string(
-    'workdir', None, 'Run directory (checkpoints, summaries, results.json). '
-    'Default: ./workdirs/<config name>.')
+    'workdir',
+    None,
+    'Run directory (checkpoints, summaries, results.json). '
+    'Default: ./workdirs/<config name>.',
+)
 _DISTRIBUTED = flags.DEFINE_enum(
-    'distributed', 'auto', ['auto', 'on', 'off'],
+    'distributed',
+    'auto',
+    ['auto', 'on', 'off'],
     'Join a multi-process run with jax.distributed: auto (when the three flags '
     'below are given or SLURM/Open MPI/a TPU pod launched several processes), '
-    'on (always; jax auto-detects the cluster), off.')
+    'on (always; jax auto-detects the cluster), off.',
+)
 _COORDINATOR = flags.DEFINE_string(
-    'coordinator_address', '', 'host:port of process 0 (multi-process runs '
-    'without a detected cluster).')
+    'coordinator_address',
+    '',
+    'host:port of process 0 (multi-process runs without a detected cluster).',
+)
 _NUM_PROCESSES = flags.DEFINE_integer('num_processes', 0, 'Process count.')
 _PROCESS_ID = flags.DEFINE_integer('process_id', -1, 'This process, 0-based.')
 _CPU_DEVICES = flags.DEFINE_integer(
-    'cpu_devices', 0, 'On a CPU-only machine, split the host into this many '
+    'cpu_devices',
+    0,
+    'On a CPU-only machine, split the host into this many '
     'XLA devices (0: one), e.g. to try multi-device code; on 2 cores one '
-    'device is now the fastest for the ConvNet step (README, Benchmarks).')
+    'device is now the fastest for the ConvNet step (README, Benchmarks).',
+)
 _ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
-    'allow_config_change', False, 'Resume a workdir whose saved config differs '
-    'in structural fields (batch size, seed, ...); the arrays must still match.')
+    'allow_config_change',
+    False,
+    'Resume a workdir whose saved config differs '
+    'in structural fields (batch size, seed, ...); the arrays must still'
+    ' match.',
+)
 
 
 def _quiet_libraries():
@@ -51,7 +71,8 @@ def _quiet_libraries():
   noisy = ('/orbax/', '/tensorstore/')
   logging.get_absl_handler().python_handler.addFilter(
       lambda r: r.levelno >= std_logging.WARNING
-      or not any(n in r.pathname for n in noisy))
+      or not any(n in r.pathname for n in noisy)
+  )
 
 
 def main(argv):
@@ -60,8 +81,9 @@ def main(argv):
   _quiet_libraries()
   if _CPU_DEVICES.value > 0:  # Read by XLA when jax starts its CPU backend.
     os.environ['XLA_FLAGS'] = (
-        os.environ.get('XLA_FLAGS', '') +
-        f' --xla_force_host_platform_device_count={_CPU_DEVICES.value}')
+        os.environ.get('XLA_FLAGS', '')
+        + f' --xla_force_host_platform_device_count={_CPU_DEVICES.value}'
+    )
   # Imported late so that --help and flag errors do not pay for jax and tfds;
   # the config is checked before the training modules (and TF) are imported.
   import jax  # pylint: disable=g-import-not-at-top
@@ -69,9 +91,14 @@ def main(argv):
   from ssl_jax.configs import default  # pylint: disable=g-import-not-at-top
   from ssl_jax.training import distributed  # pylint: disable=g-import-not-at-top
   from ssl_jax.training import validate  # pylint: disable=g-import-not-at-top
+
   try:
-    distributed.initialize(_DISTRIBUTED.value, _COORDINATOR.value,
-                           _NUM_PROCESSES.value, _PROCESS_ID.value)
+    distributed.initialize(
+        _DISTRIBUTED.value,
+        _COORDINATOR.value,
+        _NUM_PROCESSES.value,
+        _PROCESS_ID.value,
+    )
   except ValueError as e:
     print(f'ssl_jax: error: {e}', file=sys.stderr)
     sys.exit(USER_ERROR_EXIT_CODE)
@@ -88,14 +115,19 @@ def main(argv):
 
   config_path = flags.FLAGS['config'].config_filename
   workdir = _WORKDIR.value or os.path.join(
-      'workdirs', os.path.splitext(os.path.basename(config_path))[0])
+      'workdirs', os.path.splitext(os.path.basename(config_path))[0]
+  )
   logging.info('Config %s, workdir %s', config_path, os.path.abspath(workdir))
   try:
-    results = train.train_and_evaluate(_CONFIG.value, workdir,
-                                       _ALLOW_CONFIG_CHANGE.value)
-  except (validate.ConfigError, input_pipeline.DataError,
-          checkpoint.IncompatibleCheckpointError,
-          checkpoint.CheckpointError) as e:
+    results = train.train_and_evaluate(
+        _CONFIG.value, workdir, _ALLOW_CONFIG_CHANGE.value
+    )
+  except (
+      validate.ConfigError,
+      input_pipeline.DataError,
+      checkpoint.IncompatibleCheckpointError,
+      checkpoint.CheckpointError,
+  ) as e:
     print(f'ssl_jax: error: {e}', file=sys.stderr)
     sys.exit(USER_ERROR_EXIT_CODE)
   except guards.NonFiniteError as e:
@@ -111,7 +143,10 @@ def main(argv):
     if reference is not None:
       line += f' (random-init encoder: {reference:.2%})'
     print(line)
-  print(f'Results written to {os.path.abspath(os.path.join(workdir, "results.json"))}')
+  print(
+      'Results written to'
+      f' {os.path.abspath(os.path.join(workdir, "results.json"))}'
+  )
 
 
 def _parse_flags(argv):
@@ -119,17 +154,23 @@ def _parse_flags(argv):
   try:
     return flags.FLAGS(argv)
   except flags.IllegalFlagValueError as e:  # A value of the wrong type.
-    print(f'ssl_jax: error: {str(e).removeprefix("flag ")}; each field takes '
-          'the type of its default in configs/default.py.', file=sys.stderr)
+    print(
+        f'ssl_jax: error: {str(e).removeprefix("flag ")}; each field takes '
+        'the type of its default in configs/default.py.',
+        file=sys.stderr,
+    )
     sys.exit(2)
   except (AttributeError, KeyError) as e:  # ConfigDict's "no such field".
     text = str(e)
     field = re.search(r"([A-Za-z_][\w.]*)\\?'", text)
     hint = re.search(r'Did you mean "([\w.]+)"', text)
-    print(f'ssl_jax: error: unknown config field '
-          f'{field.group(1) if field else text!r}'
-          f'{f" (did you mean {hint.group(1)!r}?)" if hint else ""}; every field '
-          'is listed in configs/default.py.', file=sys.stderr)
+    print(
+        'ssl_jax: error: unknown config field '
+        f'{field.group(1) if field else text!r}'
+        f'{f" (did you mean {hint.group(1)!r}?)" if hint else ""}; every field '
+        'is listed in configs/default.py.',
+        file=sys.stderr,
+    )
     sys.exit(2)
 
 

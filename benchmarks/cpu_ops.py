@@ -35,9 +35,11 @@ ROOT = os.path.dirname(HERE)
 VARIANTS = ('all', 'no_onednn', 'flax_max_pool', 'library', 'ynnpack')
 # (name, config file, global batch): the CPU configs' steps and the ResNet-18
 # recipe's at a CPU-sized batch.
-CASES = (('simclr_convnet_cpu', 'configs/simclr_cifar10_cpu.py', 256),
-         ('supervised_convnet_cpu', 'configs/supervised_cifar10_cpu.py', 256),
-         ('simclr_resnet18_cifar', 'configs/simclr_cifar10.py', 64))
+CASES = (
+    ('simclr_convnet_cpu', 'configs/simclr_cifar10_cpu.py', 256),
+    ('supervised_convnet_cpu', 'configs/supervised_cifar10_cpu.py', 256),
+    ('simclr_resnet18_cifar', 'configs/simclr_cifar10.py', 64),
+)
 
 
 def _switch(variant):
@@ -46,6 +48,7 @@ def _switch(variant):
 
   from ssl_jax.models import conv  # pylint: disable=g-import-not-at-top
   from ssl_jax.models import convnet  # pylint: disable=g-import-not-at-top
+
   if variant in ('flax_max_pool', 'library'):
     convnet.max_pool_2x2 = lambda x: nn.max_pool(x, (2, 2), strides=(2, 2))
   if variant == 'ynnpack':
@@ -60,12 +63,14 @@ def _measure(config_path, batch_size, variant, steps, warmup):
 
   import jax  # pylint: disable=g-import-not-at-top
   import suite  # pylint: disable=g-import-not-at-top
+
   _switch(variant)
-  module = config_path[:-len('.py')].replace('/', '.')
+  module = config_path[: -len('.py')].replace('/', '.')
   config = importlib.import_module(module).get_config()
   config.batch_size = batch_size
-  config.cpu_convolutions = ('xla' if variant in ('no_onednn', 'library')
-                             else 'onednn')
+  config.cpu_convolutions = (
+      'xla' if variant in ('no_onednn', 'library') else 'onednn'
+  )
   compiled, state, batch, key, _ = suite._compile_step(config)  # pylint: disable=protected-access
   text = compiled.as_text()
   times = []
@@ -75,9 +80,12 @@ def _measure(config_path, batch_size, variant, steps, warmup):
     jax.block_until_ready(metrics)
     if i >= warmup:
       times.append(time.perf_counter() - t)
-  return {'step_seconds': times, 'loss': float(metrics['loss']),
-          'onednn_calls': text.count('custom_call_target="ssl_jax_onednn_conv'),
-          'device_kind': jax.devices()[0].device_kind}
+  return {
+      'step_seconds': times,
+      'loss': float(metrics['loss']),
+      'onednn_calls': text.count('custom_call_target="ssl_jax_onednn_conv'),
+      'device_kind': jax.devices()[0].device_kind,
+  }
 
 
 def main():
@@ -97,16 +105,22 @@ def main():
   cases = {c[0]: c for c in CASES}
   for name in args.cases.split(','):
     if name not in cases:
-      parser.error(f'--cases: unknown case {name!r}; choose from {sorted(cases)}')
+      parser.error(
+          f'--cases: unknown case {name!r}; choose from {sorted(cases)}'
+      )
   variants = args.variants.split(',')
   for v in variants:
     if v not in VARIANTS:
       parser.error(f'--variants: unknown variant {v!r}; choose from {VARIANTS}')
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
   env.pop('XLA_FLAGS', None)  # One device: the oneDNN path needs it.
-  commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT,
-                          capture_output=True, text=True,
-                          check=False).stdout.strip()
+  commit = subprocess.run(
+      ['git', 'rev-parse', '--short', 'HEAD'],
+      cwd=ROOT,
+      capture_output=True,
+      text=True,
+      check=False,
+  ).stdout.strip()
   records = []
   for name in args.cases.split(','):
     _, path, batch = cases[name]
@@ -115,23 +129,46 @@ def main():
     for r in range(args.rounds):
       for v in variants:
         proc = subprocess.run(
-            [sys.executable, __file__, '--_run', json.dumps([path, batch, v]),
-             f'--steps={args.steps}', f'--warmup={args.warmup}'],
-            cwd=ROOT, env=env, capture_output=True, text=True, check=False)
-        lines = [line for line in proc.stdout.splitlines() if line.startswith('{')]
+            [
+                sys.executable,
+                __file__,
+                '--_run',
+                json.dumps([path, batch, v]),
+                f'--steps={args.steps}',
+                f'--warmup={args.warmup}',
+            ],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        lines = [
+            line for line in proc.stdout.splitlines() if line.startswith('{')
+        ]
         if proc.returncode or not lines:
           sys.exit(f'{name}/{v} failed:\n{proc.stderr[-2000:]}')
         rec = json.loads(lines[-1])
         times[v] += rec.pop('step_seconds')
         extra[v] = rec
-        print(f'{name} round {r + 1} {v}: '
-              f'{sorted(times[v])[len(times[v]) // 2]:.3f} s', flush=True)
+        print(
+            f'{name} round {r + 1} {v}: '
+            f'{sorted(times[v])[len(times[v]) // 2]:.3f} s',
+            flush=True,
+        )
     for v in variants:
       med = sorted(times[v])[len(times[v]) // 2]
-      records.append({'case': name, 'config': path, 'batch_size': batch,
-                      'variant': v, 'step_seconds_median': round(med, 4),
-                      'images_per_second': round(batch / med, 1),
-                      'samples': len(times[v]), 'commit': commit, **extra[v]})
+      records.append({
+          'case': name,
+          'config': path,
+          'batch_size': batch,
+          'variant': v,
+          'step_seconds_median': round(med, 4),
+          'images_per_second': round(batch / med, 1),
+          'samples': len(times[v]),
+          'commit': commit,
+          **extra[v],
+      })
       print(json.dumps(records[-1]), flush=True)
   if args.out:
     with open(args.out, 'w') as f:

@@ -28,20 +28,42 @@ RESULTS = os.path.join(HERE, 'results')
 
 # name: (config, extra flags, what the row shows, labels used in training).
 ROWS = {
-    'supervised_full': ('supervised_cifar10_cpu', (
-        '--config.num_epochs=6', '--config.probe.enabled=False'),
-                        'supervised', '100 %'),
-    'supervised_10pct': ('supervised_cifar10_cpu', (
-        '--config.data.label_fraction=0.1', '--config.num_epochs=80'),
-                         'supervised', '10 %'),
-    'simclr': ('simclr_cifar10_cpu', (), 'SimCLR (the CPU proof)',
-               'none (probe: 100 %)'),
-    'barlow_twins': ('barlow_twins_cifar10_cpu', (), 'Barlow Twins',
-                     'none (probe: 100 %)'),
-    'deepcluster': ('deepcluster_cifar10_cpu', (), 'DeepCluster',
-                    'none (probe: 100 %)'),
-    'fixmatch': ('fixmatch_cifar10_cpu', (), 'FixMatch (EMA)',
-                 '10 % (+ all images unlabelled)'),
+    'supervised_full': (
+        'supervised_cifar10_cpu',
+        ('--config.num_epochs=6', '--config.probe.enabled=False'),
+        'supervised',
+        '100 %',
+    ),
+    'supervised_10pct': (
+        'supervised_cifar10_cpu',
+        ('--config.data.label_fraction=0.1', '--config.num_epochs=80'),
+        'supervised',
+        '10 %',
+    ),
+    'simclr': (
+        'simclr_cifar10_cpu',
+        (),
+        'SimCLR (the CPU proof)',
+        'none (probe: 100 %)',
+    ),
+    'barlow_twins': (
+        'barlow_twins_cifar10_cpu',
+        (),
+        'Barlow Twins',
+        'none (probe: 100 %)',
+    ),
+    'deepcluster': (
+        'deepcluster_cifar10_cpu',
+        (),
+        'DeepCluster',
+        'none (probe: 100 %)',
+    ),
+    'fixmatch': (
+        'fixmatch_cifar10_cpu',
+        (),
+        'FixMatch (EMA)',
+        '10 % (+ all images unlabelled)',
+    ),
 }
 # Minimum probe gain over the random-init probe (points), where a row has one.
 GAIN_TARGETS = {'simclr': 14.0, 'barlow_twins': 10.0, 'deepcluster': 5.0}
@@ -49,8 +71,9 @@ BUDGET_SECONDS = 30 * 60
 
 
 def _git(*args):
-  return subprocess.run(['git', *args], cwd=ROOT, capture_output=True,
-                        text=True, check=True).stdout.strip()
+  return subprocess.run(
+      ['git', *args], cwd=ROOT, capture_output=True, text=True, check=True
+  ).stdout.strip()
 
 
 def _path(row, commit):
@@ -59,8 +82,9 @@ def _path(row, commit):
 
 def headline(row, results):
   """The row's test accuracy: the classifier's where it has one, else the probe's."""
-  return results.get('classifier/test_accuracy',
-                     results.get('linear_probe/test_accuracy'))
+  return results.get(
+      'classifier/test_accuracy', results.get('linear_probe/test_accuracy')
+  )
 
 
 def targets(records):
@@ -69,8 +93,10 @@ def targets(records):
   for row, minimum in GAIN_TARGETS.items():
     if row in records:
       r = records[row]['results']
-      gain = 100 * (r['linear_probe/test_accuracy']
-                    - r['random_init/linear_probe/test_accuracy'])
+      gain = 100 * (
+          r['linear_probe/test_accuracy']
+          - r['random_init/linear_probe/test_accuracy']
+      )
       ok = gain >= minimum and r['train/wall_seconds'] <= BUDGET_SECONDS
       text = f'probe gain >= {minimum:g} points in <= 30 min'
       if row == 'simclr':
@@ -80,9 +106,12 @@ def targets(records):
   if 'fixmatch' in records:
     fm = headline('fixmatch', records['fixmatch']['results'])
     sup = records.get('supervised_10pct')
-    out['fixmatch'] = ('above supervised with the same 10 %',
-                       None if sup is None else
-                       fm > headline('supervised_10pct', sup['results']))
+    out['fixmatch'] = (
+        'above supervised with the same 10 %',
+        None
+        if sup is None
+        else fm > headline('supervised_10pct', sup['results']),
+    )
   return out
 
 
@@ -92,33 +121,50 @@ def run_row(row, args, commit):
   workdir = os.path.join(args.workroot, f'{row}_{commit}')
   if os.path.exists(workdir):  # A fresh run: no resume from an earlier try.
     subprocess.run(['rm', '-rf', workdir], check=True)
-  cmd = [sys.executable, 'main.py', f'--config=configs/{config}.py',
-         f'--workdir={workdir}', f'--config.data_dir={args.data_dir}', *extra]
+  cmd = [
+      sys.executable,
+      'main.py',
+      f'--config=configs/{config}.py',
+      f'--workdir={workdir}',
+      f'--config.data_dir={args.data_dir}',
+      *extra,
+  ]
   print(f'[{time.strftime("%H:%M:%S")}] {row}: {" ".join(cmd[1:])}', flush=True)
   start = time.time()
   log_path = workdir + '.log'
   os.makedirs(args.workroot, exist_ok=True)
   with open(log_path, 'w') as log:
-    proc = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                          check=False)
+    proc = subprocess.run(
+        cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, check=False
+    )
   if proc.returncode:
     with open(log_path) as f:
       tail = f.read()[-3000:]
     sys.exit(f'{row} failed (exit {proc.returncode}); log {log_path}:\n{tail}')
   with open(os.path.join(workdir, 'results.json')) as f:
     results = json.load(f)
-  record = {'row': row, 'what': ROWS[row][2], 'commit': commit,
-            'command': 'python ' + ' '.join(
-                cmd[1:3] + ['--workdir=W', '--config.data_dir=D'] + list(extra)),
-            'machine': f'{os.cpu_count()} CPU cores',
-            'process_wall_seconds': round(time.time() - start, 1),
-            'results': results}
+  record = {
+      'row': row,
+      'what': ROWS[row][2],
+      'commit': commit,
+      'command': (
+          'python '
+          + ' '.join(
+              cmd[1:3] + ['--workdir=W', '--config.data_dir=D'] + list(extra)
+          )
+      ),
+      'machine': f'{os.cpu_count()} CPU cores',
+      'process_wall_seconds': round(time.time() - start, 1),
+      'results': results,
+  }
   with open(_path(row, commit), 'w') as f:
     json.dump(record, f, indent=1, sort_keys=True)
-  print(f'[{time.strftime("%H:%M:%S")}] {row}: test accuracy '
-        f'{headline(row, results):.2%}, train wall '
-        f'{results["train/wall_seconds"] / 60:.1f} min -> {_path(row, commit)}',
-        flush=True)
+  print(
+      f'[{time.strftime("%H:%M:%S")}] {row}: test accuracy '
+      f'{headline(row, results):.2%}, train wall '
+      f'{results["train/wall_seconds"] / 60:.1f} min -> {_path(row, commit)}',
+      flush=True,
+  )
   return record
 
 
@@ -131,42 +177,73 @@ def table(commit):
       with open(path) as f:
         records[row] = json.load(f)
   met = targets(records)
-  lines = ['| method | labels in training | epochs | train wall | img/s | '
-           '**test accuracy** | linear probe | random-init probe | probe gain | '
-           'macro F1 | target | results file |', '|' + '---|' * 12]
+  lines = [
+      (
+          '| method | labels in training | epochs | train wall | img/s | '
+          '**test accuracy** | linear probe | random-init probe | probe gain | '
+          'macro F1 | target | results file |'
+      ),
+      '|' + '---|' * 12,
+  ]
   pct = lambda v: '' if v is None else f'{100 * v:.2f} %'
   for row, record in records.items():
     r = record['results']
     probe = r.get('linear_probe/test_accuracy')
     rand = r.get('random_init/linear_probe/test_accuracy')
-    f1 = r.get('classifier/test_f1/macro_avg', r.get('linear_probe/test_f1/macro_avg'))
+    f1 = r.get(
+        'classifier/test_f1/macro_avg', r.get('linear_probe/test_f1/macro_avg')
+    )
     target = met.get(row)
-    lines.append(' | '.join([
-        f'| {ROWS[row][2]}', ROWS[row][3], f'{r["train/epochs"]:.2f}',
-        f'{r["train/wall_seconds"] / 60:.1f} min',
-        f'{r.get("train/images_per_second", 0):.0f}',
-        f'**{pct(headline(row, r))}**', pct(probe) or 'not run', pct(rand),
-        '' if probe is None or rand is None else f'{100 * (probe - rand):+.2f}',
-        '' if f1 is None else f'{100 * f1:.1f}',
-        '' if target is None else
-        f'{target[0]}: {"met" if target[1] else "MISSED" if target[1] is False else "n/a"}',
-        f'`{os.path.relpath(_path(row, commit), ROOT)}` |']))
+    lines.append(
+        ' | '.join([
+            f'| {ROWS[row][2]}',
+            ROWS[row][3],
+            f'{r["train/epochs"]:.2f}',
+            f'{r["train/wall_seconds"] / 60:.1f} min',
+            f'{r.get("train/images_per_second", 0):.0f}',
+            f'**{pct(headline(row, r))}**',
+            pct(probe) or 'not run',
+            pct(rand),
+            ''
+            if probe is None or rand is None
+            else f'{100 * (probe - rand):+.2f}',
+            '' if f1 is None else f'{100 * f1:.1f}',
+            ''
+            if target is None
+            else (
+                f'{target[0]}:'
+                f' {"met" if target[1] else "MISSED" if target[1] is False else "n/a"}'
+            ),
+            f'`{os.path.relpath(_path(row, commit), ROOT)}` |',
+        ])
+    )
   return '\n'.join(lines)
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--npz', default=os.path.join(
-      ROOT, '..', 'shared', 'data', 'cifar10_jpeg_q75.npz'))
+  parser.add_argument(
+      '--npz',
+      default=os.path.join(
+          ROOT, '..', 'shared', 'data', 'cifar10_jpeg_q75.npz'
+      ),
+  )
   parser.add_argument('--data_dir', default='/tmp/ssl_jax_tfds')
   parser.add_argument('--workroot', default='/tmp/ssl_jax_cpu_proofs')
-  parser.add_argument('--rows', default=','.join(ROWS),
-                      help=f'comma-separated, from {list(ROWS)}')
+  parser.add_argument(
+      '--rows',
+      default=','.join(ROWS),
+      help=f'comma-separated, from {list(ROWS)}',
+  )
   parser.add_argument('--force', action='store_true')
-  parser.add_argument('--table', action='store_true',
-                      help='print the markdown rows of --commit and exit')
-  parser.add_argument('--commit', default=None,
-                      help='with --table: the commit (default HEAD)')
+  parser.add_argument(
+      '--table',
+      action='store_true',
+      help='print the markdown rows of --commit and exit',
+  )
+  parser.add_argument(
+      '--commit', default=None, help='with --table: the commit (default HEAD)'
+  )
   args = parser.parse_args()
   commit = args.commit or _git('rev-parse', '--short', 'HEAD')
   if args.table:
@@ -177,14 +254,26 @@ def main():
     if row not in ROWS:
       parser.error(f'--rows: unknown row {row!r}; choose from {list(ROWS)}')
   if _git('status', '--porcelain', '--untracked-files=no'):
-    sys.exit('cpu_proofs: the work tree has uncommitted changes; commit them '
-             'first so that each results file names the code it ran.')
-  if not glob.glob(os.path.join(args.data_dir, 'cifar10', '*', 'dataset_info.json')):
+    sys.exit(
+        'cpu_proofs: the work tree has uncommitted changes; commit them '
+        'first so that each results file names the code it ran.'
+    )
+  if not glob.glob(
+      os.path.join(args.data_dir, 'cifar10', '*', 'dataset_info.json')
+  ):
     if not os.path.exists(args.npz):
       sys.exit(f'cpu_proofs: no CIFAR-10 archive at {args.npz!r}; pass --npz.')
-    subprocess.run([sys.executable, '-m', 'ssl_jax.tools.prepare_data',
-                    f'--npz={args.npz}', f'--data_dir={args.data_dir}'],
-                   cwd=ROOT, check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            '-m',
+            'ssl_jax.tools.prepare_data',
+            f'--npz={args.npz}',
+            f'--data_dir={args.data_dir}',
+        ],
+        cwd=ROOT,
+        check=True,
+    )
   for row in rows:
     if os.path.exists(_path(row, commit)) and not args.force:
       print(f'{row}: {_path(row, commit)} exists; skipped (--force reruns).')

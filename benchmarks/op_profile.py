@@ -23,8 +23,13 @@ KINDS = (
     ('convolution', re.compile(r'convolution|conv_general|cudnn', re.I)),
     ('custom call', re.compile(r'custom|ffi_call', re.I)),
     ('matmul', re.compile(r'\bdot|gemm|cublas|matmul', re.I)),
-    ('collective', re.compile(r'all-reduce|all-gather|reduce-scatter|'
-                              r'collective|all-to-all', re.I)),
+    (
+        'collective',
+        re.compile(
+            r'all-reduce|all-gather|reduce-scatter|' r'collective|all-to-all',
+            re.I,
+        ),
+    ),
     ('copy / transpose', re.compile(r'^copy|transpose', re.I)),
     ('reduction', re.compile(r'reduce|ynn_fusion', re.I)),
     ('elementwise fusion', re.compile(r'fusion', re.I)),
@@ -42,18 +47,21 @@ def kind(op: str) -> str:
 
 def read_trace(log_dir: str) -> list[dict[str, Any]]:
   """The trace events of the newest perfetto trace under ``log_dir``."""
-  paths = glob.glob(os.path.join(log_dir, '**', '*.trace.json.gz'),
-                    recursive=True)
+  paths = glob.glob(
+      os.path.join(log_dir, '**', '*.trace.json.gz'), recursive=True
+  )
   if not paths:
     raise FileNotFoundError(
         f'No *.trace.json.gz under {log_dir}: trace with '
-        'jax.profiler.trace(log_dir, create_perfetto_trace=True).')
+        'jax.profiler.trace(log_dir, create_perfetto_trace=True).'
+    )
   with gzip.open(max(paths, key=os.path.getmtime)) as f:
     return json.load(f)['traceEvents']
 
 
-def summarise(events: Iterable[dict[str, Any]], steps: int,
-              top: int = 15) -> dict[str, Any]:
+def summarise(
+    events: Iterable[dict[str, Any]], steps: int, top: int = 15
+) -> dict[str, Any]:
   """Per-op and per-kind milliseconds per step.
 
   Args:
@@ -67,10 +75,15 @@ def summarise(events: Iterable[dict[str, Any]], steps: int,
     where the trace has accelerator processes, else ``'host threads'``.
   """
   events = list(events)
-  devices = {e['pid'] for e in events
-             if e.get('ph') == 'M' and e.get('name') == 'process_name'
-             and re.search(r'/device:(GPU|TPU)', str(
-                 e.get('args', {}).get('name', '')))}
+  devices = {
+      e['pid']
+      for e in events
+      if e.get('ph') == 'M'
+      and e.get('name') == 'process_name'
+      and re.search(
+          r'/device:(GPU|TPU)', str(e.get('args', {}).get('name', ''))
+      )
+  }
   totals = collections.Counter()
   for e in events:
     if e.get('ph') != 'X' or 'dur' not in e:
@@ -92,8 +105,12 @@ def summarise(events: Iterable[dict[str, Any]], steps: int,
   return {
       'source': 'device' if devices else 'host threads',
       'ms_per_step': round(sum(totals.values()), 2),
-      'by_kind': {k: [round(ms, 2), round(ms / whole, 3)]
-                  for k, ms in by_kind.most_common()},
-      'top_ops': [[op, kind(op), round(ms, 2), round(ms / whole, 3)]
-                  for op, ms in totals.most_common(top)],
+      'by_kind': {
+          k: [round(ms, 2), round(ms / whole, 3)]
+          for k, ms in by_kind.most_common()
+      },
+      'top_ops': [
+          [op, kind(op), round(ms, 2), round(ms / whole, 3)]
+          for op, ms in totals.most_common(top)
+      ],
   }

@@ -45,11 +45,16 @@ def load_npz(path: str) -> dict[str, input_pipeline.Split]:
     for name in ('train', 'test'):
       jpeg, offsets = npz[f'{name}_jpeg'], npz[f'{name}_offsets']
       images = np.stack([
-          np.asarray(Image.open(io.BytesIO(
-              jpeg[offsets[i]:offsets[i + 1]].tobytes())).convert('RGB'))
-          for i in range(len(offsets) - 1)])
+          np.asarray(
+              Image.open(
+                  io.BytesIO(jpeg[offsets[i] : offsets[i + 1]].tobytes())
+              ).convert('RGB')
+          )
+          for i in range(len(offsets) - 1)
+      ])
       splits[name] = input_pipeline.Split(
-          name, [], images, npz[f'{name}_label'].astype(np.int32))
+          name, [], images, npz[f'{name}_label'].astype(np.int32)
+      )
   return splits
 
 
@@ -57,8 +62,11 @@ def main(_):
   config = _CONFIG.value
   start = time.time()
   data = load_npz(_NPZ.value)
-  print(f'decoded {len(data["train"])}+{len(data["test"])} images in '
-        f'{time.time() - start:.1f}s', flush=True)
+  print(
+      f'decoded {len(data["train"])}+{len(data["test"])} images in '
+      f'{time.time() - start:.1f}s',
+      flush=True,
+  )
   method = methods.get(config.method)
   mesh = step_lib.make_mesh()
   steps_per_epoch = len(data['train']) // config.batch_size
@@ -66,14 +74,23 @@ def main(_):
   model = method.build_model(config, 10)
   schedule = optim.learning_rate_schedule(config, steps_per_epoch)
   tx = optim.make_optimizer(config, schedule)
-  state = step_lib.replicate(step_lib.create_state(
-      config, model, tx, jax.random.key(config.seed), 3), mesh)
+  state = step_lib.replicate(
+      step_lib.create_state(config, model, tx, jax.random.key(config.seed), 3),
+      mesh,
+  )
   step_fn = step_lib.compile_train_step(config, model, tx, schedule, mesh)
   key = step_lib.replicate(jax.random.key(config.seed + 1), mesh)
-  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
+  sharding = jax.sharding.NamedSharding(
+      mesh, jax.sharding.PartitionSpec('data')
+  )
   batches = batching.train_batches(
-      data['train'], seed=config.seed, batch_size=config.batch_size,
-      start_step=0, sharding=sharding, prefetch=4)
+      data['train'],
+      seed=config.seed,
+      batch_size=config.batch_size,
+      start_step=0,
+      sharding=sharding,
+      prefetch=4,
+  )
   log, timed_from = [], None
   train_start = time.time()
   for i in range(num_steps):
@@ -81,34 +98,60 @@ def main(_):
     if i == 0:
       jax.block_until_ready(state)
       timed_from = (1, time.time())
-      print(f'compiled and ran step 1 in {time.time() - train_start:.1f}s',
-            flush=True)
+      print(
+          f'compiled and ran step 1 in {time.time() - train_start:.1f}s',
+          flush=True,
+      )
     if (i + 1) % config.log_every_steps == 0 or i + 1 == num_steps:
       m = {k: float(v) for k, v in jax.device_get(metrics).items()}
-      rate = (i + 1 - timed_from[0]) * config.batch_size / max(
-          time.time() - timed_from[1], 1e-9)
-      log.append(dict(step=i + 1, epoch=(i + 1) / steps_per_epoch,
-                      images_per_second=rate, **m))
-      print(f'step {i + 1}/{num_steps} epoch {(i + 1) / steps_per_epoch:.1f} '
-            f'loss {m["loss"]:.4f} {rate:.0f} img/s', flush=True)
+      rate = (
+          (i + 1 - timed_from[0])
+          * config.batch_size
+          / max(time.time() - timed_from[1], 1e-9)
+      )
+      log.append(
+          dict(
+              step=i + 1,
+              epoch=(i + 1) / steps_per_epoch,
+              images_per_second=rate,
+              **m,
+          )
+      )
+      print(
+          f'step {i + 1}/{num_steps} epoch {(i + 1) / steps_per_epoch:.1f} '
+          f'loss {m["loss"]:.4f} {rate:.0f} img/s',
+          flush=True,
+      )
   batches.close()
   jax.block_until_ready(state)
   train_seconds = time.time() - train_start
   variables = {'params': state.params, 'batch_stats': state.batch_stats}
   fit = probe.probe_encoder(
-      model, variables, train_split=data['train'], test_split=data['test'],
-      config=config, mesh=mesh, num_classes=10)
+      model,
+      variables,
+      train_split=data['train'],
+      test_split=data['test'],
+      config=config,
+      mesh=mesh,
+      num_classes=10,
+  )
   results = {
       'device_kind': jax.devices()[0].device_kind,
-      'devices': jax.device_count(), 'method': config.method,
-      'encoder': config.encoder, 'dtype': config.dtype,
-      'batch_size': config.batch_size, 'epochs': config.num_epochs,
-      'steps': num_steps, 'train_seconds': train_seconds,
+      'devices': jax.device_count(),
+      'method': config.method,
+      'encoder': config.encoder,
+      'dtype': config.dtype,
+      'batch_size': config.batch_size,
+      'epochs': config.num_epochs,
+      'steps': num_steps,
+      'train_seconds': train_seconds,
       'train_images_per_second': log[-1]['images_per_second'],
-      'linear_probe/test_accuracy': fit["linear_probe/test_accuracy"],
-      'linear_probe/l2': fit["linear_probe/l2"],
-      'wall_seconds': time.time() - start, 'config': config.to_dict(),
-      'log': log}
+      'linear_probe/test_accuracy': fit['linear_probe/test_accuracy'],
+      'linear_probe/l2': fit['linear_probe/l2'],
+      'wall_seconds': time.time() - start,
+      'config': config.to_dict(),
+      'log': log,
+  }
   print(json.dumps({k: v for k, v in results.items() if k != 'log'}))
   if _OUT.value:
     os.makedirs(_OUT.value, exist_ok=True)

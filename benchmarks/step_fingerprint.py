@@ -18,9 +18,13 @@ import os
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIGS = ('simclr_cifar10_cpu', 'barlow_twins_cifar10_cpu',
-           'deepcluster_cifar10_cpu', 'fixmatch_cifar10_cpu',
-           'supervised_cifar10_cpu')
+CONFIGS = (
+    'simclr_cifar10_cpu',
+    'barlow_twins_cifar10_cpu',
+    'deepcluster_cifar10_cpu',
+    'fixmatch_cifar10_cpu',
+    'supervised_cifar10_cpu',
+)
 
 
 def fingerprint(name: str, steps: int) -> dict:
@@ -28,21 +32,28 @@ def fingerprint(name: str, steps: int) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   import suite  # pylint: disable=g-import-not-at-top
+
   config = importlib.import_module(f'configs.{name}').get_config()
   compiled, state, batch, key, _ = suite._compile_step(config)  # pylint: disable=protected-access
   sharding = jax.tree.map(lambda x: x.sharding, batch)
   losses = []
   for i in range(steps):
     batch = jax.device_put(
-        suite._batch(config, np.random.default_rng(i)), sharding)  # pylint: disable=protected-access
+        suite._batch(config, np.random.default_rng(i)), sharding
+    )  # pylint: disable=protected-access
     state, metrics = compiled(state, batch, key)
     losses.append(float(metrics['loss']))
   digest = hashlib.sha256()
   for leaf in jax.tree.leaves(jax.device_get(state.params)):
     digest.update(np.ascontiguousarray(leaf).tobytes())
-  return {'config': name, 'losses': losses, 'params_sha256': digest.hexdigest(),
-          'onednn_calls': compiled.as_text().count(
-              'custom_call_target="ssl_jax_onednn_conv')}
+  return {
+      'config': name,
+      'losses': losses,
+      'params_sha256': digest.hexdigest(),
+      'onednn_calls': (
+          compiled.as_text().count('custom_call_target="ssl_jax_onednn_conv')
+      ),
+  }
 
 
 def main():

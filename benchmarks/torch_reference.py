@@ -32,8 +32,10 @@ import torch.nn.functional as F
 
 def conv_bn(cin, cout, k=3, stride=1):
   """Conv (no bias, 'same'-style padding) + BN (flax momentum 0.9)."""
-  return [nn.Conv2d(cin, cout, k, stride, k // 2, bias=False),
-          nn.BatchNorm2d(cout, momentum=0.1)]
+  return [
+      nn.Conv2d(cin, cout, k, stride, k // 2, bias=False),
+      nn.BatchNorm2d(cout, momentum=0.1),
+  ]
 
 
 class ConvNet(nn.Module):
@@ -43,7 +45,8 @@ class ConvNet(nn.Module):
     super().__init__()
     self.convs = nn.ModuleList(
         nn.Sequential(*conv_bn(3 if i == 0 else width, width), nn.ReLU())
-        for i in range(4))
+        for i in range(4)
+    )
     self.dense = nn.Linear(width, dense)
     self.dim = dense
 
@@ -63,10 +66,16 @@ class Block(nn.Module):
     cout = filters * (4 if bottleneck else 1)
     pre = conv_bn(cin, filters, 1) + [nn.ReLU()] if bottleneck else []
     self.body = nn.Sequential(
-        *pre, *conv_bn(filters if bottleneck else cin, filters, 3, stride),
-        nn.ReLU(), *conv_bn(filters, cout, 1 if bottleneck else 3))
-    self.proj = (nn.Sequential(*conv_bn(cin, cout, 1, stride))
-                 if stride != 1 or cin != cout else nn.Identity())
+        *pre,
+        *conv_bn(filters if bottleneck else cin, filters, 3, stride),
+        nn.ReLU(),
+        *conv_bn(filters, cout, 1 if bottleneck else 3),
+    )
+    self.proj = (
+        nn.Sequential(*conv_bn(cin, cout, 1, stride))
+        if stride != 1 or cin != cout
+        else nn.Identity()
+    )
 
   def forward(self, x):
     return F.relu(self.proj(x) + self.body(x))
@@ -77,13 +86,17 @@ class ResNet(nn.Module):
 
   def __init__(self, sizes, bottleneck, cifar_stem, width=64):
     super().__init__()
-    stem = (conv_bn(3, width) if cifar_stem else conv_bn(3, width, 7, 2)) + [
-        nn.ReLU()] + ([] if cifar_stem else [nn.MaxPool2d(3, 2, 1)])
+    stem = (
+        (conv_bn(3, width) if cifar_stem else conv_bn(3, width, 7, 2))
+        + [nn.ReLU()]
+        + ([] if cifar_stem else [nn.MaxPool2d(3, 2, 1)])
+    )
     blocks, cin = [], width
     for i, n in enumerate(sizes):
       for j in range(n):
-        blocks.append(Block(cin, width * 2**i, 2 if i > 0 and j == 0 else 1,
-                            bottleneck))
+        blocks.append(
+            Block(cin, width * 2**i, 2 if i > 0 and j == 0 else 1, bottleneck)
+        )
         cin = width * 2**i * (4 if bottleneck else 1)
     self.net = nn.Sequential(*stem, *blocks)
     self.dim = cin
@@ -108,8 +121,9 @@ def selftest():
   sim = lambda i, k: math.exp(float(zn[i] @ zn[k]) / 0.5)
   total = 0.0
   for i in range(6):  # The positive of row i is row (i + 3) % 6.
-    total -= math.log(sim(i, (i + 3) % 6) /
-                      sum(sim(i, k) for k in range(6) if k != i))
+    total -= math.log(
+        sim(i, (i + 3) % 6) / sum(sim(i, k) for k in range(6) if k != i)
+    )
   got, want = float(nt_xent(z[:3], z[3:], 0.5)), total / 6
   assert abs(got - want) < 1e-5, (got, want)
   return {'selftest': 'nt_xent', 'ok': True, 'loss': got, 'naive': want}
@@ -145,8 +159,17 @@ def augment(images, size, strength=1.0):
   cw = torch.sqrt(area * aspect).clamp(1.0, w)
   top, left = u() * (h - ch), u() * (w - cw)
   flip, zero = torch.where(u() < 0.5, -1.0, 1.0), torch.zeros_like(cw)
-  theta = torch.stack([cw / w * flip, zero, (2 * left + cw) / w - 1,
-                       zero, ch / h, (2 * top + ch) / h - 1], 1).view(b, 2, 3)
+  theta = torch.stack(
+      [
+          cw / w * flip,
+          zero,
+          (2 * left + cw) / w - 1,
+          zero,
+          ch / h,
+          (2 * top + ch) / h - 1,
+      ],
+      1,
+  ).view(b, 2, 3)
   grid = F.affine_grid(theta, (b, 3, size, size), align_corners=False)
   x = F.grid_sample(x, grid, 'bilinear', 'border', align_corners=False)
   # Colour jitter with p=0.8, the four ops in a random order per image.
@@ -159,8 +182,11 @@ def augment(images, size, strength=1.0):
     op = order[:, i].view(bc)
     hsv = hsv_adjust(y, op[:, 0], hue, sat[:, 0])
     mean = y.mean((2, 3), keepdim=True)
-    y = torch.where(op == 0, y * bright, torch.where(
-        op == 1, contrast * (y - mean) + mean, hsv)).clamp(0, 1)
+    y = torch.where(
+        op == 0,
+        y * bright,
+        torch.where(op == 1, contrast * (y - mean) + mean, hsv),
+    ).clamp(0, 1)
   x = torch.where((u() < 0.8).view(bc), y, x)
   luma = torch.tensor([0.2989, 0.5870, 0.1140], device=dev).view(1, 3, 1, 1)
   gray = (x * luma).sum(1, keepdim=True).expand_as(x)
@@ -169,16 +195,20 @@ def augment(images, size, strength=1.0):
 
 def main():
   p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  p.add_argument('--encoder', default='convnet',
-                 choices=['convnet', 'resnet18', 'resnet50'])
+  p.add_argument(
+      '--encoder',
+      default='convnet',
+      choices=['convnet', 'resnet18', 'resnet50'],
+  )
   p.add_argument('--image_size', type=int, default=32, help='>=96: 7x7 stem')
   p.add_argument('--batch_size', type=int, default=256)
   p.add_argument('--steps', type=int, default=10, help='Timed steps (>= 1).')
   p.add_argument('--warmup', type=int, default=2, help='Untimed steps.')
   p.add_argument('--threads', type=int, default=0, help='0: torch default.')
   p.add_argument('--channels_last', action='store_true')
-  p.add_argument('--device',
-                 default='cuda' if torch.cuda.is_available() else 'cpu')
+  p.add_argument(
+      '--device', default='cuda' if torch.cuda.is_available() else 'cpu'
+  )
   p.add_argument('--dtype', default='float32', choices=['float32', 'bfloat16'])
   p.add_argument('--compile', action='store_true', help='torch.compile forward')
   p.add_argument('--selftest', action='store_true')
@@ -191,24 +221,36 @@ def main():
   torch.manual_seed(0)
   dev, size = torch.device(a.device), a.image_size
   fmt = torch.channels_last if a.channels_last else torch.contiguous_format
-  encoder = ConvNet() if a.encoder == 'convnet' else ResNet(
-      [2, 2, 2, 2] if a.encoder == 'resnet18' else [3, 4, 6, 3],
-      a.encoder == 'resnet50', cifar_stem=size < 96)
-  projector = nn.Sequential(nn.Linear(encoder.dim, 2048, bias=False),
-                            nn.BatchNorm1d(2048), nn.ReLU(),
-                            nn.Linear(2048, 128))
+  encoder = (
+      ConvNet()
+      if a.encoder == 'convnet'
+      else ResNet(
+          [2, 2, 2, 2] if a.encoder == 'resnet18' else [3, 4, 6, 3],
+          a.encoder == 'resnet50',
+          cifar_stem=size < 96,
+      )
+  )
+  projector = nn.Sequential(
+      nn.Linear(encoder.dim, 2048, bias=False),
+      nn.BatchNorm1d(2048),
+      nn.ReLU(),
+      nn.Linear(2048, 128),
+  )
   probe = nn.Linear(encoder.dim, 10)
   model = nn.ModuleDict(dict(encoder=encoder, projector=projector, probe=probe))
   model.to(dev, memory_format=fmt)  # Modules start in train mode.
   num_params = sum(q.numel() for q in model.parameters())
-  opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9,
-                        weight_decay=1e-6)
+  opt = torch.optim.SGD(
+      model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-6
+  )
   rng = np.random.default_rng(0)
-  images = torch.from_numpy(rng.integers(
-      0, 256, (a.batch_size, size, size, 3), dtype=np.uint8)).to(dev)
+  images = torch.from_numpy(
+      rng.integers(0, 256, (a.batch_size, size, size, 3), dtype=np.uint8)
+  ).to(dev)
   labels = torch.from_numpy(rng.integers(0, 10, a.batch_size)).to(dev)
-  autocast = torch.autocast(dev.type, torch.bfloat16,
-                            enabled=a.dtype == 'bfloat16')
+  autocast = torch.autocast(
+      dev.type, torch.bfloat16, enabled=a.dtype == 'bfloat16'
+  )
 
   def forward(imgs, lbls):
     x = torch.cat([augment(imgs, size) for _ in range(2)])
@@ -234,16 +276,31 @@ def main():
     t = time.perf_counter()
     loss, probe_loss = step()
     times.append(time.perf_counter() - t)
-  med = float(np.median(times[-a.steps:]))
-  print(json.dumps(dict(
-      framework='pytorch', torch_version=torch.__version__, device=dev.type,
-      encoder=a.encoder, image_size=size, batch_size=a.batch_size,
-      threads=torch.get_num_threads(), dtype=a.dtype, optimizer='sgd',
-      channels_last=a.channels_last, compile=a.compile, num_params=num_params,
-      first_step_seconds=round(times[0], 3), step_seconds_median=round(med, 4),
-      images_per_second=round(a.batch_size / med, 1),
-      views_per_second=round(2 * a.batch_size / med, 1),
-      loss=round(loss.item(), 4), probe_loss=round(probe_loss.item(), 4))))
+  med = float(np.median(times[-a.steps :]))
+  print(
+      json.dumps(
+          dict(
+              framework='pytorch',
+              torch_version=torch.__version__,
+              device=dev.type,
+              encoder=a.encoder,
+              image_size=size,
+              batch_size=a.batch_size,
+              threads=torch.get_num_threads(),
+              dtype=a.dtype,
+              optimizer='sgd',
+              channels_last=a.channels_last,
+              compile=a.compile,
+              num_params=num_params,
+              first_step_seconds=round(times[0], 3),
+              step_seconds_median=round(med, 4),
+              images_per_second=round(a.batch_size / med, 1),
+              views_per_second=round(2 * a.batch_size / med, 1),
+              loss=round(loss.item(), 4),
+              probe_loss=round(probe_loss.item(), 4),
+          )
+      )
+  )
 
 
 if __name__ == '__main__':

@@ -27,13 +27,17 @@ _MASK_VALUE = -1e9  # Finite rather than -inf so masked logits never create NaN.
 
 def _l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
   x = x.astype(jnp.float32)
-  return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), eps))
+  return x * jax.lax.rsqrt(
+      jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), eps)
+  )
 
 
 def _check_pair(name: str, z_a: jax.Array, z_b: jax.Array) -> None:
   if z_a.shape != z_b.shape or z_a.ndim != 2:
-    raise ValueError(f'{name} expects two [N, D] arrays of equal shape, got '
-                     f'{z_a.shape} and {z_b.shape}.')
+    raise ValueError(
+        f'{name} expects two [N, D] arrays of equal shape, got '
+        f'{z_a.shape} and {z_b.shape}.'
+    )
 
 
 def _nt_xent_logits(z_a, z_b, temperature, axis_name):
@@ -52,8 +56,10 @@ def _nt_xent_logits(z_a, z_b, temperature, axis_name):
   big_n = all_a.shape[0]
   anchors = jnp.concatenate([z_a, z_b], axis=0)
   candidates = jnp.concatenate([all_a, all_b], axis=0)
-  logits = jnp.matmul(anchors, candidates.T,
-                      precision=jax.lax.Precision.HIGHEST) / temperature
+  logits = (
+      jnp.matmul(anchors, candidates.T, precision=jax.lax.Precision.HIGHEST)
+      / temperature
+  )
   rows = jnp.arange(n) + offset
   self_col = jnp.concatenate([rows, rows + big_n])
   pos_col = jnp.concatenate([rows + big_n, rows])
@@ -87,7 +93,9 @@ def nt_xent_and_accuracy(
   logits, pos_col = _nt_xent_logits(z_a, z_b, temperature, axis_name)
   pos_logit = jnp.take_along_axis(logits, pos_col[:, None], axis=1)[:, 0]
   loss = jnp.mean(jax.nn.logsumexp(logits, axis=1) - pos_logit)
-  accuracy = jnp.mean((jnp.argmax(logits, axis=1) == pos_col).astype(jnp.float32))
+  accuracy = jnp.mean(
+      (jnp.argmax(logits, axis=1) == pos_col).astype(jnp.float32)
+  )
   return loss, accuracy
 
 
@@ -144,8 +152,11 @@ def barlow_twins(
   """
   _check_pair('barlow_twins', z_a, z_b)
   z_a, z_b = z_a.astype(jnp.float32), z_b.astype(jnp.float32)
-  reduce = (lambda x: x) if axis_name is None else (
-      lambda x: jax.lax.psum(x, axis_name))
+  reduce = (
+      (lambda x: x)
+      if axis_name is None
+      else (lambda x: jax.lax.psum(x, axis_name))
+  )
   n = reduce(jnp.asarray(z_a.shape[0], jnp.float32))
 
   def standardise(z):
@@ -153,8 +164,16 @@ def barlow_twins(
     var = reduce(((z - mean) ** 2).sum(0)) / n
     return (z - mean) * jax.lax.rsqrt(var + 1e-5)
 
-  c = reduce(jnp.matmul(standardise(z_a).T, standardise(z_b),
-                        precision=jax.lax.Precision.HIGHEST)) / n
+  c = (
+      reduce(
+          jnp.matmul(
+              standardise(z_a).T,
+              standardise(z_b),
+              precision=jax.lax.Precision.HIGHEST,
+          )
+      )
+      / n
+  )
   on_diag = jnp.sum((1.0 - jnp.diagonal(c)) ** 2)
-  off_diag = jnp.sum(c ** 2) - jnp.sum(jnp.diagonal(c) ** 2)
+  off_diag = jnp.sum(c**2) - jnp.sum(jnp.diagonal(c) ** 2)
   return on_diag + lambd * off_diag

@@ -10,12 +10,25 @@ import pytest
 from ssl_jax.data import augment
 
 # Everything on, probabilities 1: exercises every branch.
-ALL_ON = dict(flip_prob=1.0, jitter_prob=1.0, grayscale_prob=1.0,
-              blur_prob=1.0, noise_prob=1.0, solarize_prob=1.0)
+ALL_ON = dict(
+    flip_prob=1.0,
+    jitter_prob=1.0,
+    grayscale_prob=1.0,
+    blur_prob=1.0,
+    noise_prob=1.0,
+    solarize_prob=1.0,
+)
 # Every op off and the crop the identity: output must equal input / 255.
-ALL_OFF = dict(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_prob=0.0,
-               jitter_prob=0.0, grayscale_prob=0.0, blur_prob=0.0,
-               noise_prob=0.0, solarize_prob=0.0)
+ALL_OFF = dict(
+    crop_scale=(1.0, 1.0),
+    crop_ratio=(1.0, 1.0),
+    flip_prob=0.0,
+    jitter_prob=0.0,
+    grayscale_prob=0.0,
+    blur_prob=0.0,
+    noise_prob=0.0,
+    solarize_prob=0.0,
+)
 
 
 # A frozen (hashable) config can be a static argument, so equal configs share
@@ -24,14 +37,16 @@ _augment_jit = jax.jit(augment.augment_batch, static_argnums=(2, 3))
 
 
 def _augment(key, images, cfg, out_size):
-  return _augment_jit(key, images, ml_collections.FrozenConfigDict(cfg),
-                      out_size)
+  return _augment_jit(
+      key, images, ml_collections.FrozenConfigDict(cfg), out_size
+  )
 
 
 def _images(batch=8, size=32, channels=3, seed=0):
   rng = np.random.default_rng(seed)
   return jnp.asarray(
-      rng.integers(0, 256, (batch, size, size, channels), dtype=np.uint8))
+      rng.integers(0, 256, (batch, size, size, channels), dtype=np.uint8)
+  )
 
 
 # Output equal to the input size is also covered by test_all_off_is_identity.
@@ -100,14 +115,16 @@ def test_make_views():
   for i, cfg in enumerate(cfgs):
     np.testing.assert_array_equal(
         views[i],
-        augment.augment_batch(jax.random.fold_in(key, i), images, cfg, 24))
+        augment.augment_batch(jax.random.fold_in(key, i), images, cfg, 24),
+    )
 
 
 def test_identity_crop():
   image = _images(batch=1)[0].astype(jnp.float32) / 255.0
   for seed in range(3):
     out = augment.random_resized_crop(
-        jax.random.key(seed), image, 32, scale=(1.0, 1.0), ratio=(1.0, 1.0))
+        jax.random.key(seed), image, 32, scale=(1.0, 1.0), ratio=(1.0, 1.0)
+    )
     np.testing.assert_allclose(out, image, atol=1e-5)
 
 
@@ -144,8 +161,12 @@ def test_all_off_is_identity(channels):
 def test_jitter_step_matches_pix():
   image = _images(batch=1)[0].astype(jnp.float32) / 255.0
   b, c, s, h = 1.3, 0.7, 1.4, 0.15
-  expected = [image * b, pix.adjust_contrast(image, c),
-              pix.adjust_saturation(image, s), pix.adjust_hue(image, h)]
+  expected = [
+      image * b,
+      pix.adjust_contrast(image, c),
+      pix.adjust_saturation(image, s),
+      pix.adjust_hue(image, h),
+  ]
   for op, ref in enumerate(expected):
     out = augment._jitter_step(image, jnp.int32(op), b, c, s, h)
     np.testing.assert_allclose(out, jnp.clip(ref, 0.0, 1.0), atol=1e-5)
@@ -161,7 +182,8 @@ def test_jitter_changes_grayscale_image():
 def test_preprocess_eval():
   images = _images()
   np.testing.assert_allclose(
-      augment.preprocess_eval(images, 32), images / 255.0, atol=1e-6)
+      augment.preprocess_eval(images, 32), images / 255.0, atol=1e-6
+  )
   rect = _images(batch=2, size=32)[:, :, :28]  # [2, 32, 28, 3]
   out = augment.preprocess_eval(rect, 24)
   assert out.shape == (2, 24, 24, 3)
@@ -169,7 +191,8 @@ def test_preprocess_eval():
   assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
   # Resizing to the shorter side leaves just the central crop.
   np.testing.assert_allclose(
-      augment.preprocess_eval(rect, 28), rect[:, 2:30] / 255.0, atol=1e-5)
+      augment.preprocess_eval(rect, 28), rect[:, 2:30] / 255.0, atol=1e-5
+  )
 
 
 def test_view_config():

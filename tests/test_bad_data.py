@@ -36,17 +36,20 @@ def data_dir(tmp_path_factory):
   """A prepared cifar10 whose train split has 3 bad records and a gray one."""
   root = tmp_path_factory.mktemp('bad_data')
   npz = test_prepare_data._write_npz(root / 'tiny.npz')  # pylint: disable=protected-access
-  path = prepare_data.prepare_cifar10_from_npz(os.fspath(npz),
-                                               os.fspath(root / 'tfds'))
+  path = prepare_data.prepare_cifar10_from_npz(
+      os.fspath(npz), os.fspath(root / 'tfds')
+  )
   (shard,) = [f for f in os.listdir(path) if f.startswith('cifar10-train.')]
   shard = os.path.join(path, shard)
   reader = array_record_module.ArrayRecordReader(shard)
   records = reader.read_all()
   reader.close()
-  new_images = {TRUNCATED: lambda png: png[:len(png) // 2],
-                WRONG_SIZE: lambda _: _png(np.zeros((31, 32, 3), np.uint8)),
-                GRAY: lambda _: _png(GRAY_PIXELS),
-                RGBA: lambda _: _png(RGBA_PIXELS)}
+  new_images = {
+      TRUNCATED: lambda png: png[: len(png) // 2],
+      WRONG_SIZE: lambda _: _png(np.zeros((31, 32, 3), np.uint8)),
+      GRAY: lambda _: _png(GRAY_PIXELS),
+      RGBA: lambda _: _png(RGBA_PIXELS),
+  }
   writer = array_record_module.ArrayRecordWriter(shard, 'group_size:1')
   for i, record in enumerate(records):
     example = tf.train.Example.FromString(record)
@@ -74,23 +77,30 @@ def test_error_names_the_first_bad_record_and_the_fix(data_dir, cache):
     _load(data_dir, cache=cache).read(np.arange(N))
   message = str(e.value)
   assert '\n' not in message
-  assert message.startswith(f"record {TRUNCATED} of cifar10 split 'train' "
-                            f"(index {TRUNCATED} of source 'train') failed to "
-                            'decode (OSError: ')
-  assert message.endswith('pass --config.data.bad_images=skip to skip and '
-                          'count bad records.')
+  assert message.startswith(
+      f"record {TRUNCATED} of cifar10 split 'train' "
+      f"(index {TRUNCATED} of source 'train') failed to "
+      'decode (OSError: '
+  )
+  assert message.endswith(
+      'pass --config.data.bad_images=skip to skip and count bad records.'
+  )
 
 
 def test_error_wrong_shape_and_channels(data_dir):
   split = _load(data_dir, cache=False)
-  with pytest.raises(input_pipeline.DataError,
-                     match=r'record 7 .* has shape \(31, 32, 3\), expected '
-                     r'\(32, 32, 3\); pass --config.data.bad_images=skip'):
+  with pytest.raises(
+      input_pipeline.DataError,
+      match=r'record 7 .* has shape \(31, 32, 3\), expected '
+      r'\(32, 32, 3\); pass --config.data.bad_images=skip',
+  ):
     split.read([WRONG_SIZE])
-  with pytest.raises(input_pipeline.DataError,
-                     match=r'has shape \(32, 32, 4\), expected \(32, 32, 3\); '
-                     'pass --config.data.channels=3 to convert it, or '
-                     '--config.data.bad_images=skip'):
+  with pytest.raises(
+      input_pipeline.DataError,
+      match=r'has shape \(32, 32, 4\), expected \(32, 32, 3\); '
+      'pass --config.data.channels=3 to convert it, or '
+      '--config.data.bad_images=skip',
+  ):
     split.read([RGBA])
   assert split.num_skipped == 0
 
@@ -131,10 +141,13 @@ def test_grayscale_is_rgb_and_channels3_converts_rgba(data_dir):
 
 def test_one_channel_image_in_rgb_split_is_wrong_channel_count():
   """tfds repeats gray to RGB itself; other sources may not."""
-  source = [{'image': np.zeros((32, 32, 1), np.uint8), 'label': 1},
-            {'image': np.ones((32, 32, 3), np.uint8), 'label': 2}]
-  split = input_pipeline.Split('train', [source], dataset='cifar10',
-                               image_shape=(32, 32, 3))
+  source = [
+      {'image': np.zeros((32, 32, 1), np.uint8), 'label': 1},
+      {'image': np.ones((32, 32, 3), np.uint8), 'label': 2},
+  ]
+  split = input_pipeline.Split(
+      'train', [source], dataset='cifar10', image_shape=(32, 32, 3)
+  )
   with pytest.raises(input_pipeline.DataError, match='data.channels=3'):
     split.read([0])
   split.bad_images = 'skip'
@@ -145,24 +158,33 @@ def test_one_channel_image_in_rgb_split_is_wrong_channel_count():
 def test_error_from_the_prefetch_thread_keeps_its_message(data_dir):
   split = _load(data_dir, cache=False)
   mesh = jax.sharding.Mesh(np.array(jax.devices()[:2]), ('data',))
-  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
-  batches = batching.train_batches(split, seed=0, batch_size=N,
-                                         start_step=0, sharding=sharding)
-  with pytest.raises(input_pipeline.DataError,
-                     match=r"^record \d+ of cifar10 split 'train' .*"
-                     r'bad_images=skip to skip and count bad records\.$'):
+  sharding = jax.sharding.NamedSharding(
+      mesh, jax.sharding.PartitionSpec('data')
+  )
+  batches = batching.train_batches(
+      split, seed=0, batch_size=N, start_step=0, sharding=sharding
+  )
+  with pytest.raises(
+      input_pipeline.DataError,
+      match=r"^record \d+ of cifar10 split 'train' .*"
+      r'bad_images=skip to skip and count bad records\.$',
+  ):
     next(batches)
 
 
 def test_empty_split_is_an_error(data_dir):
-  with pytest.raises(input_pipeline.DataError,
-                     match=r"split 'train\[:0\]' of dataset 'cifar10' in "
-                     r'data_dir .* is empty or unknown'):
+  with pytest.raises(
+      input_pipeline.DataError,
+      match=r"split 'train\[:0\]' of dataset 'cifar10' in "
+      r'data_dir .* is empty or unknown',
+  ):
     input_pipeline.load_split('cifar10', 'train[:0]', data_dir)
 
 
 def test_config_field_is_validated():
   validate.validate(helpers.tiny_config(**{'data.bad_images': 'skip'}), 8)
-  with pytest.raises(validate.ConfigError,
-                     match="data.bad_images='drop' must be 'error' or 'skip'"):
+  with pytest.raises(
+      validate.ConfigError,
+      match="data.bad_images='drop' must be 'error' or 'skip'",
+  ):
     validate.validate(helpers.tiny_config(**{'data.bad_images': 'drop'}), 8)

@@ -17,18 +17,34 @@ def test_suite_smoke_prints_every_part(tmp_path):
   env = dict(os.environ, JAX_PLATFORMS='cpu')
   env.pop('XLA_FLAGS', None)
   proc = subprocess.run(
-      [sys.executable, 'benchmarks/suite.py', '--preset=smoke',
-       '--parts=step,profile,augment,input', '--steps=1', '--warmup=0',
-       f'--trace_dir={tmp_path / "traces"}', f'--out={out}'], cwd=ROOT,
-      env=env, capture_output=True, text=True, timeout=600)
+      [
+          sys.executable,
+          'benchmarks/suite.py',
+          '--preset=smoke',
+          '--parts=step,profile,augment,input',
+          '--steps=1',
+          '--warmup=0',
+          f'--trace_dir={tmp_path / "traces"}',
+          f'--out={out}',
+      ],
+      cwd=ROOT,
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=600,
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   records = json.loads(out.read_text())
-  assert [r['part'] for r in records] == ['step', 'profile', 'augment',
-                                          'input']
+  assert [r['part'] for r in records] == ['step', 'profile', 'augment', 'input']
   assert not any('error' in r for r in records), records
   step = records[0]
-  for key in ('images_per_second', 'compile_seconds', 'gflops_per_step', 'mfu',
-              'peak_host_memory_mb'):
+  for key in (
+      'images_per_second',
+      'compile_seconds',
+      'gflops_per_step',
+      'mfu',
+      'peak_host_memory_mb',
+  ):
     assert step[key] > 0, key
   assert records[3]['headroom'] > 0
   profile = records[1]
@@ -36,20 +52,36 @@ def test_suite_smoke_prints_every_part(tmp_path):
   assert profile['trace_dir'].startswith(str(tmp_path / 'traces'))
   assert profile['ms_per_step'] > 0 and profile['top_ops']
   assert sum(share for _, share in profile['by_kind'].values()) == (
-      pytest.approx(1.0, abs=0.01))
+      pytest.approx(1.0, abs=0.01)
+  )
 
 
 def _event(pid, name, dur, **args):
-  return {'ph': 'X', 'pid': pid, 'tid': 1, 'name': name, 'ts': 0, 'dur': dur,
-          'args': args}
+  return {
+      'ph': 'X',
+      'pid': pid,
+      'tid': 1,
+      'name': name,
+      'ts': 0,
+      'dur': dur,
+      'args': args,
+  }
 
 
 def test_op_profile_keeps_device_ops_keyed_by_hlo_op():
   events = [
-      {'ph': 'M', 'pid': 1, 'name': 'process_name',
-       'args': {'name': '/host:CPU'}},
-      {'ph': 'M', 'pid': 7, 'name': 'process_name',
-       'args': {'name': '/device:GPU:0'}},
+      {
+          'ph': 'M',
+          'pid': 1,
+          'name': 'process_name',
+          'args': {'name': '/host:CPU'},
+      },
+      {
+          'ph': 'M',
+          'pid': 7,
+          'name': 'process_name',
+          'args': {'name': '/device:GPU:0'},
+      },
       _event(1, 'fusion.1', 9000),  # Host-side launch: not counted.
       _event(7, 'sm90_xmma_fprop_kernel', 3000, hlo_op='convolution.3'),
       _event(7, 'sm90_xmma_fprop_kernel', 1000, hlo_op='convolution.3'),
@@ -60,9 +92,11 @@ def test_op_profile_keeps_device_ops_keyed_by_hlo_op():
   assert summary['source'] == 'device'
   assert summary['ms_per_step'] == 4.0
   assert summary['top_ops'][0] == ['convolution.3', 'convolution', 2.0, 0.5]
-  assert summary['by_kind'] == {'convolution': [2.0, 0.5],
-                                'elementwise fusion': [1.0, 0.25],
-                                'reduction': [1.0, 0.25]}
+  assert summary['by_kind'] == {
+      'convolution': [2.0, 0.5],
+      'elementwise fusion': [1.0, 0.25],
+      'reduction': [1.0, 0.25],
+  }
 
 
 def test_op_profile_on_cpu_counts_hlo_ops_not_runtime_events():
@@ -75,10 +109,14 @@ def test_op_profile_on_cpu_counts_hlo_ops_not_runtime_events():
   ]
   summary = op_profile.summarise(events, steps=1)
   assert summary['source'] == 'host threads'
-  assert [op for op, *_ in summary['top_ops']] == ['ffi_call.53',
-                                                   'transpose_copy_fusion.17']
-  assert summary['by_kind'] == {'custom call': [3.0, 0.75],
-                                'copy / transpose': [1.0, 0.25]}
+  assert [op for op, *_ in summary['top_ops']] == [
+      'ffi_call.53',
+      'transpose_copy_fusion.17',
+  ]
+  assert summary['by_kind'] == {
+      'custom call': [3.0, 0.75],
+      'copy / transpose': [1.0, 0.25],
+  }
 
 
 def _tiny_npz(path, rng):
@@ -87,13 +125,15 @@ def _tiny_npz(path, rng):
 
   import numpy as np  # pylint: disable=g-import-not-at-top
   from PIL import Image  # pylint: disable=g-import-not-at-top
+
   arrays = {}
   for split, n in (('train', 160), ('test', 40)):
     blobs = []
     for _ in range(n):
       buf = io.BytesIO()
       Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(
-          buf, format='JPEG', quality=75)
+          buf, format='JPEG', quality=75
+      )
       blobs.append(np.frombuffer(buf.getvalue(), np.uint8))
     arrays[f'{split}_jpeg'] = np.concatenate(blobs)
     arrays[f'{split}_offsets'] = np.cumsum([0] + [len(b) for b in blobs])
@@ -103,18 +143,33 @@ def _tiny_npz(path, rng):
 
 def test_pretrain_npz_writes_the_probe_and_its_config(tmp_path):
   import numpy as np  # pylint: disable=g-import-not-at-top
+
   _tiny_npz(tmp_path / 'tiny.npz', np.random.default_rng(0))
   env = dict(os.environ, JAX_PLATFORMS='cpu')
   env.pop('XLA_FLAGS', None)
   proc = subprocess.run(
-      [sys.executable, 'benchmarks/pretrain_npz.py',
-       f'--npz={tmp_path / "tiny.npz"}', '--config=configs/simclr_cifar10_cpu.py',
-       '--config.image_size=16', '--config.augment.train_size=0',
-       '--config.batch_size=32', '--config.num_epochs=2',
-       '--config.optimizer.warmup_epochs=1', '--config.log_every_steps=5',
-       '--config.model.conv_widths=(8,8,8,8)', '--config.probe.max_iters=5',
-       '--config.probe.batch_size=32', f'--out={tmp_path / "out"}'],
-      cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+      [
+          sys.executable,
+          'benchmarks/pretrain_npz.py',
+          f'--npz={tmp_path / "tiny.npz"}',
+          '--config=configs/simclr_cifar10_cpu.py',
+          '--config.image_size=16',
+          '--config.augment.train_size=0',
+          '--config.batch_size=32',
+          '--config.num_epochs=2',
+          '--config.optimizer.warmup_epochs=1',
+          '--config.log_every_steps=5',
+          '--config.model.conv_widths=(8,8,8,8)',
+          '--config.probe.max_iters=5',
+          '--config.probe.batch_size=32',
+          f'--out={tmp_path / "out"}',
+      ],
+      cwd=ROOT,
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=600,
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   results = json.loads((tmp_path / 'out' / 'results.json').read_text())
   assert results['linear_probe/l2'] in (1e-5, 1e-4, 1e-3, 1e-2)

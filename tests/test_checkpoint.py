@@ -20,9 +20,12 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 def _state(value: float, size: int = 1000) -> TrainState:
   params = {'w': jnp.full((size,), value), 'b': jnp.zeros(3)}
-  return TrainState(step=jnp.asarray(int(value), jnp.int32), params=params,
-                    batch_stats={'mean': jnp.ones(2)},
-                    opt_state=optax.adam(1e-3).init(params))
+  return TrainState(
+      step=jnp.asarray(int(value), jnp.int32),
+      params=params,
+      batch_stats={'mean': jnp.ones(2)},
+      opt_state=optax.adam(1e-3).init(params),
+  )
 
 
 def _saved(workdir, *values):
@@ -33,8 +36,10 @@ def _saved(workdir, *values):
 
 
 def _truncate_largest_file(step_dir: pathlib.Path) -> None:
-  largest = max((p for p in step_dir.rglob('*') if p.is_file()),
-                key=lambda p: p.stat().st_size)
+  largest = max(
+      (p for p in step_dir.rglob('*') if p.is_file()),
+      key=lambda p: p.stat().st_size,
+  )
   with open(largest, 'r+b') as f:
     f.truncate(largest.stat().st_size // 2)
 
@@ -60,22 +65,27 @@ def test_no_readable_checkpoint_is_a_clear_error(tmp_path):
   _saved(tmp_path, 1.0, 2.0)
   for step in ('1', '2'):
     _truncate_largest_file(tmp_path / 'checkpoints' / step)
-  with pytest.raises(checkpoint.CheckpointError,
-                     match=r'no readable checkpoint .* steps \[2, 1\]'):
+  with pytest.raises(
+      checkpoint.CheckpointError,
+      match=r'no readable checkpoint .* steps \[2, 1\]',
+  ):
     checkpoint.Checkpointer(tmp_path, keep=5).restore_latest(_state(0.0))
 
 
 def test_other_shapes_are_incompatible_not_corrupt(tmp_path):
   _saved(tmp_path, 1.0)
-  with pytest.raises(checkpoint.IncompatibleCheckpointError,
-                     match=r"holds other arrays .* params/w: \(\(1000,\), "
-                     r"dtype\('float32'\)\) -> \(\(10,\)"):
+  with pytest.raises(
+      checkpoint.IncompatibleCheckpointError,
+      match=r'holds other arrays .* params/w: \(\(1000,\), '
+      r"dtype\('float32'\)\) -> \(\(10,\)",
+  ):
     checkpoint.Checkpointer(tmp_path, keep=5).restore_latest(_state(0.0, 10))
   assert os.listdir(tmp_path / 'checkpoints') == ['1']  # Not set aside.
 
 
-def test_failed_save_is_reported_and_the_previous_checkpoint_kept(tmp_path,
-                                                                  caplog):
+def test_failed_save_is_reported_and_the_previous_checkpoint_kept(
+    tmp_path, caplog
+):
   """A real write error: files may not grow past 64 KiB (EFBIG, like ENOSPC)."""
   ckpt = checkpoint.Checkpointer(tmp_path, keep=5)
   ckpt.save(1, _state(1.0))
@@ -83,16 +93,21 @@ def test_failed_save_is_reported_and_the_previous_checkpoint_kept(tmp_path,
   ckpt = checkpoint.Checkpointer(tmp_path, keep=5)
   big = _state(2.0, size=100_000)
   # 400 KB of parameters that do not compress.
-  big = big.replace(params=dict(big.params, w=jax.random.normal(
-      jax.random.key(0), (100_000,))))
+  big = big.replace(
+      params=dict(
+          big.params, w=jax.random.normal(jax.random.key(0), (100_000,))
+      )
+  )
   limits = resource.getrlimit(resource.RLIMIT_FSIZE)
   handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
   resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, limits[1]))
   try:
     ckpt.save(2, big)
-    with pytest.raises(checkpoint.CheckpointError,
-                       match=r'step 2 could not be saved .* newest complete one '
-                       r'is step 1\. Free disk space and rerun'):
+    with pytest.raises(
+        checkpoint.CheckpointError,
+        match=r'step 2 could not be saved .* newest complete one '
+        r'is step 1\. Free disk space and rerun',
+    ):
       ckpt.close()
   finally:
     resource.setrlimit(resource.RLIMIT_FSIZE, limits)
@@ -110,16 +125,25 @@ def test_failed_save_is_reported_and_the_previous_checkpoint_kept(tmp_path,
 
 def test_no_module_uses_pickle():
   """Checkpoints are data (orbax arrays + JSON), never code."""
-  pattern = re.compile(r'^\s*(import|from)\s+(c?pickle|dill|cloudpickle|joblib'
-                       r'|shelve)\b|allow_pickle\s*=\s*True|\.pkl\b', re.M)
-  files = [ROOT / 'main.py', *ROOT.glob('ssl_jax/**/*.py'),
-           *ROOT.glob('configs/**/*.py'), *ROOT.glob('benchmarks/**/*.py')]
+  pattern = re.compile(
+      r'^\s*(import|from)\s+(c?pickle|dill|cloudpickle|joblib'
+      r'|shelve)\b|allow_pickle\s*=\s*True|\.pkl\b',
+      re.M,
+  )
+  files = [
+      ROOT / 'main.py',
+      *ROOT.glob('ssl_jax/**/*.py'),
+      *ROOT.glob('configs/**/*.py'),
+      *ROOT.glob('benchmarks/**/*.py'),
+  ]
   assert len(files) > 30
-  offenders = [str(f.relative_to(ROOT)) for f in files
-               if pattern.search(f.read_text())]
+  offenders = [
+      str(f.relative_to(ROOT)) for f in files if pattern.search(f.read_text())
+  ]
   assert not offenders, offenders
   assert pattern.search('import pickle\n') and pattern.search(
-      'np.load(f, allow_pickle=True)')
+      'np.load(f, allow_pickle=True)'
+  )
 
 
 def test_checkpoints_are_pruned_to_keep(tmp_path):

@@ -32,14 +32,18 @@ _NOT_EXPERIMENTS = ('__init__', 'default', 'cifar10_cpu_common')
 
 
 def _modules(folder, skip):
-  names = sorted(f[:-3] for f in os.listdir(os.path.join(ROOT, folder))
-                 if f.endswith('.py') and f[:-3] not in skip)
+  names = sorted(
+      f[:-3]
+      for f in os.listdir(os.path.join(ROOT, folder))
+      if f.endswith('.py') and f[:-3] not in skip
+  )
   return [f'{folder.replace("/", ".")}.{n}' for n in names]
 
 
 EXPERIMENTS = _modules('ssl_jax/configs', _NOT_EXPERIMENTS)
-EVALS = (_modules('ssl_jax/configs/evals', ('__init__',))
-         + _modules('ssl_jax/configs/transfer', ('__init__', 'common')))
+EVALS = _modules('ssl_jax/configs/evals', ('__init__',)) + _modules(
+    'ssl_jax/configs/transfer', ('__init__', 'common')
+)
 
 
 def test_every_experiment_config_is_covered():
@@ -57,13 +61,16 @@ def test_config_trains_two_finite_steps_under_jit(module):
   config.batch_size = jax.device_count()  # 1 image per device; shapes as real.
   validate.validate(config, jax.device_count())
   info = input_pipeline.DATASETS[config.dataset]
-  shape = dict(num_classes=info['num_classes'],
-               channels=config.data.channels or info['image_shape'][-1])
+  shape = dict(
+      num_classes=info['num_classes'],
+      channels=config.data.channels or info['image_shape'][-1],
+  )
   # The benchmarks' step: the one train.py compiles, on random uint8 batches.
   step, state, batch, key, _ = suite._compile_step(config, **shape)  # pylint: disable=protected-access
   params0 = jax.device_get(state.params)
-  sharding = jax.sharding.NamedSharding(step_lib.make_mesh(),
-                                        step_lib.P('data'))
+  sharding = jax.sharding.NamedSharding(
+      step_lib.make_mesh(), step_lib.P('data')
+  )
   rng = np.random.default_rng(1)
   for _ in range(2):
     state, metrics = step(state, batch, key)
@@ -74,12 +81,17 @@ def test_config_trains_two_finite_steps_under_jit(module):
     assert not metrics['nonfinite'], module
   assert int(state.step) == 2
   assert metrics['grad_norm'] > 0, module
-  moved = jax.tree.map(lambda a, b: float(np.abs(a - b).max()),
-                       jax.device_get(state.params), params0)
+  moved = jax.tree.map(
+      lambda a, b: float(np.abs(a - b).max()),
+      jax.device_get(state.params),
+      params0,
+  )
   assert max(jax.tree.leaves(moved)) > 0, module
   # Every parameter is finite after the two updates.
-  assert all(np.isfinite(x).all() for x in jax.tree.leaves(
-      jax.device_get(state.params))), module
+  assert all(
+      np.isfinite(x).all()
+      for x in jax.tree.leaves(jax.device_get(state.params))
+  ), module
 
 
 @pytest.mark.parametrize('module', EVALS)

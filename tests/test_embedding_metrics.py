@@ -75,9 +75,15 @@ def test_kmeans_agreement_on_separated_blobs():
 def test_embedding_metrics_keys_and_max_points():
   x, labels = _blobs(n_per=25)
   out = embedding_metrics.embedding_metrics(
-      x, labels, num_classes=4, max_points=60, prefix='eval/')
-  assert set(out) == {'eval/silhouette', 'eval/dunn', 'eval/kmeans_nmi',
-                      'eval/kmeans_ari', 'eval/num_points'}
+      x, labels, num_classes=4, max_points=60, prefix='eval/'
+  )
+  assert set(out) == {
+      'eval/silhouette',
+      'eval/dunn',
+      'eval/kmeans_nmi',
+      'eval/kmeans_ari',
+      'eval/num_points',
+  }
   assert out['eval/num_points'] == 60
   assert all(isinstance(v, float) and np.isfinite(v) for v in out.values())
   assert out['eval/silhouette'] > 0.5

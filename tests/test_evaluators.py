@@ -28,16 +28,19 @@ def test_knn_toy_set_with_known_answer():
   bank = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]], np.float32)
   bank_y = np.array([0, 0, 1, 1])
   queries = np.array([[2, 0.1], [0.05, 3], [1, 0.8]], np.float32)
-  scores = knn.knn_scores(bank, bank_y, queries, num_classes=2, k=2,
-                          temperature=0.1)
+  scores = knn.knn_scores(
+      bank, bank_y, queries, num_classes=2, k=2, temperature=0.1
+  )
   np.testing.assert_array_equal(scores.argmax(1), [0, 1, 0])
   # With k=1 and one query, the score is exp(cos / T) on the nearest class.
-  s = knn.knn_scores(bank, bank_y, queries[:1], num_classes=2, k=1,
-                     temperature=0.5)
+  s = knn.knn_scores(
+      bank, bank_y, queries[:1], num_classes=2, k=1, temperature=0.5
+  )
   cos = queries[0] @ bank[0] / np.linalg.norm(queries[0])
   np.testing.assert_allclose(s[0], [np.exp(cos / 0.5), 0], rtol=1e-5)
-  assert knn.knn_accuracy(bank, bank_y, queries, [0, 1, 1], num_classes=2,
-                          k=2) == pytest.approx(2 / 3)
+  assert knn.knn_accuracy(
+      bank, bank_y, queries, [0, 1, 1], num_classes=2, k=2
+  ) == pytest.approx(2 / 3)
 
 
 def test_knn_chunks_agree_with_one_matmul():
@@ -59,8 +62,11 @@ def test_selection_never_depends_on_test():
   test_x = np.random.default_rng(1).normal(size=(100, 6)).astype(np.float32)
   for flip in (0, 1):  # Test labels right, then all wrong.
     test_y = ((test_x[:, 0] > 0) ^ flip).astype(np.int32)
-    runs.append(probe.linear_probe(x, y, test_x, test_y, num_classes=2,
-                                      config=config, seed=0))
+    runs.append(
+        probe.linear_probe(
+            x, y, test_x, test_y, num_classes=2, config=config, seed=0
+        )
+    )
   chosen = [{k: v for k, v in r.items() if 'test' not in k} for r in runs]
   assert chosen[0] == chosen[1]
   assert runs[0]['linear_probe/test_accuracy'] > 0.8
@@ -68,10 +74,14 @@ def test_selection_never_depends_on_test():
 
 
 def test_stratified_subset_exact_and_reproducible_per_seed():
-  labels = np.repeat(np.arange(10), [100, 100, 100, 100, 100, 50, 50, 50, 50, 300])
+  labels = np.repeat(
+      np.arange(10), [100, 100, 100, 100, 100, 50, 50, 50, 50, 300]
+  )
   a = input_pipeline.labelled_indices(labels, 0.01, seed=0)
   assert np.bincount(labels[a]).tolist() == [1] * 9 + [3]
-  np.testing.assert_array_equal(a, input_pipeline.labelled_indices(labels, 0.01, 0))
+  np.testing.assert_array_equal(
+      a, input_pipeline.labelled_indices(labels, 0.01, 0)
+  )
   assert not np.array_equal(a, input_pipeline.labelled_indices(labels, 0.01, 1))
   b = input_pipeline.labelled_indices(labels, 1.0, seed=3, per_class=20)
   assert np.bincount(labels[b]).tolist() == [20] * 10
@@ -79,9 +89,13 @@ def test_stratified_subset_exact_and_reproducible_per_seed():
 
 def _tiny_run(tmp_path, **overrides):
   config = helpers.tiny_config(**{
-      'dataset': 'sklearn_digits', 'batch_size': 64, 'num_epochs': 1,
-      'optimizer.warmup_epochs': 0.0, 'checkpoint_every_steps': 100,
-      **overrides})
+      'dataset': 'sklearn_digits',
+      'batch_size': 64,
+      'num_epochs': 1,
+      'optimizer.warmup_epochs': 0.0,
+      'checkpoint_every_steps': 100,
+      **overrides,
+  })
   workdir = str(tmp_path / 'run')
   results = train.train_and_evaluate(config, workdir)
   return config, workdir, results
@@ -89,8 +103,10 @@ def _tiny_run(tmp_path, **overrides):
 
 @pytest.fixture(scope='module')
 def tiny_run(tmp_path_factory):
-  return _tiny_run(tmp_path_factory.mktemp('ev'), **{'evals.knn.every_steps': 10,
-                                                     'evals.knn.monitor_bank': 200})
+  return _tiny_run(
+      tmp_path_factory.mktemp('ev'),
+      **{'evals.knn.every_steps': 10, 'evals.knn.monitor_bank': 200},
+  )
 
 
 def _context(config, workdir, mesh=None):
@@ -101,8 +117,13 @@ def _context(config, workdir, mesh=None):
 
 def test_final_evaluation_writes_knn_and_embedding(tiny_run):
   _, _, results = tiny_run
-  for key in ('knn/test_accuracy', 'embedding/silhouette', 'embedding/dunn',
-              'embedding/kmeans_nmi', 'linear_probe/test_accuracy'):
+  for key in (
+      'knn/test_accuracy',
+      'embedding/silhouette',
+      'embedding/dunn',
+      'embedding/kmeans_nmi',
+      'linear_probe/test_accuracy',
+  ):
     assert np.isfinite(results[key]), key
   assert results['knn/test_accuracy'] > 0.3  # 10 classes: chance is 0.1.
   # The online monitor ran on held-out train images during training.
@@ -120,8 +141,17 @@ def test_frozen_evaluations_leave_encoder_bit_identical(tiny_run, tmp_path):
   ctx = _context(config, workdir)
   ctx.workdir = str(tmp_path)  # PNGs go here, not into the shared run.
   before = jax.tree.map(np.array, jax.device_get(ctx.variables))
-  results = evaluators.run(ctx, ['linear_probe', 'sklearn_probe', 'knn',
-                                 'embedding', 'pictures', 'transfer'])
+  results = evaluators.run(
+      ctx,
+      [
+          'linear_probe',
+          'sklearn_probe',
+          'knn',
+          'embedding',
+          'pictures',
+          'transfer',
+      ],
+  )
   after = jax.device_get(ctx.variables)
   jax.tree.map(np.testing.assert_array_equal, before, after)
   assert results['pictures/count'] >= 3
@@ -140,7 +170,9 @@ def test_results_do_not_depend_on_device_count(tiny_run):
   assert figures[0][1] == figures[1][1]
 
 
-def test_missing_transfer_dataset_is_one_line_and_others_run(tiny_run, tmp_path):
+def test_missing_transfer_dataset_is_one_line_and_others_run(
+    tiny_run, tmp_path
+):
   config, workdir, _ = tiny_run
   config = config.copy_and_resolve_references()
   config.data_dir = str(tmp_path / 'empty_tfds')
@@ -157,15 +189,24 @@ def test_finetune_uses_the_stratified_subset_and_reports_mean_std(tiny_run):
   config, workdir, _ = tiny_run
   config = config.copy_and_resolve_references()
   ft = config.evals.finetune
-  ft.enabled, ft.label_fractions, ft.seeds, ft.num_steps = True, (0.1,), (0, 1), 3
+  ft.enabled, ft.label_fractions, ft.seeds, ft.num_steps = (
+      True,
+      (0.1,),
+      (0, 1),
+      3,
+  )
   ctx = _context(config, workdir)
   results = dict(evaluators.run(ctx, ['finetune']))
   for prefix in ('finetune', 'frozen'):
-    accs = [results[f'{prefix}/frac=0.1/seed={s}/test_accuracy'] for s in (0, 1)]
+    accs = [
+        results[f'{prefix}/frac=0.1/seed={s}/test_accuracy'] for s in (0, 1)
+    ]
     assert results[f'{prefix}/frac=0.1/test_accuracy_mean'] == pytest.approx(
-        np.mean(accs))
+        np.mean(accs)
+    )
     assert results[f'{prefix}/frac=0.1/test_accuracy_std'] == pytest.approx(
-        np.std(accs))
+        np.std(accs)
+    )
   # The fine-tune trained on exactly labelled_indices(seed) of the train split.
   run_dir = os.path.join(workdir, 'eval', 'finetune', 'frac=0.1', 'seed=1')
   with open(os.path.join(run_dir, 'config.json')) as f:
@@ -182,7 +223,10 @@ def test_finetune_uses_the_stratified_subset_and_reports_mean_std(tiny_run):
 def test_transfer_target_spec():
   assert finetune.parse_target('mnist') == ('mnist', 'train', 'test')
   assert finetune.parse_target('uc_merced:train[:80%]:train[80%:]') == (
-      'uc_merced', 'train[:80%]', 'train[80%:]')
+      'uc_merced',
+      'train[:80%]',
+      'train[80%:]',
+  )
   with pytest.raises(input_pipeline.DataError):
     finetune.parse_target('a:b')
 
@@ -191,16 +235,38 @@ def test_cli_evaluates_a_workdir_and_merges_results(tiny_run):
   _, workdir, _ = tiny_run
   env = dict(os.environ, XLA_FLAGS='', JAX_PLATFORMS='cpu')
   out = subprocess.run(
-      [sys.executable, '-m', 'ssl_jax.tools.evaluate', f'--workdir={workdir}',
-       '--only=knn', '--evals.knn.k=5'], cwd=ROOT, env=env,
-      capture_output=True, text=True, timeout=300, check=False)
+      [
+          sys.executable,
+          '-m',
+          'ssl_jax.tools.evaluate',
+          f'--workdir={workdir}',
+          '--only=knn',
+          '--evals.knn.k=5',
+      ],
+      cwd=ROOT,
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=300,
+      check=False,
+  )
   assert out.returncode == 0, out.stderr[-2000:]
   assert 'knn/test_accuracy' in out.stdout
   with open(os.path.join(workdir, 'results.json')) as f:
     merged = json.load(f)
   assert merged['knn/k'] == 5 and 'train/wall_seconds' in merged
   bad = subprocess.run(
-      [sys.executable, '-m', 'ssl_jax.tools.evaluate', '--workdir=/nonexistent'],
-      cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
-      check=False)
+      [
+          sys.executable,
+          '-m',
+          'ssl_jax.tools.evaluate',
+          '--workdir=/nonexistent',
+      ],
+      cwd=ROOT,
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=120,
+      check=False,
+  )
   assert bad.returncode != 0 and 'config.json' in bad.stderr

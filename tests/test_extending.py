@@ -32,13 +32,19 @@ from ssl_jax.training import train
 from ssl_jax.training import validate
 from tests import helpers
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))), 'benchmarks'))
+sys.path.insert(
+    0,
+    os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        'benchmarks',
+    ),
+)
 import suite  # noqa: E402  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 class TinyEncoder(nn.Module):
   """One 3x3 convolution, BatchNorm, ReLU and global average pooling."""
+
   width: int = 8
   dtype: jnp.dtype = jnp.float32
 
@@ -51,6 +57,7 @@ class TinyEncoder(nn.Module):
 
 class TinyByolModel(nn.Module):
   """Encoder, projector, predictor and online probe."""
+
   encoder: nn.Module
   num_classes: int
 
@@ -60,9 +67,14 @@ class TinyByolModel(nn.Module):
     projection = nn.Dense(8, name='projector')(features)
     prediction = nn.Dense(8, name='predictor')(nn.relu(projection))
     probe_logits = nn.Dense(self.num_classes, name='probe')(
-        jax.lax.stop_gradient(features))
-    return {'features': features, 'projection': projection,
-            'prediction': prediction, 'probe_logits': probe_logits}
+        jax.lax.stop_gradient(features)
+    )
+    return {
+        'features': features,
+        'projection': projection,
+        'prediction': prediction,
+        'probe_logits': probe_logits,
+    }
 
 
 def tiny_byol_defaults() -> ml_collections.ConfigDict:
@@ -73,15 +85,21 @@ def tiny_byol_defaults() -> ml_collections.ConfigDict:
 
 def tiny_byol_check(config):
   if not 0 <= config.tiny_byol.target_decay < 1:
-    raise errors.ConfigError(f'tiny_byol.target_decay='
-                             f'{config.tiny_byol.target_decay!r} must be in '
-                             '[0, 1).')
+    raise errors.ConfigError(
+        'tiny_byol.target_decay='
+        f'{config.tiny_byol.target_decay!r} must be in '
+        '[0, 1).'
+    )
 
 
 def tiny_byol_init_extra(config, params, batch_stats, data):
   del config, data
-  return {'target': {'params': jax.tree.map(jnp.copy, params),
-                     'batch_stats': jax.tree.map(jnp.copy, batch_stats)}}
+  return {
+      'target': {
+          'params': jax.tree.map(jnp.copy, params),
+          'batch_stats': jax.tree.map(jnp.copy, batch_stats),
+      }
+  }
 
 
 def _normalized_mse(p, t):
@@ -97,21 +115,31 @@ def byol_loss(p_a, p_b, t_a, t_b):
 
 def tiny_byol_step(state, batch, key, *, model, tx, config, schedule):
   state, metrics = shared.two_view_step(
-      state, batch, key, model=model, tx=tx, config=config, schedule=schedule,
+      state,
+      batch,
+      key,
+      model=model,
+      tx=tx,
+      config=config,
+      schedule=schedule,
       embedding_loss=byol_loss,
       target_variables=lambda s: s.extra['target'],
-      online_output='prediction', target_output='projection')
+      online_output='prediction',
+      target_output='projection',
+  )
   target = shared.ema_update(
       state.extra['target'],
       {'params': state.params, 'batch_stats': state.batch_stats},
-      config.tiny_byol.target_decay)
+      config.tiny_byol.target_decay,
+  )
   return state.replace(extra={'target': target}), metrics
 
 
 TINY_BYOL = base.Method(
     name='tiny_byol',
     build_model=lambda config, num_classes: TinyByolModel(
-        models.get_encoder(config), num_classes),
+        models.get_encoder(config), num_classes
+    ),
     train_step=tiny_byol_step,
     section='tiny_byol',
     defaults=tiny_byol_defaults,
@@ -125,7 +153,8 @@ TINY_BYOL = base.Method(
 def feature_norm(ctx):
   """Mean L2 norm of the test features."""
   yield 'feature_norm/mean', float(
-      np.linalg.norm(ctx.test_features, axis=1).mean())
+      np.linalg.norm(ctx.test_features, axis=1).mean()
+  )
 
 
 def feature_norm_settings():
@@ -137,8 +166,10 @@ def feature_norm_settings():
 @pytest.fixture
 def registered():
   methods.register(TINY_BYOL)
-  models.register_encoder('tiny', lambda c: TinyEncoder(
-      width=c.model.width, dtype=jnp.dtype(c.dtype)))
+  models.register_encoder(
+      'tiny',
+      lambda c: TinyEncoder(width=c.model.width, dtype=jnp.dtype(c.dtype)),
+  )
   evaluators.register('feature_norm', feature_norm, feature_norm_settings)
   yield
   del methods.METHODS['tiny_byol']
@@ -149,10 +180,17 @@ def registered():
 
 def _config(**overrides):
   return helpers.tiny_config(**{
-      'method': 'tiny_byol', 'encoder': 'tiny', 'model.width': 8,
-      'dataset': 'sklearn_digits', 'batch_size': 64, 'num_epochs': 1,
-      'optimizer.warmup_epochs': 0.0, 'checkpoint_every_steps': 100,
-      'evals.feature_norm.enabled': True, **overrides})
+      'method': 'tiny_byol',
+      'encoder': 'tiny',
+      'model.width': 8,
+      'dataset': 'sklearn_digits',
+      'batch_size': 64,
+      'num_epochs': 1,
+      'optimizer.warmup_epochs': 0.0,
+      'checkpoint_every_steps': 100,
+      'evals.feature_norm.enabled': True,
+      **overrides,
+  })
 
 
 def test_registered_pieces_validate_with_their_own_settings(registered):
@@ -166,7 +204,8 @@ def test_registered_pieces_validate_with_their_own_settings(registered):
 
 
 def test_registered_method_trains_evaluates_reports_and_benchmarks(
-    registered, tmp_path):
+    registered, tmp_path
+):
   del registered
   config = _config()
   workdir = str(tmp_path / 'run')
@@ -181,7 +220,8 @@ def test_registered_method_trains_evaluates_reports_and_benchmarks(
   run = run_lib.build(config)
   _, target = run.restore_variables(workdir)
   initial, _ = run.init_variables(
-      jax.random.split(jax.random.key(config.seed))[0])
+      jax.random.split(jax.random.key(config.seed))[0]
+  )
   online = checkpoint.restore_tree(workdir)[1]['params']
   kernel = lambda p: np.asarray(p['encoder']['Conv_0']['kernel'])
   assert not np.allclose(kernel(target['params']), kernel(initial))
@@ -190,7 +230,8 @@ def test_registered_method_trains_evaluates_reports_and_benchmarks(
   # Re-evaluated later from the workdir by the command line's code.
   again = evaluate_tool.evaluate_workdir(workdir, names=['feature_norm'])
   assert again['feature_norm/mean'] == pytest.approx(
-      results['feature_norm/mean'], rel=1e-4)
+      results['feature_norm/mean'], rel=1e-4
+  )
 
   # The report: unsupervised, so no label fraction.
   runs = report.find_runs([str(tmp_path)])
@@ -208,39 +249,64 @@ def test_registered_method_trains_evaluates_reports_and_benchmarks(
 def test_target_network_gets_no_gradient(registered):
   """The online update equals the gradient with the target held constant."""
   del registered
-  config = _config(**{'optimizer.name': 'sgd', 'optimizer.momentum': 0.0,
-                      'optimizer.weight_decay': 0.0, 'online_probe': False})
+  config = _config(**{
+      'optimizer.name': 'sgd',
+      'optimizer.momentum': 0.0,
+      'optimizer.weight_decay': 0.0,
+      'online_probe': False,
+  })
   run = run_lib.build(config)
   schedule, tx = run.optimizer(10)
   state = run.create_state(tx, jax.random.key(0), {})
   # A target different from the online network.
-  state = state.replace(extra={'target': jax.tree.map(
-      lambda x: x * 0.5 + 0.01, state.extra['target'])})
+  state = state.replace(
+      extra={
+          'target': jax.tree.map(
+              lambda x: x * 0.5 + 0.01, state.extra['target']
+          )
+      }
+  )
   batch = TINY_BYOL.example_batch(config, np.random.default_rng(0), 10, 1)
   key = jax.random.key(3)
-  new, _ = jax.jit(lambda s: tiny_byol_step(
-      s, batch, key, model=run.model, tx=tx, config=config,
-      schedule=schedule))(state)
+  new, _ = jax.jit(
+      lambda s: tiny_byol_step(
+          s,
+          batch,
+          key,
+          model=run.model,
+          tx=tx,
+          config=config,
+          schedule=schedule,
+      )
+  )(state)
 
-  views = augment.make_views(key, batch['image'],
-                             (config.augment.view1, config.augment.view2),
-                             shared.train_view_size(config))
+  views = augment.make_views(
+      key,
+      batch['image'],
+      (config.augment.view1, config.augment.view2),
+      shared.train_view_size(config),
+  )
   x = jnp.concatenate(views)
-  target_out, _ = run.model.apply(state.extra['target'], x, train=True,
-                                  mutable=['batch_stats'])
+  target_out, _ = run.model.apply(
+      state.extra['target'], x, train=True, mutable=['batch_stats']
+  )
   t_a, t_b = jnp.split(target_out['projection'], 2)
 
   def loss(params):
-    out, _ = run.model.apply({'params': params,
-                              'batch_stats': state.batch_stats}, x,
-                             train=True, mutable=['batch_stats'])
+    out, _ = run.model.apply(
+        {'params': params, 'batch_stats': state.batch_stats},
+        x,
+        train=True,
+        mutable=['batch_stats'],
+    )
     p_a, p_b = jnp.split(out['prediction'], 2)
     return byol_loss(p_a, p_b, t_a, t_b)[0]
 
   grads = jax.grad(loss)(state.params)
   lr = schedule(0)
   expected = jax.tree.map(lambda p, g: p - lr * g, state.params, grads)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4,
-                                                       atol=1e-6),
-               jax.device_get(new.params)['encoder'],
-               jax.device_get(expected)['encoder'])
+  jax.tree.map(
+      lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+      jax.device_get(new.params)['encoder'],
+      jax.device_get(expected)['encoder'],
+  )

@@ -21,15 +21,23 @@ def test_batch_indices_pure_and_cover_each_epoch():
 
 
 def test_train_batches_resume_mid_epoch():
-  split = input_pipeline.Split('x', [], np.arange(40, dtype=np.uint8).reshape(40, 1, 1, 1),
-                               np.arange(40, dtype=np.int32))
+  split = input_pipeline.Split(
+      'x',
+      [],
+      np.arange(40, dtype=np.uint8).reshape(40, 1, 1, 1),
+      np.arange(40, dtype=np.int32),
+  )
   mesh = step_lib.make_mesh()
-  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
-  full = batching.train_batches(split, seed=0, batch_size=8, start_step=0,
-                                      sharding=sharding, prefetch=2)
+  sharding = jax.sharding.NamedSharding(
+      mesh, jax.sharding.PartitionSpec('data')
+  )
+  full = batching.train_batches(
+      split, seed=0, batch_size=8, start_step=0, sharding=sharding, prefetch=2
+  )
   labels = [np.asarray(next(full)['label']) for _ in range(7)]
-  resumed = batching.train_batches(split, seed=0, batch_size=8, start_step=4,
-                                         sharding=sharding, prefetch=0)
+  resumed = batching.train_batches(
+      split, seed=0, batch_size=8, start_step=4, sharding=sharding, prefetch=0
+  )
   for want in labels[4:]:
     np.testing.assert_array_equal(np.asarray(next(resumed)['label']), want)
 
@@ -47,7 +55,9 @@ def test_mock_tfds_split_concatenation_and_labels():
   with tfds.testing.mock_data(num_examples=6):
     split = input_pipeline.load_split('stl10', 'unlabelled+train')
   assert len(split) == 12
-  assert split.images.shape == (12, 96, 96, 3) and split.images.dtype == np.uint8
+  assert (
+      split.images.shape == (12, 96, 96, 3) and split.images.dtype == np.uint8
+  )
   assert split.labels.dtype == np.int32
 
 
@@ -56,7 +66,9 @@ def test_uncached_reads_match_cached():
     cached = input_pipeline.load_split('cifar10', 'train', cache=True)
     lazy = input_pipeline.load_split('cifar10', 'train', cache=False)
     idx = np.array([3, 0, 9])
-    np.testing.assert_array_equal(lazy.read(idx)['image'], cached.read(idx)['image'])
+    np.testing.assert_array_equal(
+        lazy.read(idx)['image'], cached.read(idx)['image']
+    )
 
 
 def test_sklearn_digits_fixed_split():

@@ -27,7 +27,9 @@ def naive_nt_xent(z_a, z_b, temperature):
   return total / n2, correct / n2
 
 
-@pytest.mark.parametrize('n,d,temperature', [(4, 3, 0.1), (7, 16, 0.5), (16, 8, 1.0)])
+@pytest.mark.parametrize(
+    'n,d,temperature', [(4, 3, 0.1), (7, 16, 0.5), (16, 8, 1.0)]
+)
 def test_matches_naive_loop(n, d, temperature):
   rng = np.random.default_rng(n)
   z_a = rng.normal(size=(n, d)).astype(np.float32)
@@ -42,19 +44,26 @@ def test_matches_naive_loop(n, d, temperature):
 def test_bf16_inputs_computed_in_float32():
   rng = np.random.default_rng(0)
   z_a, z_b = rng.normal(size=(2, 32, 16)).astype(np.float32)
-  loss16 = losses.nt_xent(jnp.asarray(z_a, jnp.bfloat16),
-                          jnp.asarray(z_b, jnp.bfloat16), 0.1)
+  loss16 = losses.nt_xent(
+      jnp.asarray(z_a, jnp.bfloat16), jnp.asarray(z_b, jnp.bfloat16), 0.1
+  )
   assert loss16.dtype == jnp.float32
-  want, _ = naive_nt_xent(np.asarray(jnp.asarray(z_a, jnp.bfloat16), np.float32),
-                          np.asarray(jnp.asarray(z_b, jnp.bfloat16), np.float32), 0.1)
+  want, _ = naive_nt_xent(
+      np.asarray(jnp.asarray(z_a, jnp.bfloat16), np.float32),
+      np.asarray(jnp.asarray(z_b, jnp.bfloat16), np.float32),
+      0.1,
+  )
   np.testing.assert_allclose(loss16, want, rtol=1e-5)
 
 
 def test_scale_invariant_and_rejects_bad_inputs():
   rng = np.random.default_rng(1)
   z_a, z_b = rng.normal(size=(2, 8, 4)).astype(np.float32)
-  np.testing.assert_allclose(losses.nt_xent(z_a, z_b, 0.2),
-                             losses.nt_xent(3 * z_a, 0.5 * z_b, 0.2), rtol=1e-5)
+  np.testing.assert_allclose(
+      losses.nt_xent(z_a, z_b, 0.2),
+      losses.nt_xent(3 * z_a, 0.5 * z_b, 0.2),
+      rtol=1e-5,
+  )
   with pytest.raises(ValueError, match='temperature'):
     losses.nt_xent(z_a, z_b, 0.0)
   with pytest.raises(ValueError, match='equal shape'):
@@ -63,7 +72,9 @@ def test_scale_invariant_and_rejects_bad_inputs():
 
 def _sharded_setup():
   assert jax.device_count() == 8
-  mesh = jax.make_mesh((8,), ('data',), axis_types=(jax.sharding.AxisType.Auto,))
+  mesh = jax.make_mesh(
+      (8,), ('data',), axis_types=(jax.sharding.AxisType.Auto,)
+  )
   rng = np.random.default_rng(2)
   x_a, x_b = rng.normal(size=(2, 32, 6)).astype(np.float32)
   w = rng.normal(size=(6, 5)).astype(np.float32)
@@ -75,8 +86,13 @@ def test_sharded_gradient_of_local_loss_then_mean():
   """pmap-style (check_vma=False): negatives gathered, grad of local loss, pmean."""
   mesh, x_a, x_b, w, (want_loss, want_grad) = _sharded_setup()
 
-  @functools.partial(jax.shard_map, mesh=mesh, in_specs=(P(), P('data'), P('data')),
-                     out_specs=(P(), P()), check_vma=False)
+  @functools.partial(
+      jax.shard_map,
+      mesh=mesh,
+      in_specs=(P(), P('data'), P('data')),
+      out_specs=(P(), P()),
+      check_vma=False,
+  )
   def sharded(w, xa, xb):
     local = lambda w: losses.nt_xent(xa @ w, xb @ w, 0.3, axis_name='data')
     loss, grad = jax.value_and_grad(local)(w)
@@ -86,8 +102,10 @@ def test_sharded_gradient_of_local_loss_then_mean():
   np.testing.assert_allclose(loss, want_loss, rtol=1e-5)
   np.testing.assert_allclose(grad, want_grad, rtol=1e-4, atol=1e-6)
   # Without the gather each device would only see its 4 local pairs.
-  local_only = np.mean([naive_nt_xent((x_a @ w)[i:i + 4], (x_b @ w)[i:i + 4], 0.3)[0]
-                        for i in range(0, 32, 4)])
+  local_only = np.mean([
+      naive_nt_xent((x_a @ w)[i : i + 4], (x_b @ w)[i : i + 4], 0.3)[0]
+      for i in range(0, 32, 4)
+  ])
   assert abs(float(loss) - local_only) > 1e-3
 
 
@@ -99,11 +117,16 @@ def test_sharded_gradient_with_varying_axes_checks():
   """
   mesh, x_a, x_b, w, (want_loss, want_grad) = _sharded_setup()
 
-  @functools.partial(jax.shard_map, mesh=mesh, in_specs=(P(), P('data'), P('data')),
-                     out_specs=(P(), P()))
+  @functools.partial(
+      jax.shard_map,
+      mesh=mesh,
+      in_specs=(P(), P('data'), P('data')),
+      out_specs=(P(), P()),
+  )
   def sharded(w, xa, xb):
     global_loss = lambda w: jax.lax.pmean(
-        losses.nt_xent(xa @ w, xb @ w, 0.3, axis_name='data'), 'data')
+        losses.nt_xent(xa @ w, xb @ w, 0.3, axis_name='data'), 'data'
+    )
     return jax.value_and_grad(global_loss)(w)
 
   loss, grad = jax.jit(sharded)(w, x_a, x_b)
@@ -120,7 +143,7 @@ def naive_barlow_twins(z_a, z_b, lambd):
   for i in range(d):
     for j in range(d):
       c = sum(na[k, i] * nb[k, j] for k in range(n)) / n
-      total += (1 - c) ** 2 if i == j else lambd * c ** 2
+      total += (1 - c) ** 2 if i == j else lambd * c**2
   return total
 
 
@@ -128,8 +151,11 @@ def test_barlow_twins_matches_naive_loop():
   rng = np.random.default_rng(3)
   z_a = rng.normal(size=(12, 5)).astype(np.float32)
   z_b = (z_a + 0.5 * rng.normal(size=(12, 5))).astype(np.float32)
-  np.testing.assert_allclose(losses.barlow_twins(z_a, z_b, 0.01),
-                             naive_barlow_twins(z_a, z_b, 0.01), rtol=1e-4)
+  np.testing.assert_allclose(
+      losses.barlow_twins(z_a, z_b, 0.01),
+      naive_barlow_twins(z_a, z_b, 0.01),
+      rtol=1e-4,
+  )
   with pytest.raises(ValueError, match='equal shape'):
     losses.barlow_twins(z_a, z_b[:3])
 
@@ -138,12 +164,20 @@ def test_barlow_twins_matches_naive_loop():
 def test_barlow_twins_sharded_matches_single_device(check_vma):
   mesh, x_a, x_b, w, _ = _sharded_setup()
   want_loss, want_grad = jax.value_and_grad(
-      lambda w: losses.barlow_twins(x_a @ w, x_b @ w, 0.01))(w)
+      lambda w: losses.barlow_twins(x_a @ w, x_b @ w, 0.01)
+  )(w)
 
-  @functools.partial(jax.shard_map, mesh=mesh, in_specs=(P(), P('data'), P('data')),
-                     out_specs=(P(), P()), check_vma=check_vma)
+  @functools.partial(
+      jax.shard_map,
+      mesh=mesh,
+      in_specs=(P(), P('data'), P('data')),
+      out_specs=(P(), P()),
+      check_vma=check_vma,
+  )
   def sharded(w, xa, xb):
-    loss_fn = lambda w: losses.barlow_twins(xa @ w, xb @ w, 0.01, axis_name='data')
+    loss_fn = lambda w: losses.barlow_twins(
+        xa @ w, xb @ w, 0.01, axis_name='data'
+    )
     loss, grad = jax.value_and_grad(loss_fn)(w)
     if not check_vma:
       grad = jax.lax.pmean(grad, 'data')

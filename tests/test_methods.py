@@ -18,10 +18,17 @@ from tests import helpers
 @pytest.mark.parametrize('name', sorted(methods.METHODS))
 def test_method_runs_two_sharded_steps_and_writes_results(name, tmp_path):
   # mu=1 and 4 clusters so that 32 mock images give two steps for every method.
-  config = helpers.tiny_config(method=name, dataset='cifar10', num_epochs=1,
-                               **{'optimizer.warmup_epochs': 0, 'fixmatch.mu': 1,
-                                  'deepcluster.num_clusters': 4,
-                                  'deepcluster.pca_dim': 4})
+  config = helpers.tiny_config(
+      method=name,
+      dataset='cifar10',
+      num_epochs=1,
+      **{
+          'optimizer.warmup_epochs': 0,
+          'fixmatch.mu': 1,
+          'deepcluster.num_clusters': 4,
+          'deepcluster.pca_dim': 4,
+      },
+  )
   with tfds.testing.mock_data(num_examples=32):  # 2 steps of 16 on 8 devices.
     results = train.train_and_evaluate(config, str(tmp_path))
   assert results['train/steps'] == 2
@@ -43,10 +50,18 @@ def test_method_runs_two_sharded_steps_and_writes_results(name, tmp_path):
 
 def test_supervised_refuses_unlabelled_split(tmp_path, monkeypatch):
   unlabelled = input_pipeline.Split(
-      'unlabelled', [], np.zeros((32, 96, 96, 3), np.uint8), np.full(32, -1, np.int32))
+      'unlabelled',
+      [],
+      np.zeros((32, 96, 96, 3), np.uint8),
+      np.full(32, -1, np.int32),
+  )
   monkeypatch.setattr(input_pipeline, 'load_split', lambda *a, **k: unlabelled)
-  config = helpers.tiny_config(method='supervised', dataset='stl10',
-                               image_size=32, **{'data.train_split': 'unlabelled'})
+  config = helpers.tiny_config(
+      method='supervised',
+      dataset='stl10',
+      image_size=32,
+      **{'data.train_split': 'unlabelled'},
+  )
   with pytest.raises(input_pipeline.DataError, match='needs labels'):
     train.train_and_evaluate(config, str(tmp_path))
 
@@ -56,7 +71,9 @@ def test_wide_resnet_shapes(encoder, dim):
   config = helpers.tiny_config(encoder=encoder)
   model = models.get_encoder(config)
   x = np.zeros((2, 32, 32, 3), np.float32)
-  variables = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
+  variables = jax.eval_shape(
+      lambda: model.init(jax.random.key(0), x, train=False)
+  )
   out = jax.eval_shape(lambda v: model.apply(v, x, train=False), variables)
   assert out.shape == (2, dim)
 
@@ -65,10 +82,17 @@ def test_jigsaw_permutes_tiles():
   rng = np.random.default_rng(0)
   image = rng.random((12, 12, 3)).astype(np.float32)
   out = np.asarray(augment.jigsaw(jax.random.key(3), image, 3))
-  tiles = lambda x: sorted(x[i:i + 4, j:j + 4].tobytes()
-                           for i in range(0, 12, 4) for j in range(0, 12, 4))
+  tiles = lambda x: sorted(
+      x[i : i + 4, j : j + 4].tobytes()
+      for i in range(0, 12, 4)
+      for j in range(0, 12, 4)
+  )
   assert tiles(out) == tiles(image)
   assert not np.array_equal(out, image)
-  np.testing.assert_array_equal(out, augment.jigsaw(jax.random.key(3), image, 3))
+  np.testing.assert_array_equal(
+      out, augment.jigsaw(jax.random.key(3), image, 3)
+  )
   assert not np.array_equal(out, augment.jigsaw(jax.random.key(4), image, 3))
-  np.testing.assert_array_equal(augment.jigsaw(jax.random.key(3), image, 0), image)
+  np.testing.assert_array_equal(
+      augment.jigsaw(jax.random.key(3), image, 0), image
+  )

@@ -19,20 +19,26 @@ from ssl_jax.training import step as step_lib
 from tests import helpers
 
 
-@pytest.mark.parametrize('encoder,cifar_stem,size,dim', [
-    ('convnet', True, 32, 128),
-    ('resnet18', True, 16, 512),
-    ('resnet18', False, 32, 512),
-    ('resnet50', False, 32, 2048),
-])
+@pytest.mark.parametrize(
+    'encoder,cifar_stem,size,dim',
+    [
+        ('convnet', True, 32, 128),
+        ('resnet18', True, 16, 512),
+        ('resnet18', False, 32, 512),
+        ('resnet50', False, 32, 2048),
+    ],
+)
 def test_encoder_output_shapes(encoder, cifar_stem, size, dim):
   c = default.get_config()
   c.encoder, c.model.cifar_stem = encoder, cifar_stem
   model = models.get_encoder(c)
   x = jnp.zeros((2, size, size, 3))
-  variables = jax.eval_shape(functools.partial(model.init, train=False),
-                             jax.random.key(0), x)
-  out = jax.eval_shape(functools.partial(model.apply, train=False), variables, x)
+  variables = jax.eval_shape(
+      functools.partial(model.init, train=False), jax.random.key(0), x
+  )
+  out = jax.eval_shape(
+      functools.partial(model.apply, train=False), variables, x
+  )
   assert out.shape == (2, dim)
 
 
@@ -53,13 +59,22 @@ def test_projection_head():
   assert 'batch_stats' in variables
 
 
-@pytest.mark.parametrize('kernel,strides,padding,channels', [
-    (3, 1, 'SAME', 3), (3, 2, 'SAME', 4), (1, 2, 'SAME', 5), (7, 2, ((3, 3), (3, 3)), 3),
-    (3, 1, 'VALID', 2), (3, 1, 'SAME', 8),
-    # Strided, wide: XLA's kernel gradient, the phase-split input gradient.
-    (3, 2, 'SAME', 8), (1, 2, 'SAME', 72), (5, 3, ((2, 1), (0, 3)), 8),
-    (2, 2, ((1, 0), (0, 2)), 16),
-])
+@pytest.mark.parametrize(
+    'kernel,strides,padding,channels',
+    [
+        (3, 1, 'SAME', 3),
+        (3, 2, 'SAME', 4),
+        (1, 2, 'SAME', 5),
+        (7, 2, ((3, 3), (3, 3)), 3),
+        (3, 1, 'VALID', 2),
+        (3, 1, 'SAME', 8),
+        # Strided, wide: XLA's kernel gradient, the phase-split input gradient.
+        (3, 2, 'SAME', 8),
+        (1, 2, 'SAME', 72),
+        (5, 3, ((2, 1), (0, 3)), 8),
+        (2, 2, ((1, 0), (0, 2)), 16),
+    ],
+)
 def test_fast_conv_gradients_match_lax(kernel, strides, padding, channels):
   rng = np.random.default_rng(kernel + strides)
   x = jnp.asarray(rng.normal(size=(4, 9, 9, channels)), jnp.float32)
@@ -70,27 +85,40 @@ def test_fast_conv_gradients_match_lax(kernel, strides, padding, channels):
     y = fn(x, w, (strides, strides), padding, dimension_numbers=dims)
     return jnp.sum(jnp.sin(y))
 
-  want = jax.grad(functools.partial(loss, lax.conv_general_dilated), (0, 1))(x, w)
-  got = jax.jit(jax.grad(functools.partial(loss, conv.conv_general_dilated),
-                         (0, 1)))(x, w)
+  want = jax.grad(functools.partial(loss, lax.conv_general_dilated), (0, 1))(
+      x, w
+  )
+  got = jax.jit(
+      jax.grad(functools.partial(loss, conv.conv_general_dilated), (0, 1))
+  )(x, w)
   for g, e in zip(got, want):
     np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-4)
   np.testing.assert_allclose(
-      conv.conv_general_dilated(x, w, (strides, strides), padding,
-                                dimension_numbers=dims),
-      lax.conv_general_dilated(x, w, (strides, strides), padding,
-                               dimension_numbers=dims), rtol=1e-5, atol=1e-5)
+      conv.conv_general_dilated(
+          x, w, (strides, strides), padding, dimension_numbers=dims
+      ),
+      lax.conv_general_dilated(
+          x, w, (strides, strides), padding, dimension_numbers=dims
+      ),
+      rtol=1e-5,
+      atol=1e-5,
+  )
 
 
 def test_fast_conv_inside_flax_matches_plain_conv():
-  x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 8, 8, 3)), jnp.float32)
+  x = jnp.asarray(
+      np.random.default_rng(0).normal(size=(2, 8, 8, 3)), jnp.float32
+  )
   fast = nn.Conv(4, (3, 3), conv_general_dilated=conv.conv_general_dilated)
   plain = nn.Conv(4, (3, 3))
   params = plain.init(jax.random.key(0), x)
   loss = lambda m, p: jnp.sum(m.apply(p, x) ** 2)
-  np.testing.assert_allclose(jax.grad(functools.partial(loss, fast))(params)['params']['kernel'],
-                             jax.grad(functools.partial(loss, plain))(params)['params']['kernel'],
-                             rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(
+      jax.grad(functools.partial(loss, fast))(params)['params']['kernel'],
+      jax.grad(functools.partial(loss, plain))(params)['params']['kernel'],
+      rtol=1e-4,
+      atol=1e-4,
+  )
 
 
 @pytest.mark.parametrize('shape', [(3, 8, 8, 5), (2, 7, 9, 4)])
@@ -105,23 +133,38 @@ def test_max_pool_2x2_matches_flax_values_and_gradients(shape):
 
 
 def test_max_pool_2x2_gives_a_tie_to_its_first_maximum():
-  x = jnp.zeros((1, 4, 2, 1)).at[0, 1, 1, 0].set(-1.0).at[0, 2:, :, 0].set(
-      [[3.0, 3.0], [1.0, 2.0]])
+  x = (
+      jnp.zeros((1, 4, 2, 1))
+      .at[0, 1, 1, 0]
+      .set(-1.0)
+      .at[0, 2:, :, 0]
+      .set([[3.0, 3.0], [1.0, 2.0]])
+  )
   g = jnp.array([[[[2.0]], [[5.0]]]])
   got = jax.vjp(convnet.max_pool_2x2, x)[1](g)[0]
-  np.testing.assert_array_equal(got[0, :, :, 0],
-                                [[2, 0], [0, 0], [5, 0], [0, 0]])
+  np.testing.assert_array_equal(
+      got[0, :, :, 0], [[2, 0], [0, 0], [5, 0], [0, 0]]
+  )
 
 
 # The ConvNet widths of the configs: the CPU ones, the quick start and the
 # default; view sizes 16-32 px, with odd map sizes (30 -> 15 -> 7, 28 -> 7 -> 3).
-@pytest.mark.parametrize('widths,size', [
-    ((48, 96, 192, 384), 16), ((48, 96, 192, 384), 20),
-    ((48, 96, 192, 384), 24), ((48, 96, 192, 384), 28),
-    ((48, 96, 192, 384), 30), ((48, 96, 192, 384), 32),
-    ((128, 128, 128, 128), 24), ((32, 64, 128, 256), 16)])
+@pytest.mark.parametrize(
+    'widths,size',
+    [
+        ((48, 96, 192, 384), 16),
+        ((48, 96, 192, 384), 20),
+        ((48, 96, 192, 384), 24),
+        ((48, 96, 192, 384), 28),
+        ((48, 96, 192, 384), 30),
+        ((48, 96, 192, 384), 32),
+        ((128, 128, 128, 128), 24),
+        ((32, 64, 128, 256), 16),
+    ],
+)
 def test_convnet_gradients_in_compiled_step_match_flax_max_pool(
-    monkeypatch, widths, size):
+    monkeypatch, widths, size
+):
   """The jit-compiled model's gradient, as in a train step, against nn.max_pool's.
 
   Inside one compiled program XLA may recompute a layer's output in several
@@ -133,22 +176,27 @@ def test_convnet_gradients_in_compiled_step_match_flax_max_pool(
   variables = model.init(jax.random.key(1), x)
 
   def loss(params, x):
-    out, _ = model.apply({'params': params,
-                          'batch_stats': variables['batch_stats']}, x,
-                         mutable=['batch_stats'])
+    out, _ = model.apply(
+        {'params': params, 'batch_stats': variables['batch_stats']},
+        x,
+        mutable=['batch_stats'],
+    )
     return jnp.sum(jnp.sin(out))
 
   options = conv.compiler_options(step_lib.make_mesh())
   grad = lambda: jax.jit(jax.grad(loss), compiler_options=options)(
-      variables['params'], x)
+      variables['params'], x
+  )
   got = grad()
-  monkeypatch.setattr(convnet, 'max_pool_2x2',
-                      lambda x: nn.max_pool(x, (2, 2), strides=(2, 2)))
+  monkeypatch.setattr(
+      convnet, 'max_pool_2x2', lambda x: nn.max_pool(x, (2, 2), strides=(2, 2))
+  )
   want = grad()
   for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
     assert np.all(np.isfinite(g))
-    np.testing.assert_allclose(g, w, rtol=1e-3,
-                               atol=1e-4 * float(np.abs(w).max()))
+    np.testing.assert_allclose(
+        g, w, rtol=1e-3, atol=1e-4 * float(np.abs(w).max())
+    )
 
 
 def test_cpu_compiler_options_keep_convolutions_off_ynnpack():
@@ -157,9 +205,12 @@ def test_cpu_compiler_options_keep_convolutions_off_ynnpack():
   assert options == conv.CPU_COMPILER_OPTIONS
   # Big enough for XLA to consider YNNPACK (compiled only, never run).
   x, w = jnp.ones((64, 16, 16, 128)), jnp.ones((3, 3, 128, 128))
-  fn = lambda x, w: (lax.conv_general_dilated(
-      x, w, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC')),
-                     jnp.sum(x, axis=0))
+  fn = lambda x, w: (
+      lax.conv_general_dilated(
+          x, w, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC')
+      ),
+      jnp.sum(x, axis=0),
+  )
 
   def compiled(options):
     text = jax.jit(fn, compiler_options=options).lower(x, w).compile().as_text()

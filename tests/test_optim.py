@@ -17,17 +17,22 @@ def _config(**opt):
 
 
 def test_lars_masks_biases_and_norms():
-  c = _config(name='lars', weight_decay=0.5, momentum=0.0, trust_coefficient=1e-3)
+  c = _config(
+      name='lars', weight_decay=0.5, momentum=0.0, trust_coefficient=1e-3
+  )
   tx = optim.make_optimizer(c, lambda step: 0.1)
   rng = np.random.default_rng(0)
   params = {
-      'dense': {'kernel': jnp.asarray(rng.normal(size=(4, 3)), jnp.float32),
-                'bias': jnp.zeros(3)},
+      'dense': {
+          'kernel': jnp.asarray(rng.normal(size=(4, 3)), jnp.float32),
+          'bias': jnp.zeros(3),
+      },
       'bn': {'scale': jnp.ones(3), 'bias': jnp.zeros(3)},
       'zero_kernel': {'kernel': jnp.zeros((3, 2))},
   }
-  grads = jax.tree.map(lambda p: jnp.asarray(rng.normal(size=p.shape), jnp.float32),
-                       params)
+  grads = jax.tree.map(
+      lambda p: jnp.asarray(rng.normal(size=p.shape), jnp.float32), params
+  )
   updates, _ = tx.update(grads, tx.init(params), params)
   # 1-D leaves: plain SGD step, no decay, no trust ratio; a zero bias moves.
   for path in (('dense', 'bias'), ('bn', 'scale'), ('bn', 'bias')):
@@ -38,7 +43,9 @@ def test_lars_masks_biases_and_norms():
   w, g = params['dense']['kernel'], grads['dense']['kernel']
   d = g + 0.5 * w
   ratio = 1e-3 * jnp.linalg.norm(w) / jnp.linalg.norm(d)
-  np.testing.assert_allclose(updates['dense']['kernel'], -0.1 * ratio * d, rtol=1e-5)
+  np.testing.assert_allclose(
+      updates['dense']['kernel'], -0.1 * ratio * d, rtol=1e-5
+  )
   # A zero-norm kernel still moves (trust ratio falls back to 1).
   assert np.all(updates['zero_kernel']['kernel'] != 0)
 
@@ -46,15 +53,20 @@ def test_lars_masks_biases_and_norms():
 @pytest.mark.parametrize('name', ['lars', 'sgd', 'adam', 'adamw'])
 def test_bias_norm_lr_scale_scales_only_1d_updates(name):
   rng = np.random.default_rng(1)
-  params = {'kernel': jnp.asarray(rng.normal(size=(4, 3)), jnp.float32),
-            'bias': jnp.asarray(rng.normal(size=3), jnp.float32),
-            'scale': jnp.ones(3)}
+  params = {
+      'kernel': jnp.asarray(rng.normal(size=(4, 3)), jnp.float32),
+      'bias': jnp.asarray(rng.normal(size=3), jnp.float32),
+      'scale': jnp.ones(3),
+  }
   grads = jax.tree.map(
-      lambda p: jnp.asarray(rng.normal(size=p.shape), jnp.float32), params)
+      lambda p: jnp.asarray(rng.normal(size=p.shape), jnp.float32), params
+  )
 
   def two_updates(scale):
-    tx = optim.make_optimizer(_config(name=name, weight_decay=0.1,
-                                      bias_norm_lr_scale=scale), lambda s: 0.1)
+    tx = optim.make_optimizer(
+        _config(name=name, weight_decay=0.1, bias_norm_lr_scale=scale),
+        lambda s: 0.1,
+    )
     state = tx.init(params)
     out = []
     for _ in range(2):  # The second update sees the momentum / moments.
@@ -70,14 +82,17 @@ def test_bias_norm_lr_scale_scales_only_1d_updates(name):
 
 
 def test_decay_mask_by_rank():
-  mask = optim.decay_mask({'k': jnp.ones((3, 3, 2, 4)), 'b': jnp.ones(4),
-                           's': jnp.ones(4)})
+  mask = optim.decay_mask(
+      {'k': jnp.ones((3, 3, 2, 4)), 'b': jnp.ones(4), 's': jnp.ones(4)}
+  )
   assert mask == {'k': True, 'b': False, 's': False}
 
 
 @pytest.mark.parametrize('name', ['sgd', 'adam', 'adamw'])
 def test_other_optimizers_step(name):
-  tx = optim.make_optimizer(_config(name=name, weight_decay=1e-4), lambda s: 0.1)
+  tx = optim.make_optimizer(
+      _config(name=name, weight_decay=1e-4), lambda s: 0.1
+  )
   params = {'kernel': jnp.ones((2, 2)), 'bias': jnp.zeros(2)}
   updates, _ = tx.update(params, tx.init(params), params)
   assert all(np.all(np.isfinite(u)) for u in jax.tree.leaves(updates))

@@ -23,10 +23,14 @@ def test_tsne_two_panels(tmp_path):
   labels = np.repeat(np.arange(3), 20)
   emb = rng.normal(size=(60, 8)) + 5 * np.eye(8)[labels]
   path = os.path.join(tmp_path, 'sub', 'tsne.png')
-  rgb = pictures.tsne([('epoch 1', emb + rng.normal(size=emb.shape)),
-                       ('epoch 2', emb)], labels, path,
-                      class_names=['a', 'b', 'c'], perplexity=5.0,
-                      max_points=50)
+  rgb = pictures.tsne(
+      [('epoch 1', emb + rng.normal(size=emb.shape)), ('epoch 2', emb)],
+      labels,
+      path,
+      class_names=['a', 'b', 'c'],
+      perplexity=5.0,
+      max_points=50,
+  )
   _check_png(path, rgb)
   assert rgb.shape[1] > rgb.shape[0]  # Two panels side by side.
 
@@ -36,9 +40,14 @@ def test_neighbours_grid(tmp_path):
   queries = rng.integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
   neigh = rng.integers(0, 256, (2, 3, 8, 8, 3), dtype=np.uint8)
   path = os.path.join(tmp_path, 'nn.png')
-  rgb = pictures.neighbours(queries, neigh, path, query_labels=[0, 1],
-                            neighbour_labels=[[0, 1, 0], [1, 1, 0]],
-                            class_names=['cat', 'dog'])
+  rgb = pictures.neighbours(
+      queries,
+      neigh,
+      path,
+      query_labels=[0, 1],
+      neighbour_labels=[[0, 1, 0], [1, 1, 0]],
+      class_names=['cat', 'dog'],
+  )
   _check_png(path, rgb)
   # Grey images, no labels.
   path = os.path.join(tmp_path, 'nn_grey.png')
@@ -58,16 +67,22 @@ def test_confusion_matrix(tmp_path):
   labels = np.array([0, 0, 1, 1, 2, 2])
   preds = np.array([0, 1, 1, 1, 2, 0])
   path = os.path.join(tmp_path, 'cm.png')
-  rgb = pictures.confusion_matrix(labels, preds, path, title='probe',
-                                  class_names=['a', 'b', 'c', 'd'])
+  rgb = pictures.confusion_matrix(
+      labels, preds, path, title='probe', class_names=['a', 'b', 'c', 'd']
+  )
   _check_png(path, rgb)
 
 
 def test_curves(tmp_path):
   path = os.path.join(tmp_path, 'curves.png')
-  rgb = pictures.curves({'loss': [(0, 2.0), (10, 1.0), (20, 0.5)],
-                         'accuracy': [(10, 0.3), (20, 0.6)]}, path,
-                        title='run')
+  rgb = pictures.curves(
+      {
+          'loss': [(0, 2.0), (10, 1.0), (20, 0.5)],
+          'accuracy': [(10, 0.3), (20, 0.6)],
+      },
+      path,
+      title='run',
+  )
   _check_png(path, rgb)
 
 

@@ -15,11 +15,24 @@ import tensorflow_datasets as tfds
 from ssl_jax.tools import prepare_data
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-REAL_NPZ = Path(os.environ.get(
-    'SSL_JAX_CIFAR_NPZ',
-    REPO_ROOT.parent / 'shared/data/cifar10_jpeg_q75.npz'))
-CIFAR_NAMES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog',
-               'horse', 'ship', 'truck')
+REAL_NPZ = Path(
+    os.environ.get(
+        'SSL_JAX_CIFAR_NPZ',
+        REPO_ROOT.parent / 'shared/data/cifar10_jpeg_q75.npz',
+    )
+)
+CIFAR_NAMES = (
+    'airplane',
+    'automobile',
+    'bird',
+    'cat',
+    'deer',
+    'dog',
+    'frog',
+    'horse',
+    'ship',
+    'truck',
+)
 SIZES = {'train': 30, 'test': 20}
 
 
@@ -42,8 +55,12 @@ def _write_npz(path, drop_key=None, **overrides):
   arrays = {'label_names': np.array(CIFAR_NAMES)}
   for split, n in SIZES.items():
     jpeg, offsets, label, file_index = _jpeg_split(rng, n)
-    arrays.update({f'{split}_jpeg': jpeg, f'{split}_offsets': offsets,
-                   f'{split}_label': label, f'{split}_file_index': file_index})
+    arrays.update({
+        f'{split}_jpeg': jpeg,
+        f'{split}_offsets': offsets,
+        f'{split}_label': label,
+        f'{split}_file_index': file_index,
+    })
   arrays.update(overrides)
   arrays.pop(drop_key, None)
   np.savez(path, **arrays)
@@ -55,14 +72,17 @@ def _decoded(npz_path, split):
   with np.load(npz_path) as npz:
     jpeg, offsets = npz[f'{split}_jpeg'], npz[f'{split}_offsets']
     labels = npz[f'{split}_label']
-  images = [prepare_data.decode_jpeg(jpeg[a:b].tobytes())
-            for a, b in zip(offsets[:-1], offsets[1:])]
+  images = [
+      prepare_data.decode_jpeg(jpeg[a:b].tobytes())
+      for a, b in zip(offsets[:-1], offsets[1:])
+  ]
   return np.stack(images), labels
 
 
 def _read(data_dir, split):
-  src = tfds.data_source('cifar10', split=split, data_dir=os.fspath(data_dir),
-                         download=False)
+  src = tfds.data_source(
+      'cifar10', split=split, data_dir=os.fspath(data_dir), download=False
+  )
   return [src[i] for i in range(len(src))]
 
 
@@ -74,8 +94,9 @@ def npz_path(tmp_path_factory):
 @pytest.fixture(scope='module')
 def prepared(npz_path, tmp_path_factory):
   data_dir = tmp_path_factory.mktemp('tfds')
-  path = prepare_data.prepare_cifar10_from_npz(os.fspath(npz_path),
-                                               os.fspath(data_dir))
+  path = prepare_data.prepare_cifar10_from_npz(
+      os.fspath(npz_path), os.fspath(data_dir)
+  )
   return data_dir, path
 
 
@@ -95,7 +116,8 @@ def test_roundtrip_pixels_labels_ids(npz_path, prepared, split):
   assert ids != sorted(ids)  # Shuffled, not in npz (class-sorted) order.
   read_labels = [int(ex['label']) for ex in examples]
   assert collections.Counter(read_labels) == collections.Counter(
-      labels.tolist())
+      labels.tolist()
+  )
   for ex in examples:
     i = int(ex['id'].decode().split('_')[1])
     assert ex['image'].dtype == np.uint8
@@ -115,58 +137,73 @@ def test_builder_info(prepared):
 
 def test_fresh_process_reads(prepared):
   data_dir, _ = prepared
-  code = ('import sys, tensorflow_datasets as tfds\n'
-          'src = tfds.data_source("cifar10", split="test", '
-          'data_dir=sys.argv[1], download=False)\n'
-          'print(len(src), src[0]["image"].shape)\n')
-  out = subprocess.run([sys.executable, '-c', code, os.fspath(data_dir)],
-                       capture_output=True, text=True, check=True, timeout=60)
+  code = (
+      'import sys, tensorflow_datasets as tfds\n'
+      'src = tfds.data_source("cifar10", split="test", '
+      'data_dir=sys.argv[1], download=False)\n'
+      'print(len(src), src[0]["image"].shape)\n'
+  )
+  out = subprocess.run(
+      [sys.executable, '-c', code, os.fspath(data_dir)],
+      capture_output=True,
+      text=True,
+      check=True,
+      timeout=60,
+  )
   assert out.stdout.split('\n')[0] == '20 (32, 32, 3)'
 
 
 def test_deterministic_and_idempotent(npz_path, prepared, tmp_path, capsys):
   data_dir, path = prepared
-  other = prepare_data.prepare_cifar10_from_npz(os.fspath(npz_path),
-                                                os.fspath(tmp_path))
+  other = prepare_data.prepare_cifar10_from_npz(
+      os.fspath(npz_path), os.fspath(tmp_path)
+  )
   for split in SIZES:
     assert _ids(_read(data_dir, split)) == _ids(_read(tmp_path, split))
   records = sorted(Path(path).glob('*.array_record-*'))
   assert [p.read_bytes() for p in records] == [
-      (Path(other) / p.name).read_bytes() for p in records]
+      (Path(other) / p.name).read_bytes() for p in records
+  ]
   mtimes = [p.stat().st_mtime_ns for p in records]
   capsys.readouterr()
-  again = prepare_data.prepare_cifar10_from_npz(os.fspath(npz_path),
-                                                os.fspath(data_dir))
+  again = prepare_data.prepare_cifar10_from_npz(
+      os.fspath(npz_path), os.fspath(data_dir)
+  )
   assert again == path
   assert 'already prepared' in capsys.readouterr().out
   assert [p.stat().st_mtime_ns for p in records] == mtimes
 
 
 def test_max_examples_per_split(npz_path, tmp_path):
-  prepare_data.prepare_cifar10_from_npz(os.fspath(npz_path),
-                                        os.fspath(tmp_path),
-                                        max_examples_per_split=7)
+  prepare_data.prepare_cifar10_from_npz(
+      os.fspath(npz_path), os.fspath(tmp_path), max_examples_per_split=7
+  )
   for split, n in SIZES.items():
     ids = _ids(_read(tmp_path, split))
     keep = prepare_data.split_permutation(n, split)[:7]
     assert sorted(ids) == sorted(f'{split}_{i:05d}' for i in keep)
   with pytest.raises(prepare_data.DataDirMismatchError, match='delete it'):
-    prepare_data.prepare_cifar10_from_npz(os.fspath(npz_path),
-                                          os.fspath(tmp_path))
+    prepare_data.prepare_cifar10_from_npz(
+        os.fspath(npz_path), os.fspath(tmp_path)
+    )
 
 
 def test_missing_key_names_key(tmp_path):
   bad = _write_npz(tmp_path / 'bad.npz', drop_key='test_offsets')
   with pytest.raises(prepare_data.NpzFormatError, match='test_offsets'):
-    prepare_data.prepare_cifar10_from_npz(os.fspath(bad),
-                                          os.fspath(tmp_path / 'out'))
+    prepare_data.prepare_cifar10_from_npz(
+        os.fspath(bad), os.fspath(tmp_path / 'out')
+    )
   assert not (tmp_path / 'out').exists()
 
 
-@pytest.mark.parametrize('override,match', [
-    ({'train_offsets': np.arange(5, dtype=np.int64)}, 'train_offsets'),
-    ({'test_label': np.full(20, 10, np.uint8)}, 'test_label'),
-])
+@pytest.mark.parametrize(
+    'override,match',
+    [
+        ({'train_offsets': np.arange(5, dtype=np.int64)}, 'train_offsets'),
+        ({'test_label': np.full(20, 10, np.uint8)}, 'test_label'),
+    ],
+)
 def test_inconsistent_content(tmp_path, override, match):
   bad = _write_npz(tmp_path / 'bad.npz', **override)
   with pytest.raises(prepare_data.NpzFormatError, match=match):
@@ -182,21 +219,32 @@ def test_cli_bad_npz_exits_2(tmp_path):
   bad = _write_npz(tmp_path / 'bad.npz', drop_key='label_names')
   env = dict(os.environ, PYTHONPATH=os.fspath(REPO_ROOT))
   out = subprocess.run(
-      [sys.executable, '-m', 'ssl_jax.tools.prepare_data', f'--npz={bad}',
-       f'--data_dir={tmp_path / "out"}'],
-      capture_output=True, text=True, env=env, timeout=60)
+      [
+          sys.executable,
+          '-m',
+          'ssl_jax.tools.prepare_data',
+          f'--npz={bad}',
+          f'--data_dir={tmp_path / "out"}',
+      ],
+      capture_output=True,
+      text=True,
+      env=env,
+      timeout=60,
+  )
   assert out.returncode == 2
   assert out.stderr.strip().splitlines() == [
-      f'error: {bad}: missing key(s) label_names']
+      f'error: {bad}: missing key(s) label_names'
+  ]
 
 
-@pytest.mark.skipif(not REAL_NPZ.is_file(),
-                    reason=f'real CIFAR-10 npz not found at {REAL_NPZ} '
-                    '(set SSL_JAX_CIFAR_NPZ)')
+@pytest.mark.skipif(
+    not REAL_NPZ.is_file(),
+    reason=f'real CIFAR-10 npz not found at {REAL_NPZ} (set SSL_JAX_CIFAR_NPZ)',
+)
 def test_real_npz_subset(tmp_path):
-  prepare_data.prepare_cifar10_from_npz(os.fspath(REAL_NPZ),
-                                        os.fspath(tmp_path),
-                                        max_examples_per_split=200)
+  prepare_data.prepare_cifar10_from_npz(
+      os.fspath(REAL_NPZ), os.fspath(tmp_path), max_examples_per_split=200
+  )
   with np.load(REAL_NPZ) as npz:
     jpeg, offsets = npz['train_jpeg'], npz['train_offsets']
     labels = npz['train_label']
@@ -206,7 +254,8 @@ def test_real_npz_subset(tmp_path):
   assert len({int(ex['label']) for ex in examples}) == 10
   for ex in examples:
     i = int(ex['id'].decode().split('_')[1])
-    jpeg_bytes = jpeg[offsets[i]:offsets[i + 1]].tobytes()
-    np.testing.assert_array_equal(ex['image'],
-                                  prepare_data.decode_jpeg(jpeg_bytes))
+    jpeg_bytes = jpeg[offsets[i] : offsets[i + 1]].tobytes()
+    np.testing.assert_array_equal(
+        ex['image'], prepare_data.decode_jpeg(jpeg_bytes)
+    )
     assert int(ex['label']) == labels[i]

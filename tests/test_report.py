@@ -30,31 +30,42 @@ def _write_run(path, results, **overrides):
 @pytest.fixture
 def runs_dir(tmp_path):
   root = tmp_path / 'runs'
-  _write_run(root / 'simclr_run', {
-      'linear_probe/test_accuracy': 0.71234,
-      'random_init/linear_probe/test_accuracy': 0.35,
-      'knn/test_accuracy': 0.6543,
-      'finetune/frac=0.01/test_accuracy_mean': 0.52,
-      'finetune/frac=0.01/test_accuracy_std': 0.0123,
-      'frozen/frac=0.01/test_accuracy_mean': 0.48,
-      'frozen/frac=0.01/test_accuracy_std': 0.01,
-      'finetune/frac=0.1/test_accuracy_mean': 0.66,
-      'finetune/frac=0.1/test_accuracy_std': 0.005,
-      'frozen/frac=0.1/test_accuracy_mean': 0.6,
-      'finetune/per_class=10/test_accuracy_mean': 0.4,
-      'transfer/stl10/linear_probe/test_accuracy': 0.712,
-      'transfer/stl10/finetune/test_accuracy': 0.803,
-      'transfer/svhn/error': 'dataset svhn not found in ~/tensorflow_datasets',
-      'embedding/silhouette': 0.1234,
-      'embedding/kmeans_nmi': 0.5,
-      'train/wall_seconds': 3725.4,
-  }, method='simclr')
+  _write_run(
+      root / 'simclr_run',
+      {
+          'linear_probe/test_accuracy': 0.71234,
+          'random_init/linear_probe/test_accuracy': 0.35,
+          'knn/test_accuracy': 0.6543,
+          'finetune/frac=0.01/test_accuracy_mean': 0.52,
+          'finetune/frac=0.01/test_accuracy_std': 0.0123,
+          'frozen/frac=0.01/test_accuracy_mean': 0.48,
+          'frozen/frac=0.01/test_accuracy_std': 0.01,
+          'finetune/frac=0.1/test_accuracy_mean': 0.66,
+          'finetune/frac=0.1/test_accuracy_std': 0.005,
+          'frozen/frac=0.1/test_accuracy_mean': 0.6,
+          'finetune/per_class=10/test_accuracy_mean': 0.4,
+          'transfer/stl10/linear_probe/test_accuracy': 0.712,
+          'transfer/stl10/finetune/test_accuracy': 0.803,
+          'transfer/svhn/error': (
+              'dataset svhn not found in ~/tensorflow_datasets'
+          ),
+          'embedding/silhouette': 0.1234,
+          'embedding/kmeans_nmi': 0.5,
+          'train/wall_seconds': 3725.4,
+      },
+      method='simclr',
+  )
   for fraction, accuracy in ((0.1, 0.5), (1.0, 0.9)):
-    _write_run(root / 'sweep' / f'label_fraction={fraction}', {
-        'classifier/test_accuracy': accuracy,
-        'linear_probe/test_accuracy': accuracy - 0.05,
-        'train/wall_seconds': 59.6,
-    }, method='supervised', **{'data.label_fraction': fraction})
+    _write_run(
+        root / 'sweep' / f'label_fraction={fraction}',
+        {
+            'classifier/test_accuracy': accuracy,
+            'linear_probe/test_accuracy': accuracy - 0.05,
+            'train/wall_seconds': 59.6,
+        },
+        method='supervised',
+        **{'data.label_fraction': fraction},
+    )
   os.makedirs(root / 'sweep' / 'unfinished')
   with open(root / 'sweep' / 'unfinished' / 'config.json', 'w') as f:
     f.write('{}')
@@ -62,15 +73,20 @@ def runs_dir(tmp_path):
 
 
 def _row(markdown, name):
-  rows = [line for line in markdown.splitlines() if line.startswith(f'| {name} |')]
+  rows = [
+      line for line in markdown.splitlines() if line.startswith(f'| {name} |')
+  ]
   assert rows, name
   return [c.strip() for c in rows[0].strip('|').split('|')]
 
 
 def test_find_runs_sorts_by_method_and_skips_unfinished(runs_dir):
   runs = report.find_runs([str(runs_dir)])
-  assert [r.name for r in runs] == ['label_fraction=0.1', 'label_fraction=1.0',
-                                    'simclr_run']
+  assert [r.name for r in runs] == [
+      'label_fraction=0.1',
+      'label_fraction=1.0',
+      'simclr_run',
+  ]
   assert runs[0].config['data.label_fraction'] == 0.1
   assert runs[2].results['knn/test_accuracy'] == 0.6543
 
@@ -84,15 +100,34 @@ def test_report_tables_and_plots(runs_dir, tmp_path):
 
   assert report.RULE in markdown
   assert _row(markdown, 'simclr_run') == [
-      'simclr_run', 'simclr', 'resnet18', 'cifar10', '100', 'none', '–',
-      '71.23', '35.00', '65.43', '52.00 ± 1.23', '66.00 ± 0.50', '1:02:05']
+      'simclr_run',
+      'simclr',
+      'resnet18',
+      'cifar10',
+      '100',
+      'none',
+      '–',
+      '71.23',
+      '35.00',
+      '65.43',
+      '52.00 ± 1.23',
+      '66.00 ± 0.50',
+      '1:02:05',
+  ]
   assert _row(markdown, 'label_fraction=0.1')[4:8] == [
-      '100', '10 %', '50.00', '45.00']
+      '100',
+      '10 %',
+      '50.00',
+      '45.00',
+  ]
   assert markdown.index('| label_fraction=1.0 |') < markdown.index(
-      '| simclr_run |')
+      '| simclr_run |'
+  )
   # Frozen vs fine-tuned, per setting.
-  assert ('| simclr_run | frac=0.01 | 48.00 ± 1.00 | 52.00 ± 1.23 | +4.00 |'
-          in markdown)
+  assert (
+      '| simclr_run | frac=0.01 | 48.00 ± 1.00 | 52.00 ± 1.23 | +4.00 |'
+      in markdown
+  )
   assert '| simclr_run | frac=0.1 | 60.00 | 66.00 ± 0.50 | +6.00 |' in markdown
   assert '| simclr_run | per_class=10 | – | 40.00 | – |' in markdown
   # Transfer matrix and the missing dataset's reason.
@@ -111,12 +146,16 @@ def test_report_tables_and_plots(runs_dir, tmp_path):
   assert '](report_files/finetune_fraction.png)' in markdown
   assert '](../runs/simclr_run/eval/tsne.png)' in markdown
   assert '| supervised/resnet18/cifar10 (classifier) | 0.1 | 50.00 | 1 |' in (
-      markdown)
+      markdown
+  )
 
 
 def test_one_fraction_only_draws_no_curve(runs_dir, tmp_path):
-  runs = [r for r in report.find_runs([str(runs_dir)])
-          if r.name != 'label_fraction=1.0']
+  runs = [
+      r
+      for r in report.find_runs([str(runs_dir)])
+      if r.name != 'label_fraction=1.0'
+  ]
   markdown = report.build_report(runs, str(tmp_path / 'r.md'))
   assert 'Accuracy vs label fraction' not in markdown
   assert not (tmp_path / 'r_files' / 'label_fraction.png').exists()
@@ -139,17 +178,25 @@ def test_duplicate_folder_names_get_their_parent(tmp_path):
 
 def test_cli(runs_dir, tmp_path):
   out = tmp_path / 'cli.md'
-  command = [sys.executable, '-m', 'ssl_jax.tools.report', str(runs_dir / 'sweep'),
-             str(runs_dir / 'simclr_run'), f'--out={out}']
-  done = subprocess.run(command, cwd=_REPO, capture_output=True, text=True,
-                        check=False)
+  command = [
+      sys.executable,
+      '-m',
+      'ssl_jax.tools.report',
+      str(runs_dir / 'sweep'),
+      str(runs_dir / 'simclr_run'),
+      f'--out={out}',
+  ]
+  done = subprocess.run(
+      command, cwd=_REPO, capture_output=True, text=True, check=False
+  )
   assert done.returncode == 0, done.stderr
   assert 'Compared 3 runs' in done.stdout
   text = out.read_text()
   assert text.startswith('# Run comparison')
   assert '| simclr_run |' in text and (tmp_path / 'cli_files').is_dir()
   command[3:5] = [str(tmp_path / 'cli_files')]
-  done = subprocess.run(command, cwd=_REPO, capture_output=True, text=True,
-                        check=False)
+  done = subprocess.run(
+      command, cwd=_REPO, capture_output=True, text=True, check=False
+  )
   assert done.returncode == 2
   assert 'error: no finished run under' in done.stderr

@@ -29,8 +29,10 @@ def get_config():
   c.projector.hidden_dims = (4096, 4096)
   c.projector.out_dim = 4096
   c.probe.batch_size = 256
-  for view, blur, solarize in ((c.augment.view1, 1.0, 0.0),
-                               (c.augment.view2, 0.1, 0.2)):
+  for view, blur, solarize in (
+      (c.augment.view1, 1.0, 0.0),
+      (c.augment.view2, 0.1, 0.2),
+  ):
     view.blur_prob = blur
     view.solarize_prob = solarize
   return c

@@ -14,17 +14,23 @@ from ssl_jax.data import augment
 def get_config() -> ml_collections.ConfigDict:
   """Returns the default config (SimCLR, ResNet-18, CIFAR-10)."""
   c = ml_collections.ConfigDict()
-  c.method = 'simclr'            # Key of ssl_jax.methods.METHODS.
-  c.encoder = 'resnet18'         # Key of ssl_jax.models.ENCODERS.
-  c.dataset = 'cifar10'          # tfds name, or 'sklearn_digits' (installs with the project).
-  c.data_dir = ''                # tfds data_dir; '' uses tfds' default (~/tensorflow_datasets).
-  c.image_size = 32              # Encoder input side for evaluation (and training views).
-  c.batch_size = 256             # Global batch (all devices and processes).
-  c.num_epochs = 100.0           # Epochs over config.data.train_split (may be fractional).
-  c.learning_rate = 0.075        # Base LR, scaled by optimizer.lr_scaling.
-  c.temperature = 0.5            # NT-Xent temperature.
-  c.seed = 0                     # Seeds init, data order and augmentation.
-  c.init_from = ''               # Workdir of a finished run whose encoder to start from.
+  c.method = 'simclr'  # Key of ssl_jax.methods.METHODS.
+  c.encoder = 'resnet18'  # Key of ssl_jax.models.ENCODERS.
+  c.dataset = (  # tfds name, or 'sklearn_digits' (installs with the project).
+      'cifar10'
+  )
+  c.data_dir = (  # tfds data_dir; '' uses tfds' default (~/tensorflow_datasets).
+      ''
+  )
+  c.image_size = 32  # Encoder input side for evaluation (and training views).
+  c.batch_size = 256  # Global batch (all devices and processes).
+  c.num_epochs = (
+      100.0  # Epochs over config.data.train_split (may be fractional).
+  )
+  c.learning_rate = 0.075  # Base LR, scaled by optimizer.lr_scaling.
+  c.temperature = 0.5  # NT-Xent temperature.
+  c.seed = 0  # Seeds init, data order and augmentation.
+  c.init_from = ''  # Workdir of a finished run whose encoder to start from.
 
   # Activations and matmuls: 'float32' or 'bfloat16' (mixed precision: params,
   # optimiser state, BatchNorm statistics, logits and losses stay float32).
@@ -35,16 +41,16 @@ def get_config() -> ml_collections.ConfigDict:
   c.cpu_convolutions = 'xla'
 
   c.model = ml_collections.ConfigDict()
-  c.model.width = 128            # ConvNet channels of all four conv layers...
-  c.model.conv_widths = ()       # ...unless given per layer here, e.g. (64, 128, 256, 512).
-  c.model.dense = 128            # ConvNet final dense width (0: none).
-  c.model.cifar_stem = True      # ResNet: 3x3 stride-1 stem, no max-pool.
-  c.model.dropout = 0.0          # Supervised: dropout before the classifier.
+  c.model.width = 128  # ConvNet channels of all four conv layers...
+  c.model.conv_widths = ()  # ...unless given per layer here, e.g. (64, 128, 256, 512).
+  c.model.dense = 128  # ConvNet final dense width (0: none).
+  c.model.cifar_stem = True  # ResNet: 3x3 stride-1 stem, no max-pool.
+  c.model.dropout = 0.0  # Supervised: dropout before the classifier.
 
   c.projector = ml_collections.ConfigDict()
   c.projector.hidden_dims = (2048,)  # Hidden widths of the projection MLP.
-  c.projector.out_dim = 128      # Projection output width.
-  c.projector.use_bn = True      # BatchNorm in the projector.
+  c.projector.out_dim = 128  # Projection output width.
+  c.projector.use_bn = True  # BatchNorm in the projector.
 
   # Each method's own settings, under its section (config.barlow,
   # config.deepcluster, config.fixmatch, ...): see its module's defaults().
@@ -53,17 +59,31 @@ def get_config() -> ml_collections.ConfigDict:
       c[method.section] = method.defaults()
 
   c.data = ml_collections.ConfigDict()
-  c.data.train_split = 'train'   # Split(s) for pretraining, tfds syntax ('unlabelled+train').
+  c.data.train_split = (  # Split(s) for pretraining, tfds syntax ('unlabelled+train').
+      'train'
+  )
   c.data.probe_train_split = 'train'  # Labelled split for the linear probe.
-  c.data.probe_test_split = 'test'    # Split the probe is reported on (never used to choose).
-  c.data.label_fraction = 1.0    # Labelled fraction (class-balanced) for supervised/FixMatch.
-  c.data.labels_per_class = 0    # If > 0: this many labelled images per class instead.
-  c.data.labelled_split = 'train'  # FixMatch: split the labelled batches come from.
-  c.data.cache = True            # Decode each split once into host RAM.
-  c.data.prefetch = 2            # Batches prepared ahead by the host thread.
-  c.data.resize = 0              # Resize every image to this side as read (0: keep; mixed sizes).
-  c.data.channels = 0            # Convert every image to 1 or 3 channels (0: keep).
-  c.data.bad_images = 'error'    # Undecodable/wrong-shape record: 'error' names it; 'skip' drops and counts it.
+  c.data.probe_test_split = (  # Split the probe is reported on (never used to choose).
+      'test'
+  )
+  c.data.label_fraction = (
+      1.0  # Labelled fraction (class-balanced) for supervised/FixMatch.
+  )
+  c.data.labels_per_class = (
+      0  # If > 0: this many labelled images per class instead.
+  )
+  c.data.labelled_split = (  # FixMatch: split the labelled batches come from.
+      'train'
+  )
+  c.data.cache = True  # Decode each split once into host RAM.
+  c.data.prefetch = 2  # Batches prepared ahead by the host thread.
+  c.data.resize = (
+      0  # Resize every image to this side as read (0: keep; mixed sizes).
+  )
+  c.data.channels = 0  # Convert every image to 1 or 3 channels (0: keep).
+  c.data.bad_images = (  # Undecodable/wrong-shape record: 'error' names it; 'skip' drops and counts it.
+      'error'
+  )
 
   c.augment = ml_collections.ConfigDict()
   # Side of the training views; 0: image_size. Smaller trains at lower resolution
@@ -73,35 +93,54 @@ def get_config() -> ml_collections.ConfigDict:
   c.augment.view2 = augment.view_config(jitter_strength=0.5)
 
   c.optimizer = ml_collections.ConfigDict()
-  c.optimizer.name = 'lars'      # lars | sgd | adam | adamw.
+  c.optimizer.name = 'lars'  # lars | sgd | adam | adamw.
   c.optimizer.lr_scaling = 'sqrt'  # linear (B/256) | sqrt (sqrt(B)) | none.
   c.optimizer.warmup_epochs = 10.0
   c.optimizer.weight_decay = 1e-6
-  c.optimizer.momentum = 0.9     # LARS and SGD.
+  c.optimizer.momentum = 0.9  # LARS and SGD.
   c.optimizer.trust_coefficient = 1e-3  # LARS.
-  c.optimizer.b1 = 0.9           # Adam(W).
-  c.optimizer.b2 = 0.999         # Adam(W).
+  c.optimizer.b1 = 0.9  # Adam(W).
+  c.optimizer.b2 = 0.999  # Adam(W).
   # Multiplies the LR of biases and norm parameters (the 1-D leaves).
   c.optimizer.bias_norm_lr_scale = 1.0
 
-  c.nonfinite = 'stop'           # NaN/Inf loss, gradient or params: 'stop' (keep the last
-                                 # good checkpoint) or 'skip' the update and count it.
+  c.nonfinite = (  # NaN/Inf loss, gradient or params: 'stop' (keep the last
+      'stop'
+  )
+  # good checkpoint) or 'skip' the update and count it.
   c.debug = ml_collections.ConfigDict()
-  c.debug.nan_at_step = -1       # Fault injection (tests): this step's loss sees NaN params.
+  c.debug.nan_at_step = (
+      -1
+  )  # Fault injection (tests): this step's loss sees NaN params.
 
-  c.online_probe = True          # Linear head on stop-gradient features, trained alongside.
-  c.log_every_steps = 50         # Console/TensorBoard metrics cadence.
-  c.checkpoint_every_steps = 500 # Also saved at the end of training.
-  c.keep_checkpoints = 3         # Checkpoints kept in WORKDIR/checkpoints...
-  c.keep_checkpoints_every = 0   # ...plus every step divisible by this (t-SNE over training).
+  c.online_probe = (
+      True  # Linear head on stop-gradient features, trained alongside.
+  )
+  c.log_every_steps = 50  # Console/TensorBoard metrics cadence.
+  c.checkpoint_every_steps = 500  # Also saved at the end of training.
+  c.keep_checkpoints = 3  # Checkpoints kept in WORKDIR/checkpoints...
+  c.keep_checkpoints_every = (
+      0  # ...plus every step divisible by this (t-SNE over training).
+  )
 
   c.probe = ml_collections.ConfigDict()
-  c.probe.enabled = True         # Final linear probe on frozen pre-projection features.
-  c.probe.random_init = True     # Also probe a randomly initialised encoder (reference).
-  c.probe.l2_grid = (1e-5, 1e-4, 1e-3, 1e-2)  # L2 strengths, chosen on validation.
-  c.probe.val_fraction = 0.1     # Part of the probe train split held out to choose l2.
-  c.probe.max_iters = 500        # L-BFGS iterations per fit.
-  c.probe.batch_size = 512       # Feature-extraction batch (global).
+  c.probe.enabled = (
+      True  # Final linear probe on frozen pre-projection features.
+  )
+  c.probe.random_init = (
+      True  # Also probe a randomly initialised encoder (reference).
+  )
+  c.probe.l2_grid = (
+      1e-5,
+      1e-4,
+      1e-3,
+      1e-2,
+  )  # L2 strengths, chosen on validation.
+  c.probe.val_fraction = (
+      0.1  # Part of the probe train split held out to choose l2.
+  )
+  c.probe.max_iters = 500  # L-BFGS iterations per fit.
+  c.probe.batch_size = 512  # Feature-extraction batch (global).
 
   # kNN, embedding metrics, pictures, few-label fine-tuning, transfer: see
   # configs/evals/default.py (also runnable later on the finished workdir).

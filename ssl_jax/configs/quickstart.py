@@ -31,8 +31,13 @@ def get_config():
   c.projector.out_dim = 64
   for name in ('view1', 'view2'):
     c.augment[name] = augment.view_config(
-        crop_scale=(0.5, 1.0), flip_prob=0.0, jitter_strength=0.5,
-        grayscale_prob=0.0, noise_prob=0.5, noise_std=0.1)
+        crop_scale=(0.5, 1.0),
+        flip_prob=0.0,
+        jitter_strength=0.5,
+        grayscale_prob=0.0,
+        noise_prob=0.5,
+        noise_std=0.1,
+    )
   c.log_every_steps = 25
   c.checkpoint_every_steps = 100
   c.probe.batch_size = 256

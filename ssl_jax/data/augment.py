@@ -47,15 +47,17 @@ def view_config(**overrides) -> ml_collections.ConfigDict:
           noise_std=0.05,
           solarize_prob=0.0,
           jigsaw_grid=0,
-      ))
+      )
+  )
   # ConfigDict.update silently adds unknown keys unless the dict is locked.
   cfg.lock()
   cfg.update(overrides)
   return cfg
 
 
-def _maybe_apply(key: PRNGKey, prob, fn: Callable[[Array], Array],
-                 image: Array) -> Array:
+def _maybe_apply(
+    key: PRNGKey, prob, fn: Callable[[Array], Array], image: Array
+) -> Array:
   """Returns `fn(image)` with probability `prob`, else `image`."""
   if isinstance(prob, (int, float)) and prob <= 0:
     return image  # Statically off: skip tracing the op altogether.
@@ -63,9 +65,13 @@ def _maybe_apply(key: PRNGKey, prob, fn: Callable[[Array], Array],
   return jnp.where(apply, fn(image), image)
 
 
-def random_resized_crop(key: PRNGKey, image: Array, out_size: int,
-                        scale: Tuple[float, float] = (0.08, 1.0),
-                        ratio: Tuple[float, float] = (3 / 4, 4 / 3)) -> Array:
+def random_resized_crop(
+    key: PRNGKey,
+    image: Array,
+    out_size: int,
+    scale: Tuple[float, float] = (0.08, 1.0),
+    ratio: Tuple[float, float] = (3 / 4, 4 / 3),
+) -> Array:
   """Crops a random region and resizes it to `out_size` x `out_size`.
 
   The crop area is a uniform fraction in `scale` of the image area and its
@@ -85,10 +91,14 @@ def random_resized_crop(key: PRNGKey, image: Array, out_size: int,
   """
   height, width, channels = image.shape
   area_key, ratio_key, y_key, x_key = jax.random.split(key, 4)
-  area = height * width * jax.random.uniform(
-      area_key, minval=scale[0], maxval=scale[1])
+  area = (
+      height
+      * width
+      * jax.random.uniform(area_key, minval=scale[0], maxval=scale[1])
+  )
   log_ratio = jax.random.uniform(
-      ratio_key, minval=math.log(ratio[0]), maxval=math.log(ratio[1]))
+      ratio_key, minval=math.log(ratio[0]), maxval=math.log(ratio[1])
+  )
   aspect = jnp.exp(log_ratio)
   crop_h = jnp.clip(jnp.sqrt(area / aspect), 1.0, height)
   crop_w = jnp.clip(jnp.sqrt(area * aspect), 1.0, width)
@@ -101,8 +111,14 @@ def random_resized_crop(key: PRNGKey, image: Array, out_size: int,
   scale_yx = jnp.stack([out_size / crop_h, out_size / crop_w])
   translation = -jnp.stack([top, left]) * scale_yx
   return jax.image.scale_and_translate(
-      image, (out_size, out_size, channels), (0, 1), scale_yx, translation,
-      method='linear', antialias=True)
+      image,
+      (out_size, out_size, channels),
+      (0, 1),
+      scale_yx,
+      translation,
+      method='linear',
+      antialias=True,
+  )
 
 
 def random_flip(key: PRNGKey, image: Array, prob: float = 0.5) -> Array:
@@ -119,8 +135,14 @@ def random_flip(key: PRNGKey, image: Array, prob: float = 0.5) -> Array:
   return _maybe_apply(key, prob, pix.flip_left_right, image)
 
 
-def _jitter_step(x: Array, op: Array, brightness: Array, contrast: Array,
-                 saturation: Array, hue: Array) -> Array:
+def _jitter_step(
+    x: Array,
+    op: Array,
+    brightness: Array,
+    contrast: Array,
+    saturation: Array,
+    hue: Array,
+) -> Array:
   """Applies jitter op `op` (0 brightness, 1 contrast, 2 saturation, 3 hue).
 
   Under vmap a `lax.switch` on `op` would evaluate every branch anyway, so
@@ -140,8 +162,9 @@ def _jitter_step(x: Array, op: Array, brightness: Array, contrast: Array,
   return jnp.clip(out, 0.0, 1.0)
 
 
-def color_jitter(key: PRNGKey, image: Array, strength: float = 1.0,
-                 prob: float = 0.8) -> Array:
+def color_jitter(
+    key: PRNGKey, image: Array, strength: float = 1.0, prob: float = 0.8
+) -> Array:
   """SimCLR colour jitter, applied in a random order, with probability `prob`.
 
   Brightness, contrast and saturation factors are uniform in
@@ -165,8 +188,7 @@ def color_jitter(key: PRNGKey, image: Array, strength: float = 1.0,
   brightness = jax.random.uniform(b_key, minval=lo, maxval=hi)
   contrast = jax.random.uniform(c_key, minval=lo, maxval=hi)
   saturation = jax.random.uniform(s_key, minval=lo, maxval=hi)
-  hue = jax.random.uniform(
-      h_key, minval=-0.2 * strength, maxval=0.2 * strength)
+  hue = jax.random.uniform(h_key, minval=-0.2 * strength, maxval=0.2 * strength)
   num_ops = 4 if image.shape[-1] == 3 else 2
 
   def jitter(x):
@@ -195,8 +217,12 @@ def random_grayscale(key: PRNGKey, image: Array, prob: float = 0.2) -> Array:
   return _maybe_apply(key, prob, to_gray, image)
 
 
-def random_blur(key: PRNGKey, image: Array, prob: float = 0.5,
-                sigma_range: Tuple[float, float] = (0.1, 2.0)) -> Array:
+def random_blur(
+    key: PRNGKey,
+    image: Array,
+    prob: float = 0.5,
+    sigma_range: Tuple[float, float] = (0.1, 2.0),
+) -> Array:
   """Gaussian blur with probability `prob` and sigma uniform in `sigma_range`.
 
   The kernel side is about 10% of the image side (odd, at least 3), and the
@@ -213,19 +239,22 @@ def random_blur(key: PRNGKey, image: Array, prob: float = 0.5,
   """
   apply_key, sigma_key = jax.random.split(key)
   sigma = jax.random.uniform(
-      sigma_key, minval=sigma_range[0], maxval=sigma_range[1])
+      sigma_key, minval=sigma_range[0], maxval=sigma_range[1]
+  )
   radius = max(1, max(image.shape[:2]) // 20)
 
   def blur(x):
-    padded = jnp.pad(x, ((radius, radius), (radius, radius), (0, 0)),
-                     mode='reflect')
+    padded = jnp.pad(
+        x, ((radius, radius), (radius, radius), (0, 0)), mode='reflect'
+    )
     return pix.gaussian_blur(padded, sigma, 2 * radius + 1, padding='VALID')
 
   return _maybe_apply(apply_key, prob, blur, image)
 
 
-def random_noise(key: PRNGKey, image: Array, prob: float = 0.5,
-                 std: float = 0.05) -> Array:
+def random_noise(
+    key: PRNGKey, image: Array, prob: float = 0.5, std: float = 0.05
+) -> Array:
   """Adds gaussian noise with standard deviation `std` with probability `prob`.
 
   Args:
@@ -277,8 +306,11 @@ def jigsaw(key: PRNGKey, image: Array, grid: int) -> Array:
   tiles = image.reshape(grid, th, grid, tw, c).transpose(0, 2, 1, 3, 4)
   tiles = tiles.reshape(grid * grid, th, tw, c)
   tiles = tiles[jax.random.permutation(key, grid * grid)]
-  return tiles.reshape(grid, grid, th, tw, c).transpose(0, 2, 1, 3, 4).reshape(
-      h, w, c)
+  return (
+      tiles.reshape(grid, grid, th, tw, c)
+      .transpose(0, 2, 1, 3, 4)
+      .reshape(h, w, c)
+  )
 
 
 def _to_float(image: Array) -> Array:
@@ -288,8 +320,9 @@ def _to_float(image: Array) -> Array:
   return image.astype(jnp.float32)
 
 
-def augment_image(key: PRNGKey, image: Array,
-                  cfg: ml_collections.ConfigDict, out_size: int) -> Array:
+def augment_image(
+    key: PRNGKey, image: Array, cfg: ml_collections.ConfigDict, out_size: int
+) -> Array:
   """Augments one image according to a view config.
 
   Args:
@@ -303,11 +336,13 @@ def augment_image(key: PRNGKey, image: Array,
   """
   keys = jax.random.split(key, 8)
   x = _to_float(image)
-  x = random_resized_crop(keys[0], x, out_size, tuple(cfg.crop_scale),
-                          tuple(cfg.crop_ratio))
+  x = random_resized_crop(
+      keys[0], x, out_size, tuple(cfg.crop_scale), tuple(cfg.crop_ratio)
+  )
   x = random_flip(keys[1], x, float(cfg.flip_prob))
-  x = color_jitter(keys[2], x, float(cfg.jitter_strength),
-                   float(cfg.jitter_prob))
+  x = color_jitter(
+      keys[2], x, float(cfg.jitter_strength), float(cfg.jitter_prob)
+  )
   x = random_grayscale(keys[3], x, float(cfg.grayscale_prob))
   x = random_blur(keys[4], x, float(cfg.blur_prob), tuple(cfg.blur_sigma))
   x = random_noise(keys[5], x, float(cfg.noise_prob), float(cfg.noise_std))
@@ -316,8 +351,9 @@ def augment_image(key: PRNGKey, image: Array,
   return jnp.clip(x, 0.0, 1.0)
 
 
-def augment_batch(key: PRNGKey, images: Array,
-                  cfg: ml_collections.ConfigDict, out_size: int) -> Array:
+def augment_batch(
+    key: PRNGKey, images: Array, cfg: ml_collections.ConfigDict, out_size: int
+) -> Array:
   """Augments a batch, with an independent key per example.
 
   Args:
@@ -333,9 +369,12 @@ def augment_batch(key: PRNGKey, images: Array,
   return jax.vmap(lambda k, x: augment_image(k, x, cfg, out_size))(keys, images)
 
 
-def make_views(key: PRNGKey, images: Array,
-               view_cfgs: Sequence[ml_collections.ConfigDict],
-               out_size: int) -> Tuple[Array, ...]:
+def make_views(
+    key: PRNGKey,
+    images: Array,
+    view_cfgs: Sequence[ml_collections.ConfigDict],
+    out_size: int,
+) -> Tuple[Array, ...]:
   """Builds one augmented batch per view config.
 
   Args:
@@ -349,7 +388,8 @@ def make_views(key: PRNGKey, images: Array,
   """
   return tuple(
       augment_batch(jax.random.fold_in(key, i), images, cfg, out_size)
-      for i, cfg in enumerate(view_cfgs))
+      for i, cfg in enumerate(view_cfgs)
+  )
 
 
 def preprocess_eval(images: Array, out_size: int) -> Array:
@@ -371,6 +411,6 @@ def preprocess_eval(images: Array, out_size: int) -> Array:
     return x
   side = min(height, width)
   top, left = (height - side) // 2, (width - side) // 2
-  x = x[:, top:top + side, left:left + side]
+  x = x[:, top : top + side, left : left + side]
   x = jax.image.resize(x, (batch, out_size, out_size, channels), 'linear')
   return jnp.clip(x, 0.0, 1.0)

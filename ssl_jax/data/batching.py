@@ -19,8 +19,9 @@ import numpy as np
 from ssl_jax.data.input_pipeline import Split
 
 
-def batch_indices(seed: int, step: int, num_examples: int,
-                  batch_size: int, stream: int = 0) -> np.ndarray:
+def batch_indices(
+    seed: int, step: int, num_examples: int, batch_size: int, stream: int = 0
+) -> np.ndarray:
   """Indices of the global batch of ``step``: a pure function of its inputs.
 
   Each epoch is a fresh permutation seeded by ``(seed, epoch)``; the last
@@ -39,21 +40,27 @@ def batch_indices(seed: int, step: int, num_examples: int,
   """
   steps_per_epoch = num_examples // batch_size
   epoch, i = divmod(step, steps_per_epoch)
-  perm = np.random.default_rng([seed, epoch] + ([stream] if stream else [])
-                              ).permutation(num_examples)
-  return perm[i * batch_size:(i + 1) * batch_size]
+  perm = np.random.default_rng(
+      [seed, epoch] + ([stream] if stream else [])
+  ).permutation(num_examples)
+  return perm[i * batch_size : (i + 1) * batch_size]
 
 
 def process_slice(global_indices: np.ndarray) -> np.ndarray:
   """This process's contiguous part of a global batch's indices."""
   per_process = len(global_indices) // jax.process_count()
   lo = jax.process_index() * per_process
-  return global_indices[lo:lo + per_process]
+  return global_indices[lo : lo + per_process]
 
 
-def global_batches(read_step, *, start_step: int,
-                   sharding: jax.sharding.NamedSharding, prefetch: int = 2,
-                   stop_step: Optional[int] = None) -> Iterator[dict[str, jax.Array]]:
+def global_batches(
+    read_step,
+    *,
+    start_step: int,
+    sharding: jax.sharding.NamedSharding,
+    prefetch: int = 2,
+    stop_step: Optional[int] = None,
+) -> Iterator[dict[str, jax.Array]]:
   """Turns per-process host batches into global jax Arrays, prefetched.
 
   Args:
@@ -67,17 +74,27 @@ def global_batches(read_step, *, start_step: int,
   Yields:
     Dicts of global jax Arrays.
   """
+
   def to_global(local):
     return jax.tree.map(
-        lambda x: jax.make_array_from_process_local_data(sharding, x), local)
+        lambda x: jax.make_array_from_process_local_data(sharding, x), local
+    )
 
-  steps = _count(start_step) if stop_step is None else range(start_step, stop_step)
+  steps = (
+      _count(start_step) if stop_step is None else range(start_step, stop_step)
+  )
   yield from _prefetch((to_global(read_step(s)) for s in steps), prefetch)
 
 
-def train_batches(split: Split, *, seed: int, batch_size: int, start_step: int,
-                  sharding: jax.sharding.NamedSharding,
-                  prefetch: int = 2) -> Iterator[dict[str, jax.Array]]:
+def train_batches(
+    split: Split,
+    *,
+    seed: int,
+    batch_size: int,
+    start_step: int,
+    sharding: jax.sharding.NamedSharding,
+    prefetch: int = 2,
+) -> Iterator[dict[str, jax.Array]]:
   """Yields global batches for steps ``start_step, start_step + 1, ...``.
 
   Args:
@@ -92,10 +109,12 @@ def train_batches(split: Split, *, seed: int, batch_size: int, start_step: int,
     ``{'image': uint8 [B,H,W,C], 'label': int32 [B]}`` global jax Arrays.
   """
   n = len(split)
-  read = lambda step: split.read(process_slice(
-      batch_indices(seed, step, n, batch_size)))
-  yield from global_batches(read, start_step=start_step, sharding=sharding,
-                            prefetch=prefetch)
+  read = lambda step: split.read(
+      process_slice(batch_indices(seed, step, n, batch_size))
+  )
+  yield from global_batches(
+      read, start_step=start_step, sharding=sharding, prefetch=prefetch
+  )
 
 
 def _count(start):
@@ -150,9 +169,9 @@ def _prefetch(iterator, size: int):
     thread.join(timeout=60)
 
 
-def eval_batches(images: np.ndarray, batch_size: int,
-                 sharding: jax.sharding.NamedSharding) -> Iterator[
-                     tuple[jax.Array, int]]:
+def eval_batches(
+    images: np.ndarray, batch_size: int, sharding: jax.sharding.NamedSharding
+) -> Iterator[tuple[jax.Array, int]]:
   """Yields ``(global uint8 batch, number of real rows)`` in order, padded.
 
   Every process holds all ``images``; each contributes its slice of the batch.
@@ -168,10 +187,14 @@ def eval_batches(images: np.ndarray, batch_size: int,
   per_process = batch_size // jax.process_count()
   lo = jax.process_index() * per_process
   for start in range(0, len(images), batch_size):
-    chunk = images[start:start + batch_size]
+    chunk = images[start : start + batch_size]
     real = len(chunk)
     if real < batch_size:
       pad = np.zeros((batch_size - real,) + chunk.shape[1:], chunk.dtype)
       chunk = np.concatenate([chunk, pad])
-    yield (jax.make_array_from_process_local_data(
-        sharding, chunk[lo:lo + per_process]), real)
+    yield (
+        jax.make_array_from_process_local_data(
+            sharding, chunk[lo : lo + per_process]
+        ),
+        real,
+    )

@@ -6,6 +6,7 @@ example can be read by index: ``ssl_jax.data.batching`` builds on that to make t
 batch of each step a pure function of ``(seed, step)``. This module also picks
 the class-balanced labelled subsets of the few-label settings.
 """
+
 import dataclasses
 import time
 from typing import Optional
@@ -15,14 +16,36 @@ import numpy as np
 
 from ssl_jax import errors
 
-_CIFAR10 = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog',
-            'horse', 'ship', 'truck')
-_STL10 = ('airplane', 'bird', 'car', 'cat', 'deer', 'dog', 'horse', 'monkey',
-          'ship', 'truck')
+_CIFAR10 = (
+    'airplane',
+    'automobile',
+    'bird',
+    'cat',
+    'deer',
+    'dog',
+    'frog',
+    'horse',
+    'ship',
+    'truck',
+)
+_STL10 = (
+    'airplane',
+    'bird',
+    'car',
+    'cat',
+    'deer',
+    'dog',
+    'horse',
+    'monkey',
+    'ship',
+    'truck',
+)
 
 # Facts the config validation needs before any data is read.
 DATASETS = {
-    'cifar10': dict(image_shape=(32, 32, 3), num_classes=10, class_names=_CIFAR10),
+    'cifar10': dict(
+        image_shape=(32, 32, 3), num_classes=10, class_names=_CIFAR10
+    ),
     'cifar100': dict(image_shape=(32, 32, 3), num_classes=100),
     'stl10': dict(image_shape=(96, 96, 3), num_classes=10, class_names=_STL10),
     'mnist': dict(image_shape=(28, 28, 1), num_classes=10),
@@ -48,6 +71,7 @@ class Split:
   dropped (cached) or replaced by the next good record (uncached: batches stay
   full and a pure function of the step).
   """
+
   name: str
   sources: list
   images: Optional[np.ndarray] = None
@@ -94,27 +118,36 @@ class Split:
     except Exception as e:  # pylint: disable=broad-except
       why = f'failed to decode ({type(e).__name__}: {" ".join(str(e).split())})'
     else:
-      if want is None or (image.ndim == len(want) and all(
-          w is None or w == g for g, w in zip(image.shape, want))):
+      if want is None or (
+          image.ndim == len(want)
+          and all(w is None or w == g for g, w in zip(image.shape, want))
+      ):
         return image, int(example['label'])
       why = f'has shape {image.shape}, expected {tuple(want)}'
       if want[-1] and image.shape[-1] != want[-1]:
         fix = f'--config.data.channels={want[-1]} to convert it, or '
-    where = (f'record {i} of {self.dataset} split {self.name!r} (index {k} of '
-             f'source {self.name.split("+")[j].strip()!r})')
+    where = (
+        f'record {i} of {self.dataset} split {self.name!r} (index {k} of '
+        f'source {self.name.split("+")[j].strip()!r})'
+    )
     if self.bad_images != 'skip':
-      raise DataError(f'{where} {why}; pass {fix}--config.data.bad_images=skip '
-                      'to skip and count bad records.')
+      raise DataError(
+          f'{where} {why}; pass {fix}--config.data.bad_images=skip '
+          'to skip and count bad records.'
+      )
     if not self.skipped:
-      logging.warning('Skipping bad %s: %s (more are counted, not logged).',
-                      where, why)
+      logging.warning(
+          'Skipping bad %s: %s (more are counted, not logged).', where, why
+      )
     self.skipped.add(i)
     return None
 
 
 def _stack(examples) -> dict[str, np.ndarray]:
-  return {'image': np.stack([image for image, _ in examples]),
-          'label': np.asarray([label for _, label in examples], np.int32)}
+  return {
+      'image': np.stack([image for image, _ in examples]),
+      'label': np.asarray([label for _, label in examples], np.int32),
+  }
 
 
 def convert_image(image, resize: int = 0, channels: int = 0) -> np.ndarray:
@@ -142,12 +175,14 @@ def convert_image(image, resize: int = 0, channels: int = 0) -> np.ndarray:
   if resize and image.shape[:2] != (resize, resize):
     # PIL: one image at a time, whatever its size (pets and caltech101 vary).
     from PIL import Image  # pylint: disable=g-import-not-at-top
+
     h, w = image.shape[:2]
     side = min(h, w)
     top, left = (h - side) // 2, (w - side) // 2
-    crop = image[top:top + side, left:left + side]
+    crop = image[top : top + side, left : left + side]
     out = Image.fromarray(crop[..., 0] if crop.shape[-1] == 1 else crop).resize(
-        (resize, resize), Image.BILINEAR)
+        (resize, resize), Image.BILINEAR
+    )
     image = np.asarray(out, np.uint8).reshape(resize, resize, -1)
   return image
 
@@ -155,6 +190,7 @@ def convert_image(image, resize: int = 0, channels: int = 0) -> np.ndarray:
 def _sklearn_digits(split: str) -> Split:
   """The 1,797 8x8 handwritten digits bundled with scikit-learn, at 16x16."""
   from sklearn import datasets  # pylint: disable=g-import-not-at-top
+
   digits = datasets.load_digits()
   images = (digits.images * (255.0 / 16.0)).round().astype(np.uint8)
   images = images.repeat(2, axis=1).repeat(2, axis=2)[..., None]
@@ -163,15 +199,19 @@ def _sklearn_digits(split: str) -> Split:
   cut = int(0.8 * len(labels))
   idx = {'train': perm[:cut], 'test': perm[cut:]}.get(split)
   if idx is None:
-    raise DataError(f"sklearn_digits has splits 'train' and 'test', not {split!r}.")
+    raise DataError(
+        f"sklearn_digits has splits 'train' and 'test', not {split!r}."
+    )
   return Split(split, [], images[idx], labels[idx])
 
 
 def _tfds_source(dataset: str, split: str, data_dir: str):
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
   try:
-    return tfds.data_source(dataset, split=split, data_dir=data_dir or None,
-                            download=False)
+    return tfds.data_source(
+        dataset, split=split, data_dir=data_dir or None, download=False
+    )
   except Exception as e:  # tfds raises several types for "not prepared".
     where = data_dir or '~/tensorflow_datasets'
     try:
@@ -179,21 +219,36 @@ def _tfds_source(dataset: str, split: str, data_dir: str):
     except Exception:  # pylint: disable=broad-except
       prepared = False
     if prepared:  # tfds says "Paths sequence can not be of 0 length" if empty.
-      raise DataError(f'split {split!r} of dataset {dataset!r} in data_dir '
-                      f'{where!r} is empty or unknown ({type(e).__name__}: '
-                      f'{" ".join(str(e).split())}).') from None
-    fix = (f'python -m ssl_jax.tools.prepare_data --npz=cifar10_jpeg_q75.npz '
-           f'--data_dir={where}' if dataset == 'cifar10' else
-           f'python -m ssl_jax.tools.prepare_data --dataset={dataset} --data_dir={where}')
+      raise DataError(
+          f'split {split!r} of dataset {dataset!r} in data_dir '
+          f'{where!r} is empty or unknown ({type(e).__name__}: '
+          f'{" ".join(str(e).split())}).'
+      ) from None
+    fix = (
+        'python -m ssl_jax.tools.prepare_data --npz=cifar10_jpeg_q75.npz '
+        f'--data_dir={where}'
+        if dataset == 'cifar10'
+        else (
+            f'python -m ssl_jax.tools.prepare_data --dataset={dataset}'
+            f' --data_dir={where}'
+        )
+    )
     raise DataError(
-        f'dataset {dataset!r} split {split!r} is not prepared (array_record) in '
-        f'data_dir {where!r} ({type(e).__name__}). Prepare it with: {fix}, or '
-        f'pass --config.data_dir=DIR where it is.') from None
+        f'dataset {dataset!r} split {split!r} is not prepared (array_record) in'
+        f' data_dir {where!r} ({type(e).__name__}). Prepare it with: {fix}, or'
+        ' pass --config.data_dir=DIR where it is.'
+    ) from None
 
 
-def load_split(dataset: str, split: str, data_dir: str = '',
-               cache: bool = True, resize: int = 0, channels: int = 0,
-               bad_images: str = 'error') -> Split:
+def load_split(
+    dataset: str,
+    split: str,
+    data_dir: str = '',
+    cache: bool = True,
+    resize: int = 0,
+    channels: int = 0,
+    bad_images: str = 'error',
+) -> Split:
   """Opens a split (``'a+b'`` concatenates) and optionally decodes it into RAM.
 
   Args:
@@ -216,16 +271,22 @@ def load_split(dataset: str, split: str, data_dir: str = '',
   if dataset == 'sklearn_digits':
     result = _sklearn_digits(split)
     if resize or channels:
-      result.images = np.stack([convert_image(x, resize, channels)
-                                for x in result.images])
+      result.images = np.stack(
+          [convert_image(x, resize, channels) for x in result.images]
+      )
   else:
     shape = DATASETS.get(dataset, {}).get('image_shape')
     if shape is not None:
       shape = (resize or shape[0], resize or shape[1], channels or shape[2])
-    result = Split(split, [_tfds_source(dataset, s.strip(), data_dir)
-                           for s in split.split('+')], resize=resize,
-                   channels=channels, dataset=dataset, image_shape=shape,
-                   bad_images=bad_images)
+    result = Split(
+        split,
+        [_tfds_source(dataset, s.strip(), data_dir) for s in split.split('+')],
+        resize=resize,
+        channels=channels,
+        dataset=dataset,
+        image_shape=shape,
+        bad_images=bad_images,
+    )
     if len(result) and cache:
       result = _decode_all(result)
   if not len(result):
@@ -238,21 +299,28 @@ def _decode_all(split: Split) -> Split:
   n, chunk, start = len(split), 4096, time.time()
   examples, example = [], split._example  # pylint: disable=protected-access
   for lo in range(0, n, chunk):
-    examples += [e for e in map(example, range(lo, min(n, lo + chunk)))
-                 if e is not None]
+    examples += [
+        e for e in map(example, range(lo, min(n, lo + chunk))) if e is not None
+    ]
     done = min(n, lo + chunk)
     if n > 4 * chunk:
       rate = done / (time.time() - start)
-      logging.info('Decoding %s: %d/%d images, ETA %.0fs', split.name, done, n,
-                   (n - done) / rate)
+      logging.info(
+          'Decoding %s: %d/%d images, ETA %.0fs',
+          split.name,
+          done,
+          n,
+          (n - done) / rate,
+      )
   if not examples:
     raise DataError(f'every record of split {split.name!r} is bad.')
   data = _stack(examples)
   return dataclasses.replace(split, images=data['image'], labels=data['label'])
 
 
-def labelled_indices(labels: np.ndarray, fraction: float, seed: int,
-                     per_class: int = 0) -> np.ndarray:
+def labelled_indices(
+    labels: np.ndarray, fraction: float, seed: int, per_class: int = 0
+) -> np.ndarray:
   """Sorted indices of a class-balanced subset, chosen by seed.
 
   Args:
@@ -274,8 +342,9 @@ def labelled_indices(labels: np.ndarray, fraction: float, seed: int,
   return np.sort(np.concatenate(keep))
 
 
-def labelled_subset(split: Split, fraction: float, seed: int,
-                    per_class: int = 0) -> Split:
+def labelled_subset(
+    split: Split, fraction: float, seed: int, per_class: int = 0
+) -> Split:
   """A class-balanced subset holding ``fraction`` of each class, chosen by seed.
 
   Args:
@@ -289,9 +358,14 @@ def labelled_subset(split: Split, fraction: float, seed: int,
   """
   if fraction >= 1 and per_class <= 0:
     return split
-  labels = split.labels if split.labels is not None else split.read(
-      np.arange(len(split)))['label']
+  labels = (
+      split.labels
+      if split.labels is not None
+      else split.read(np.arange(len(split)))['label']
+  )
   idx = labelled_indices(labels, fraction, seed, per_class)
   data = split.read(idx)
-  what = f'{per_class} per class' if per_class > 0 else f'{fraction:g} of labels'
+  what = (
+      f'{per_class} per class' if per_class > 0 else f'{fraction:g} of labels'
+  )
   return Split(f'{split.name}[{what}]', [], data['image'], data['label'])

@@ -15,8 +15,9 @@ import numpy as np
 from sklearn import decomposition
 
 
-def pca_whiten_normalize(features: np.ndarray, dim: int, seed: int = 0
-                         ) -> np.ndarray:
+def pca_whiten_normalize(
+    features: np.ndarray, dim: int, seed: int = 0
+) -> np.ndarray:
   """PCA to ``dim`` whitened components, then L2 normalisation of each row.
 
   Args:
@@ -34,7 +35,8 @@ def pca_whiten_normalize(features: np.ndarray, dim: int, seed: int = 0
   var = pca.explained_variance_
   x = x / np.sqrt(var + 1e-6 * max(var.max(), 1e-12))
   return (x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-8)).astype(
-      np.float32)
+      np.float32
+  )
 
 
 def _assign(x, centroids):
@@ -49,13 +51,19 @@ def _update(x, assignments, centroids):
   counts = one_hot.sum(0)
   sums = one_hot.T @ x
   # Empty clusters keep their centroid until re-seeded.
-  new = jnp.where(counts[:, None] > 0, sums / jnp.maximum(counts, 1)[:, None],
-                  centroids)
+  new = jnp.where(
+      counts[:, None] > 0, sums / jnp.maximum(counts, 1)[:, None], centroids
+  )
   return new, counts
 
 
-def reseed_empty(key: jax.Array, x: jax.Array, assignments: jax.Array,
-                 centroids: jax.Array, perturbation: float = 0.5):
+def reseed_empty(
+    key: jax.Array,
+    x: jax.Array,
+    assignments: jax.Array,
+    centroids: jax.Array,
+    perturbation: float = 0.5,
+):
   """Re-seeds every empty cluster from a perturbed non-empty centroid.
 
   For each empty cluster e, in turn: a donor cluster d holding at least two
@@ -89,8 +97,10 @@ def reseed_empty(key: jax.Array, x: jax.Array, assignments: jax.Array,
     p = jax.random.categorical(key_p, jnp.where(member, 0.0, -jnp.inf))
     step = perturbation * (x[p] - centroids[d])
     centroids = jnp.where(
-        can, centroids.at[e].set(centroids[d] + step).at[d].add(-step),
-        centroids)
+        can,
+        centroids.at[e].set(centroids[d] + step).at[d].add(-step),
+        centroids,
+    )
     assignments = jnp.where(can, assignments.at[p].set(e), assignments)
     return assignments, centroids, count + can.astype(jnp.int32)
 
@@ -111,21 +121,28 @@ def kmeans_plus_plus(key: jax.Array, x: jax.Array, k: int) -> jax.Array:
   first_key, key = jax.random.split(key)
   first = x[jax.random.randint(first_key, (), 0, x.shape[0])]
   centroids = jnp.zeros((k, x.shape[1]), x.dtype).at[0].set(first)
-  d2 = jnp.sum((x - first)**2, axis=1)
+  d2 = jnp.sum((x - first) ** 2, axis=1)
 
   def body(i, carry):
     centroids, d2 = carry
     # All-zero distances (duplicates only) fall back to a uniform draw.
     logits = jnp.where(d2.sum() > 0, jnp.log(jnp.maximum(d2, 1e-30)), 0.0)
     c = x[jax.random.categorical(jax.random.fold_in(key, i), logits)]
-    return centroids.at[i].set(c), jnp.minimum(d2, jnp.sum((x - c)**2, axis=1))
+    return centroids.at[i].set(c), jnp.minimum(
+        d2, jnp.sum((x - c) ** 2, axis=1)
+    )
 
   return jax.lax.fori_loop(1, k, body, (centroids, d2))[0]
 
 
 @functools.partial(jax.jit, static_argnames=('k', 'num_iters'))
-def kmeans(key: jax.Array, x: jax.Array, k: int, num_iters: int = 30,
-           init_centroids=None):
+def kmeans(
+    key: jax.Array,
+    x: jax.Array,
+    k: int,
+    num_iters: int = 30,
+    init_centroids=None,
+):
   """Lloyd's k-means with DeepCluster's empty-cluster re-seeding.
 
   Centroids start from k-means++ seeding (or ``init_centroids``). Each
@@ -151,18 +168,23 @@ def kmeans(key: jax.Array, x: jax.Array, k: int, num_iters: int = 30,
   def body(i, carry):
     _, centroids, reseeded = carry
     assignments = _assign(x, centroids)
-    assignments, centroids, n = reseed_empty(jax.random.fold_in(key, i), x,
-                                             assignments, centroids)
+    assignments, centroids, n = reseed_empty(
+        jax.random.fold_in(key, i), x, assignments, centroids
+    )
     centroids, _ = _update(x, assignments, centroids)
     return assignments.astype(jnp.int32), centroids, reseeded + n
 
-  start = (jnp.zeros(x.shape[0], jnp.int32), init_centroids.astype(x.dtype),
-           jnp.int32(0))
+  start = (
+      jnp.zeros(x.shape[0], jnp.int32),
+      init_centroids.astype(x.dtype),
+      jnp.int32(0),
+  )
   return jax.lax.fori_loop(0, max(1, num_iters), body, start)
 
 
-def uniform_cluster_indices(assignments: np.ndarray, num_samples: int,
-                            seed) -> np.ndarray:
+def uniform_cluster_indices(
+    assignments: np.ndarray, num_samples: int, seed
+) -> np.ndarray:
   """Indices that sample the non-empty clusters uniformly (DeepCluster).
 
   Each non-empty cluster contributes ``ceil(num_samples / nonempty)`` indices

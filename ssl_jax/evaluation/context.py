@@ -38,6 +38,7 @@ class Context:
     writer: optional clu writer for pictures.
     train_split: the labelled split features are fitted on (default: loaded).
   """
+
   config: ml_collections.ConfigDict
   workdir: str
   model: Any
@@ -71,9 +72,13 @@ class Context:
 
   def features(self, images: np.ndarray, variables=None) -> np.ndarray:
     return probe.extract_features(
-        self.model, self.variables if variables is None else variables, images,
+        self.model,
+        self.variables if variables is None else variables,
+        images,
         image_size=self.config.image_size,
-        batch_size=self.config.probe.batch_size, mesh=self.mesh)
+        batch_size=self.config.probe.batch_size,
+        mesh=self.mesh,
+    )
 
   @functools.cached_property
   def train_features(self) -> np.ndarray:
@@ -86,10 +91,14 @@ class Context:
   @functools.cached_property
   def knn_scores(self) -> np.ndarray:
     cfg = self.config.evals.knn
-    return knn_lib.knn_scores(self.train_features, self.probe_train.labels,
-                              self.test_features,
-                              num_classes=self.info['num_classes'], k=cfg.k,
-                              temperature=cfg.temperature)
+    return knn_lib.knn_scores(
+        self.train_features,
+        self.probe_train.labels,
+        self.test_features,
+        num_classes=self.info['num_classes'],
+        k=cfg.k,
+        temperature=cfg.temperature,
+    )
 
   def save_picture(self, name: str, image: np.ndarray) -> None:
     if self.writer is not None:

@@ -19,8 +19,11 @@ from ssl_jax.evaluation import clustering
 
 def _distances(xc, x):
   """Euclidean distances [c, N] in float32 via |x|^2 + |y|^2 - 2 x.y."""
-  d2 = (jnp.sum(xc**2, axis=1)[:, None] + jnp.sum(x**2, axis=1)[None, :]
-        - 2.0 * xc @ x.T)
+  d2 = (
+      jnp.sum(xc**2, axis=1)[:, None]
+      + jnp.sum(x**2, axis=1)[None, :]
+      - 2.0 * xc @ x.T
+  )
   return jnp.sqrt(jnp.maximum(d2, 0.0))
 
 
@@ -34,17 +37,18 @@ def _self_mask(start, chunk, n):
 def _silhouette_chunk(start, xc, lc, x, labels, *, num_clusters):
   """Silhouette values of the ``chunk`` rows ``xc`` (labels ``lc``)."""
   # The formula leaves ~sqrt(eps)|x| instead of 0 on the diagonal.
-  d = jnp.where(_self_mask(start, xc.shape[0], x.shape[0]), 0.0,
-                _distances(xc, x))
+  d = jnp.where(
+      _self_mask(start, xc.shape[0], x.shape[0]), 0.0, _distances(xc, x)
+  )
   one_hot = jax.nn.one_hot(labels, num_clusters, dtype=d.dtype)
   sums = d @ one_hot  # [chunk, K]: total distance to each cluster.
   counts = one_hot.sum(0)
   own = jax.nn.one_hot(lc, num_clusters, dtype=jnp.bool_)
   own_count = counts[lc]
-  a = jnp.sum(jnp.where(own, sums, 0.0), axis=1) / jnp.maximum(
-      own_count - 1, 1)
-  mean_other = jnp.where(own | (counts == 0)[None, :], jnp.inf,
-                         sums / jnp.maximum(counts, 1))
+  a = jnp.sum(jnp.where(own, sums, 0.0), axis=1) / jnp.maximum(own_count - 1, 1)
+  mean_other = jnp.where(
+      own | (counts == 0)[None, :], jnp.inf, sums / jnp.maximum(counts, 1)
+  )
   b = jnp.min(mean_other, axis=1)
   denom = jnp.maximum(a, b)
   # sklearn: 0 for singletons, and 0/0 (duplicate points) becomes 0.
@@ -83,8 +87,12 @@ def _chunks(x, labels, chunk):
   valid = np.arange(n + pad) < n
   for start in range(0, n, chunk):
     sl = slice(start, start + chunk)
-    yield (np.int32(start), jnp.asarray(xp[sl]), jnp.asarray(lp[sl]),
-           jnp.asarray(valid[sl]))
+    yield (
+        np.int32(start),
+        jnp.asarray(xp[sl]),
+        jnp.asarray(lp[sl]),
+        jnp.asarray(valid[sl]),
+    )
 
 
 def _dense_labels(labels):
@@ -110,8 +118,10 @@ def silhouette(x: np.ndarray, labels: np.ndarray, chunk: int = 1024) -> float:
   """
   dense, k = _dense_labels(labels)
   if not 2 <= k <= len(dense) - 1:
-    raise ValueError(f'silhouette needs 2 <= #labels <= N - 1, got {k} '
-                     f'labels for N = {len(dense)}.')
+    raise ValueError(
+        f'silhouette needs 2 <= #labels <= N - 1, got {k} '
+        f'labels for N = {len(dense)}.'
+    )
   x = _centre(x)
   x_all, l_all = jnp.asarray(x), jnp.asarray(dense)
   values = []
@@ -153,8 +163,9 @@ def _l2_normalize(x: np.ndarray) -> np.ndarray:
   return x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-8)
 
 
-def kmeans_agreement(x: np.ndarray, labels: np.ndarray, num_clusters: int,
-                     seed: int = 0) -> dict[str, float]:
+def kmeans_agreement(
+    x: np.ndarray, labels: np.ndarray, num_clusters: int, seed: int = 0
+) -> dict[str, float]:
   """Agreement of k-means on the L2-normalised points with the true labels.
 
   Args:
@@ -168,19 +179,27 @@ def kmeans_agreement(x: np.ndarray, labels: np.ndarray, num_clusters: int,
     information and adjusted Rand index of the clusters against ``labels``.
   """
   assignments, _, _ = clustering.kmeans(
-      jax.random.key(seed), jnp.asarray(_l2_normalize(x)), num_clusters)
+      jax.random.key(seed), jnp.asarray(_l2_normalize(x)), num_clusters
+  )
   assignments = np.asarray(assignments)
   labels = np.asarray(labels).reshape(-1)
   return {
       'kmeans_nmi': float(
-          skmetrics.normalized_mutual_info_score(labels, assignments)),
+          skmetrics.normalized_mutual_info_score(labels, assignments)
+      ),
       'kmeans_ari': float(skmetrics.adjusted_rand_score(labels, assignments)),
   }
 
 
-def embedding_metrics(x: np.ndarray, labels: np.ndarray, *, num_classes: int,
-                      seed: int = 0, max_points: int = 10000,
-                      prefix: str = 'embedding/') -> dict[str, float]:
+def embedding_metrics(
+    x: np.ndarray,
+    labels: np.ndarray,
+    *,
+    num_classes: int,
+    seed: int = 0,
+    max_points: int = 10000,
+    prefix: str = 'embedding/',
+) -> dict[str, float]:
   """Silhouette, Dunn index and k-means agreement of an embedding.
 
   At most ``max_points`` points (a seeded uniform subset) are used. Features

@@ -27,28 +27,39 @@ Evaluator = Callable[[Context], Iterator[tuple[str, Any]]]
 
 def linear_probe(ctx: Context) -> Iterator[tuple[str, Any]]:
   """The JAX L-BFGS softmax probe (``config.probe``), and its random-init reference."""
-  kwargs = dict(num_classes=ctx.info['num_classes'], config=ctx.config.probe,
-                seed=ctx.config.seed, class_names=ctx.info.get('class_names'))
+  kwargs = dict(
+      num_classes=ctx.info['num_classes'],
+      config=ctx.config.probe,
+      seed=ctx.config.seed,
+      class_names=ctx.info.get('class_names'),
+  )
   yield from probe.linear_probe(
-      ctx.train_features, ctx.probe_train.labels, ctx.test_features,
-      ctx.probe_test.labels, **kwargs).items()
+      ctx.train_features,
+      ctx.probe_train.labels,
+      ctx.test_features,
+      ctx.probe_test.labels,
+      **kwargs,
+  ).items()
   if ctx.config.probe.random_init and ctx.random_init is not None:
     yield from probe.linear_probe(
         ctx.features(ctx.probe_train.images, ctx.random_init),
         ctx.probe_train.labels,
         ctx.features(ctx.probe_test.images, ctx.random_init),
-        ctx.probe_test.labels, prefix='random_init/linear_probe/',
-        **kwargs).items()
+        ctx.probe_test.labels,
+        prefix='random_init/linear_probe/',
+        **kwargs,
+    ).items()
 
 
 def sklearn_probe(ctx: Context) -> Iterator[tuple[str, Any]]:
   """scikit-learn ``LogisticRegression``, C chosen on validation carved from train."""
   from sklearn import linear_model  # pylint: disable=g-import-not-at-top
   from sklearn import preprocessing  # pylint: disable=g-import-not-at-top
+
   cfg = ctx.config.evals.sklearn_probe
   x, y = ctx.train_features, ctx.probe_train.labels
   rng = np.random.default_rng([ctx.config.seed, 11])
-  keep = rng.permutation(len(y))[:cfg.max_train]
+  keep = rng.permutation(len(y))[: cfg.max_train]
   n_val = max(1, int(round(ctx.config.probe.val_fraction * len(keep))))
   val, fit = keep[:n_val], keep[n_val:]
   scaler = preprocessing.StandardScaler().fit(x[fit])
@@ -66,18 +77,27 @@ def sklearn_probe(ctx: Context) -> Iterator[tuple[str, Any]]:
   yield 'sklearn_probe/C', best[1]
   yield 'sklearn_probe/val_accuracy', best[0]
   metrics = probe.classification_metrics(
-      scores, ctx.probe_test.labels, ctx.info['num_classes'],
-      ctx.info.get('class_names'), 'sklearn_probe/test_')
+      scores,
+      ctx.probe_test.labels,
+      ctx.info['num_classes'],
+      ctx.info.get('class_names'),
+      'sklearn_probe/test_',
+  )
   yield 'sklearn_probe/test_accuracy', metrics['sklearn_probe/test_accuracy']
   yield 'sklearn_probe/test_top5_accuracy', metrics[
-      'sklearn_probe/test_top5_accuracy']
+      'sklearn_probe/test_top5_accuracy'
+  ]
 
 
 def knn(ctx: Context) -> Iterator[tuple[str, Any]]:
   """Weighted cosine kNN: the train split is the bank, test the queries."""
   metrics = probe.classification_metrics(
-      ctx.knn_scores, ctx.probe_test.labels, ctx.info['num_classes'],
-      ctx.info.get('class_names'), 'knn/test_')
+      ctx.knn_scores,
+      ctx.probe_test.labels,
+      ctx.info['num_classes'],
+      ctx.info.get('class_names'),
+      'knn/test_',
+  )
   yield 'knn/test_accuracy', metrics['knn/test_accuracy']
   yield 'knn/test_top5_accuracy', metrics['knn/test_top5_accuracy']
   yield 'knn/test_f1/macro_avg', metrics['knn/test_f1/macro_avg']
@@ -87,9 +107,12 @@ def knn(ctx: Context) -> Iterator[tuple[str, Any]]:
 def embedding(ctx: Context) -> Iterator[tuple[str, Any]]:
   """Silhouette, Dunn and k-means NMI/ARI of the test embeddings against labels."""
   yield from embedding_metrics.embedding_metrics(
-      ctx.test_features, ctx.probe_test.labels,
-      num_classes=ctx.info['num_classes'], seed=ctx.config.seed,
-      max_points=ctx.config.evals.embedding.max_points).items()
+      ctx.test_features,
+      ctx.probe_test.labels,
+      num_classes=ctx.info['num_classes'],
+      seed=ctx.config.seed,
+      max_points=ctx.config.evals.embedding.max_points,
+  ).items()
 
 
 def pictures(ctx: Context) -> Iterator[tuple[str, Any]]:
@@ -106,33 +129,60 @@ def pictures(ctx: Context) -> Iterator[tuple[str, Any]]:
     except ValueError as e:
       logging.warning('t-SNE: skipping step %s: %s', step, e)
       continue
-    panels.append((f'step {step}', ctx.features(ctx.probe_test.images,
-                                                variables)))
+    panels.append(
+        (f'step {step}', ctx.features(ctx.probe_test.images, variables))
+    )
   panels.append((f'step {ctx.step}', ctx.test_features))
   saved = {
       'tsne': pictures_lib.tsne(
-          panels, test_y, os.path.join(out, 'tsne.png'), class_names=names,
-          seed=ctx.config.seed, max_points=cfg.tsne_points)}
+          panels,
+          test_y,
+          os.path.join(out, 'tsne.png'),
+          class_names=names,
+          seed=ctx.config.seed,
+          max_points=cfg.tsne_points,
+      )
+  }
   rng = np.random.default_rng([ctx.config.seed, 13])
-  queries = np.sort(rng.permutation(len(test_y))[:cfg.queries])
-  nn = pictures_lib.nearest_neighbours(ctx.test_features[queries],
-                                       ctx.train_features, cfg.neighbours)
+  queries = np.sort(rng.permutation(len(test_y))[: cfg.queries])
+  nn = pictures_lib.nearest_neighbours(
+      ctx.test_features[queries], ctx.train_features, cfg.neighbours
+  )
   saved['neighbours'] = pictures_lib.neighbours(
-      ctx.probe_test.images[queries], ctx.probe_train.images[nn],
-      os.path.join(out, 'neighbours.png'), query_labels=test_y[queries],
-      neighbour_labels=ctx.probe_train.labels[nn], class_names=names)
+      ctx.probe_test.images[queries],
+      ctx.probe_train.images[nn],
+      os.path.join(out, 'neighbours.png'),
+      query_labels=test_y[queries],
+      neighbour_labels=ctx.probe_train.labels[nn],
+      class_names=names,
+  )
   saved['confusion'] = pictures_lib.confusion_matrix(
-      test_y, ctx.knn_scores.argmax(1), os.path.join(out, 'confusion_knn.png'), class_names=names,
-      title='kNN predictions on test (row-normalised)')
+      test_y,
+      ctx.knn_scores.argmax(1),
+      os.path.join(out, 'confusion_knn.png'),
+      class_names=names,
+      title='kNN predictions on test (row-normalised)',
+  )
   series = pictures_lib.read_scalars(ctx.workdir)
   # Training curves only: not the loop's bookkeeping or one-off final figures.
-  bookkeeping = ('epoch', 'uptime', 'steps_per_sec', 'steps_per_second',
-                 'images_per_second')
-  series = {k: v for k, v in series.items() if len(v) > 1
-            and k not in bookkeeping and not k.startswith(('eval/', 'hparams'))}
+  bookkeeping = (
+      'epoch',
+      'uptime',
+      'steps_per_sec',
+      'steps_per_second',
+      'images_per_second',
+  )
+  series = {
+      k: v
+      for k, v in series.items()
+      if len(v) > 1
+      and k not in bookkeeping
+      and not k.startswith(('eval/', 'hparams'))
+  }
   if series:
     saved['curves'] = pictures_lib.curves(
-        series, os.path.join(out, 'curves.png'), title=ctx.workdir)
+        series, os.path.join(out, 'curves.png'), title=ctx.workdir
+    )
   for name, image in saved.items():
     ctx.save_picture(name, image)
   yield 'pictures/count', len(saved)
@@ -153,8 +203,11 @@ EVALUATORS: dict[str, Evaluator] = {
 SETTINGS: dict[str, Callable[[], ml_collections.ConfigDict]] = {}
 
 
-def register(name: str, evaluator: Evaluator,
-             settings: Callable[[], ml_collections.ConfigDict]) -> Evaluator:
+def register(
+    name: str,
+    evaluator: Evaluator,
+    settings: Callable[[], ml_collections.ConfigDict],
+) -> Evaluator:
   """Adds an evaluator defined outside ssl_jax.
 
   Args:
@@ -169,7 +222,9 @@ def register(name: str, evaluator: Evaluator,
   if name in EVALUATORS:
     raise ValueError(f'an evaluator named {name!r} is already registered.')
   if 'enabled' not in settings():
-    raise ValueError(f'evaluator {name!r}: its settings need an `enabled` field.')
+    raise ValueError(
+        f'evaluator {name!r}: its settings need an `enabled` field.'
+    )
   EVALUATORS[name] = evaluator
   SETTINGS[name] = settings
   return evaluator
@@ -178,8 +233,9 @@ def register(name: str, evaluator: Evaluator,
 def enabled(config: ml_collections.ConfigDict) -> list[str]:
   """The evaluator names ``config`` turns on, in :data:`EVALUATORS` order."""
   out = ['linear_probe'] if config.probe.enabled else []
-  return out + [n for n in EVALUATORS
-                if n in config.evals and config.evals[n].enabled]
+  return out + [
+      n for n in EVALUATORS if n in config.evals and config.evals[n].enabled
+  ]
 
 
 def run(ctx: Context, names: Optional[list[str]] = None) -> dict[str, Any]:

@@ -29,10 +29,16 @@ def _settings(cfg: ml_collections.ConfigDict) -> list[tuple[str, float, int]]:
   return out + [(f'per_class={n}', 1.0, int(n)) for n in cfg.labels_per_class]
 
 
-def supervised_config(source: ml_collections.ConfigDict, *, workdir: str,
-                      num_steps: int, num_labelled: int, seed: int,
-                      cfg: ml_collections.ConfigDict, batch_size: int
-                      ) -> ml_collections.ConfigDict:
+def supervised_config(
+    source: ml_collections.ConfigDict,
+    *,
+    workdir: str,
+    num_steps: int,
+    num_labelled: int,
+    seed: int,
+    cfg: ml_collections.ConfigDict,
+    batch_size: int,
+) -> ml_collections.ConfigDict:
   """The config of a supervised run that fine-tunes ``workdir``'s encoder.
 
   Args:
@@ -49,7 +55,9 @@ def supervised_config(source: ml_collections.ConfigDict, *, workdir: str,
   """
   c = ml_collections.ConfigDict(json.loads(source.to_json()))
   devices = jax.device_count()
-  c.batch_size = max(devices, min(batch_size, num_labelled) // devices * devices)
+  c.batch_size = max(
+      devices, min(batch_size, num_labelled) // devices * devices
+  )
   c.method, c.init_from, c.seed = 'supervised', os.path.abspath(workdir), seed
   c.data.train_split = c.data.probe_train_split
   c.num_epochs = num_steps / max(1, num_labelled // c.batch_size)
@@ -95,21 +103,38 @@ def finetune(ctx: Context) -> Iterator[tuple[str, Any]]:
     tuned, frozen = [], []
     for seed in cfg.seeds:
       idx = input_pipeline.labelled_indices(labels, fraction, seed, per_class)
-      ft = supervised_config(config, workdir=ctx.workdir,
-                             num_steps=cfg.num_steps, num_labelled=len(idx),
-                             seed=seed, cfg=cfg, batch_size=cfg.batch_size)
+      ft = supervised_config(
+          config,
+          workdir=ctx.workdir,
+          num_steps=cfg.num_steps,
+          num_labelled=len(idx),
+          seed=seed,
+          cfg=cfg,
+          batch_size=cfg.batch_size,
+      )
       ft.data.label_fraction, ft.data.labels_per_class = fraction, per_class
       workdir = os.path.join(ctx.out_dir, 'finetune', name, f'seed={seed}')
-      logging.info('Fine-tune %s seed %d: %d labelled images, %d steps',
-                   name, seed, len(idx), cfg.num_steps)
+      logging.info(
+          'Fine-tune %s seed %d: %d labelled images, %d steps',
+          name,
+          seed,
+          len(idx),
+          cfg.num_steps,
+      )
       acc = _train(ctx, ft, workdir)['classifier/test_accuracy']
       tuned.append(acc)
       yield f'finetune/{name}/seed={seed}/test_accuracy', acc
       if cfg.frozen:
         fit = probe.linear_probe(
-            ctx.train_features[idx], labels[idx], ctx.test_features,
-            ctx.probe_test.labels, num_classes=ctx.info['num_classes'],
-            config=config.probe, seed=seed, prefix='p/')
+            ctx.train_features[idx],
+            labels[idx],
+            ctx.test_features,
+            ctx.probe_test.labels,
+            num_classes=ctx.info['num_classes'],
+            config=config.probe,
+            seed=seed,
+            prefix='p/',
+        )
         frozen.append(fit['p/test_accuracy'])
         yield f'frozen/{name}/seed={seed}/test_accuracy', frozen[-1]
     yield f'finetune/{name}/num_labelled', len(idx)
@@ -135,7 +160,8 @@ def parse_target(spec: str) -> tuple[str, str, str]:
   if len(parts) != 3:
     raise input_pipeline.DataError(
         f'evals.transfer.targets entry {spec!r}: use NAME or '
-        'NAME:TRAIN_SPLIT:TEST_SPLIT.')
+        'NAME:TRAIN_SPLIT:TEST_SPLIT.'
+    )
   return parts[0], parts[1], parts[2]
 
 
@@ -153,41 +179,71 @@ def transfer(ctx: Context) -> Iterator[tuple[str, Any]]:
     test_accuracy`` figures.
   """
   cfg, config = ctx.config.evals.transfer, ctx.config
-  channels = (config.data.channels or
-              input_pipeline.DATASETS[config.dataset]['image_shape'][-1])
+  channels = (
+      config.data.channels
+      or input_pipeline.DATASETS[config.dataset]['image_shape'][-1]
+  )
   for spec in cfg.targets:
     name, train_name, test_name = parse_target(spec)
     try:
       if name not in input_pipeline.DATASETS:
         raise input_pipeline.DataError(
             f'transfer target {name!r} is not supported; use one of '
-            f'{sorted(input_pipeline.DATASETS)}.')
+            f'{sorted(input_pipeline.DATASETS)}.'
+        )
       info = input_pipeline.DATASETS[name]
       load = lambda split, n=name: input_pipeline.load_split(  # pylint: disable=g-long-lambda
-          n, split, data_dir=cfg.data_dir or config.data_dir, cache=True,
-          resize=config.image_size, channels=channels)
+          n,
+          split,
+          data_dir=cfg.data_dir or config.data_dir,
+          cache=True,
+          resize=config.image_size,
+          channels=channels,
+      )
       train, test = load(train_name), load(test_name)
     except input_pipeline.DataError as e:
       logging.error('transfer to %s: %s', name, e)
       yield f'transfer/{name}/error', str(e)
       continue
     fit = probe.linear_probe(
-        ctx.features(train.images), train.labels, ctx.features(test.images),
-        test.labels, num_classes=info['num_classes'], config=config.probe,
-        seed=config.seed, prefix=f'transfer/{name}/linear_probe/')
-    yield from ((k, v) for k, v in fit.items() if '/test_f1/' not in k
-                and '/test_precision/' not in k and '/test_recall/' not in k)
+        ctx.features(train.images),
+        train.labels,
+        ctx.features(test.images),
+        test.labels,
+        num_classes=info['num_classes'],
+        config=config.probe,
+        seed=config.seed,
+        prefix=f'transfer/{name}/linear_probe/',
+    )
+    yield from (
+        (k, v)
+        for k, v in fit.items()
+        if '/test_f1/' not in k
+        and '/test_precision/' not in k
+        and '/test_recall/' not in k
+    )
     yield f'transfer/{name}/num_train', len(train)
     if cfg.finetune:
       ft = supervised_config(
-          config, workdir=ctx.workdir, num_steps=cfg.finetune_steps,
-          num_labelled=len(train), seed=config.seed,
-          cfg=config.evals.finetune, batch_size=config.evals.finetune.batch_size)
-      ft.dataset, ft.data.resize, ft.data.channels = name, config.image_size, channels
+          config,
+          workdir=ctx.workdir,
+          num_steps=cfg.finetune_steps,
+          num_labelled=len(train),
+          seed=config.seed,
+          cfg=config.evals.finetune,
+          batch_size=config.evals.finetune.batch_size,
+      )
+      ft.dataset, ft.data.resize, ft.data.channels = (
+          name,
+          config.image_size,
+          channels,
+      )
       ft.data_dir = cfg.data_dir or config.data_dir
       ft.data.train_split = ft.data.probe_train_split = train_name
       ft.data.probe_test_split = test_name
       ft.data.label_fraction, ft.data.labels_per_class = 1.0, 0
       res = _train(ctx, ft, os.path.join(ctx.out_dir, 'transfer', name))
-      yield (f'transfer/{name}/finetune/test_accuracy',
-             res['classifier/test_accuracy'])
+      yield (
+          f'transfer/{name}/finetune/test_accuracy',
+          res['classifier/test_accuracy'],
+      )

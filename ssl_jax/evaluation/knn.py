@@ -29,9 +29,16 @@ def _vote(queries, bank, bank_labels, temperature, *, k, num_classes):
   return jnp.einsum('qk,qkc->qc', weights, onehot)
 
 
-def knn_scores(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, *,
-               num_classes: int, k: int = 200, temperature: float = 0.1,
-               chunk: int = 1024) -> np.ndarray:
+def knn_scores(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    test_x: np.ndarray,
+    *,
+    num_classes: int,
+    k: int = 200,
+    temperature: float = 0.1,
+    chunk: int = 1024,
+) -> np.ndarray:
   """Class scores of each test row from its k nearest training rows.
 
   Args:
@@ -51,18 +58,39 @@ def knn_scores(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, *,
   bank_labels = jnp.asarray(train_y, jnp.int32)
   out = []
   for lo in range(0, len(test_x), chunk):
-    queries = np.asarray(test_x[lo:lo + chunk], np.float32)
+    queries = np.asarray(test_x[lo : lo + chunk], np.float32)
     real = len(queries)
-    if real < chunk and lo:  # One compiled shape for every chunk but a lone one.
+    if (
+        real < chunk and lo
+    ):  # One compiled shape for every chunk but a lone one.
       queries = np.concatenate(
-          [queries, np.zeros((chunk - real, queries.shape[1]), np.float32)])
-    out.append(np.asarray(_vote(queries, bank, bank_labels, temperature, k=k,
-                                num_classes=num_classes))[:real])
+          [queries, np.zeros((chunk - real, queries.shape[1]), np.float32)]
+      )
+    out.append(
+        np.asarray(
+            _vote(
+                queries,
+                bank,
+                bank_labels,
+                temperature,
+                k=k,
+                num_classes=num_classes,
+            )
+        )[:real]
+    )
   return np.concatenate(out)
 
 
-def knn_accuracy(train_x, train_y, test_x, test_y, *, num_classes: int,
-                 k: int = 200, temperature: float = 0.1) -> float:
+def knn_accuracy(
+    train_x,
+    train_y,
+    test_x,
+    test_y,
+    *,
+    num_classes: int,
+    k: int = 200,
+    temperature: float = 0.1,
+) -> float:
   """Top-1 accuracy of :func:`knn_scores` on labelled queries.
 
   Args:
@@ -77,6 +105,12 @@ def knn_accuracy(train_x, train_y, test_x, test_y, *, num_classes: int,
   Returns:
     The fraction of queries whose highest-scoring class is their label.
   """
-  scores = knn_scores(train_x, train_y, test_x, num_classes=num_classes, k=k,
-                      temperature=temperature)
+  scores = knn_scores(
+      train_x,
+      train_y,
+      test_x,
+      num_classes=num_classes,
+      k=k,
+      temperature=temperature,
+  )
   return float(np.mean(scores.argmax(1) == np.asarray(test_y)))

@@ -44,10 +44,16 @@ def _name(label, class_names):
   return str(class_names[label]) if class_names is not None else str(label)
 
 
-def tsne(embeddings_list: list[tuple[str, np.ndarray]], labels: np.ndarray,
-         path: str, *, class_names: Optional[Sequence[str]] = None,
-         seed: int = 0, max_points: int = 2000,
-         perplexity: float = 30.0) -> np.ndarray:
+def tsne(
+    embeddings_list: list[tuple[str, np.ndarray]],
+    labels: np.ndarray,
+    path: str,
+    *,
+    class_names: Optional[Sequence[str]] = None,
+    seed: int = 0,
+    max_points: int = 2000,
+    perplexity: float = 30.0,
+) -> np.ndarray:
   """2-D t-SNE of one or more embeddings of the same points, side by side.
 
   Several panels show, e.g., checkpoints of one run over training; every
@@ -77,18 +83,29 @@ def tsne(embeddings_list: list[tuple[str, np.ndarray]], labels: np.ndarray,
   fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 5), squeeze=False)
   for ax, (title, emb) in zip(axes[0], embeddings_list):
     points = manifold.TSNE(
-        n_components=2, init='pca', random_state=seed,
-        perplexity=min(perplexity, len(idx) - 1.0)).fit_transform(
-            np.asarray(emb, np.float32)[idx])
+        n_components=2,
+        init='pca',
+        random_state=seed,
+        perplexity=min(perplexity, len(idx) - 1.0),
+    ).fit_transform(np.asarray(emb, np.float32)[idx])
     for c in np.unique(sub):
       m = sub == c
-      ax.scatter(points[m, 0], points[m, 1], s=6, color=cmap(int(c) % 10),
-                 label=_name(c, class_names))
+      ax.scatter(
+          points[m, 0],
+          points[m, 1],
+          s=6,
+          color=cmap(int(c) % 10),
+          label=_name(c, class_names),
+      )
     ax.set_title(title)
     ax.set_xticks([])
     ax.set_yticks([])
-  axes[0, -1].legend(loc='center left', bbox_to_anchor=(1.0, 0.5),
-                     markerscale=2, fontsize='small')
+  axes[0, -1].legend(
+      loc='center left',
+      bbox_to_anchor=(1.0, 0.5),
+      markerscale=2,
+      fontsize='small',
+  )
   fig.tight_layout()
   return _save(fig, path)
 
@@ -103,10 +120,15 @@ def _show_image(ax, image):
   ax.set_yticks([])
 
 
-def neighbours(query_images: np.ndarray, neighbour_images: np.ndarray,
-               path: str, *, query_labels: Optional[np.ndarray] = None,
-               neighbour_labels: Optional[np.ndarray] = None,
-               class_names: Optional[Sequence[str]] = None) -> np.ndarray:
+def neighbours(
+    query_images: np.ndarray,
+    neighbour_images: np.ndarray,
+    path: str,
+    *,
+    query_labels: Optional[np.ndarray] = None,
+    neighbour_labels: Optional[np.ndarray] = None,
+    class_names: Optional[Sequence[str]] = None,
+) -> np.ndarray:
   """Grid of queries (first column) and their nearest neighbours.
 
   With both label arrays, each neighbour gets a green border and title when
@@ -124,13 +146,17 @@ def neighbours(query_images: np.ndarray, neighbour_images: np.ndarray,
     uint8 [H, W, 3] figure.
   """
   q, k = neighbour_images.shape[:2]
-  fig, axes = plt.subplots(q, k + 1, figsize=(1.3 * (k + 1), 1.5 * q),
-                           squeeze=False)
+  fig, axes = plt.subplots(
+      q, k + 1, figsize=(1.3 * (k + 1), 1.5 * q), squeeze=False
+  )
   for i in range(q):
     _show_image(axes[i, 0], query_images[i])
     if query_labels is not None:
-      axes[i, 0].set_title(_name(query_labels[i], class_names),
-                           fontsize='small', fontweight='bold')
+      axes[i, 0].set_title(
+          _name(query_labels[i], class_names),
+          fontsize='small',
+          fontweight='bold',
+      )
     for j in range(k):
       ax = axes[i, j + 1]
       _show_image(ax, neighbour_images[i, j])
@@ -143,8 +169,11 @@ def neighbours(query_images: np.ndarray, neighbour_images: np.ndarray,
         for spine in ax.spines.values():
           spine.set_edgecolor(color)
           spine.set_linewidth(3)
-      ax.set_title(_name(neighbour_labels[i][j], class_names),
-                   fontsize='small', color=color)
+      ax.set_title(
+          _name(neighbour_labels[i][j], class_names),
+          fontsize='small',
+          color=color,
+      )
   axes[-1, 0].set_xlabel('query', fontsize='small')
   fig.tight_layout()
   return _save(fig, path)
@@ -154,11 +183,13 @@ def neighbours(query_images: np.ndarray, neighbour_images: np.ndarray,
 def _top_k_cosine(query_x, bank_x, k):
   def unit(v):
     return v / (jnp.linalg.norm(v, axis=1, keepdims=True) + 1e-8)
+
   return jax.lax.top_k(unit(query_x) @ unit(bank_x).T, k)[1]
 
 
-def nearest_neighbours(query_x: np.ndarray, bank_x: np.ndarray,
-                       k: int) -> np.ndarray:
+def nearest_neighbours(
+    query_x: np.ndarray, bank_x: np.ndarray, k: int
+) -> np.ndarray:
   """Indices of the ``k`` most cosine-similar bank rows of each query row.
 
   Args:
@@ -169,13 +200,21 @@ def nearest_neighbours(query_x: np.ndarray, bank_x: np.ndarray,
   Returns:
     int32 [Q, k], most similar first.
   """
-  return np.asarray(_top_k_cosine(jnp.asarray(query_x, jnp.float32),
-                                  jnp.asarray(bank_x, jnp.float32), k))
+  return np.asarray(
+      _top_k_cosine(
+          jnp.asarray(query_x, jnp.float32), jnp.asarray(bank_x, jnp.float32), k
+      )
+  )
 
 
-def confusion_matrix(labels: np.ndarray, preds: np.ndarray, path: str, *,
-                     class_names: Optional[Sequence[str]] = None,
-                     title: str = '') -> np.ndarray:
+def confusion_matrix(
+    labels: np.ndarray,
+    preds: np.ndarray,
+    path: str,
+    *,
+    class_names: Optional[Sequence[str]] = None,
+    title: str = '',
+) -> np.ndarray:
   """Row-normalised confusion matrix (rows: true class, columns: predicted).
 
   Cells show their values up to 20 classes.
@@ -191,8 +230,11 @@ def confusion_matrix(labels: np.ndarray, preds: np.ndarray, path: str, *,
     uint8 [H, W, 3] figure.
   """
   labels, preds = np.asarray(labels), np.asarray(preds)
-  n = (len(class_names) if class_names is not None
-       else int(max(labels.max(), preds.max())) + 1)
+  n = (
+      len(class_names)
+      if class_names is not None
+      else int(max(labels.max(), preds.max())) + 1
+  )
   cm = skmetrics.confusion_matrix(labels, preds, labels=np.arange(n))
   cm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
   size = min(max(4.0, 0.5 * n + 2), 16.0)
@@ -208,16 +250,24 @@ def confusion_matrix(labels: np.ndarray, preds: np.ndarray, path: str, *,
   # Past ~20 classes the cell numbers no longer fit; the colours remain.
   for i in range(n if n <= 20 else 0):
     for j in range(n):
-      ax.text(j, i, f'{cm[i, j]:.2f}', ha='center', va='center',
-              fontsize='x-small', color='white' if cm[i, j] > 0.5 else 'black')
+      ax.text(
+          j,
+          i,
+          f'{cm[i, j]:.2f}',
+          ha='center',
+          va='center',
+          fontsize='x-small',
+          color='white' if cm[i, j] > 0.5 else 'black',
+      )
   if title:
     ax.set_title(title)
   fig.tight_layout()
   return _save(fig, path)
 
 
-def curves(series: dict[str, list[tuple[int, float]]], path: str, *,
-           title: str = '') -> np.ndarray:
+def curves(
+    series: dict[str, list[tuple[int, float]]], path: str, *, title: str = ''
+) -> np.ndarray:
   """One subplot per series, value against step.
 
   Args:
@@ -232,9 +282,10 @@ def curves(series: dict[str, list[tuple[int, float]]], path: str, *,
     raise ValueError('curves needs at least one series.')
   cols = min(4, len(series))
   rows = -(-len(series) // cols)
-  fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.2 * rows),
-                           squeeze=False)
-  for ax in axes.flat[len(series):]:
+  fig, axes = plt.subplots(
+      rows, cols, figsize=(4 * cols, 3.2 * rows), squeeze=False
+  )
+  for ax in axes.flat[len(series) :]:
     ax.axis('off')
   for ax, (name, points) in zip(axes.flat, series.items()):
     if points:
@@ -249,9 +300,12 @@ def curves(series: dict[str, list[tuple[int, float]]], path: str, *,
   return _save(fig, path)
 
 
-def accuracy_vs_fraction(lines: Sequence[tuple[str, list[tuple[float, float,
-                                                                float]], str]],
-                         path: str, *, xlabel: str) -> np.ndarray:
+def accuracy_vs_fraction(
+    lines: Sequence[tuple[str, list[tuple[float, float, float]], str]],
+    path: str,
+    *,
+    xlabel: str,
+) -> np.ndarray:
   """Test accuracy against labelled fraction (log x axis), with error bars.
 
   Args:
@@ -268,9 +322,16 @@ def accuracy_vs_fraction(lines: Sequence[tuple[str, list[tuple[float, float,
   for label, points, style in lines:
     xs, ys, es = zip(*points)
     color = colors.setdefault(label.split(' [')[0], f'C{len(colors) % 10}')
-    ax.errorbar(xs, [100 * y for y in ys], yerr=[100 * e for e in es],
-                label=label, color=color, linestyle=style, marker='o',
-                capsize=3)
+    ax.errorbar(
+        xs,
+        [100 * y for y in ys],
+        yerr=[100 * e for e in es],
+        label=label,
+        color=color,
+        linestyle=style,
+        marker='o',
+        capsize=3,
+    )
   ax.set_xscale('log')
   xs = sorted({x for _, points, _ in lines for x, _, _ in points})
   ax.set_xticks(xs, [f'{100 * x:g} %' for x in xs])
@@ -282,8 +343,9 @@ def accuracy_vs_fraction(lines: Sequence[tuple[str, list[tuple[float, float,
   return _save(fig, path)
 
 
-def read_scalars(workdir: str, tags: Optional[Sequence[str]] = None
-                 ) -> dict[str, list[tuple[int, float]]]:
+def read_scalars(
+    workdir: str, tags: Optional[Sequence[str]] = None
+) -> dict[str, list[tuple[int, float]]]:
   """Scalars from the TensorBoard event files at the top level of ``workdir``.
 
   clu's metric writer logs scalars as tensor summaries; plain scalar
@@ -301,8 +363,12 @@ def read_scalars(workdir: str, tags: Optional[Sequence[str]] = None
   keep = None if tags is None else set(tags)
   for f in sorted(glob.glob(os.path.join(workdir, 'events.out.tfevents.*'))):
     acc = event_accumulator.EventAccumulator(
-        f, size_guidance={event_accumulator.SCALARS: 0,
-                          event_accumulator.TENSORS: 0})
+        f,
+        size_guidance={
+            event_accumulator.SCALARS: 0,
+            event_accumulator.TENSORS: 0,
+        },
+    )
     acc.Reload()
     found = acc.Tags()
     for tag in found.get(event_accumulator.TENSORS, []):

@@ -29,20 +29,31 @@ def _features(variables, images, *, model, image_size, output, mesh):
   out = model.apply(variables, x, train=False)[output].astype(jnp.float32)
   # Replicated, so that every process can read all of it.
   return jax.lax.with_sharding_constraint(
-      out, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+      out, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  )
 
 
 # Module-level jits keyed on (model, image_size, output, mesh): repeated calls
 # (every DeepCluster epoch, each probe) reuse one compilation.
 _STATIC = ('model', 'image_size', 'output', 'mesh')
 _features_fn = jax.jit(_features, static_argnames=_STATIC)
-_features_fn_cpu = jax.jit(_features, static_argnames=_STATIC,
-                           compiler_options=conv.CPU_COMPILER_OPTIONS)
+_features_fn_cpu = jax.jit(
+    _features,
+    static_argnames=_STATIC,
+    compiler_options=conv.CPU_COMPILER_OPTIONS,
+)
 
 
-def extract_features(model, variables: dict[str, Any], images: np.ndarray, *,
-                     image_size: int, batch_size: int, mesh: jax.sharding.Mesh,
-                     output: str = 'features') -> np.ndarray:
+def extract_features(
+    model,
+    variables: dict[str, Any],
+    images: np.ndarray,
+    *,
+    image_size: int,
+    batch_size: int,
+    mesh: jax.sharding.Mesh,
+    output: str = 'features',
+) -> np.ndarray:
   """Pre-projection features of ``images`` with BatchNorm in inference mode.
 
   Args:
@@ -57,11 +68,17 @@ def extract_features(model, variables: dict[str, Any], images: np.ndarray, *,
   Returns:
     float32 [N, D] features.
   """
-  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
-  jitted = _features_fn if conv.compiler_options(mesh) is None else (
-      _features_fn_cpu)
-  fn = functools.partial(jitted, model=model, image_size=image_size,
-                         output=output, mesh=mesh)
+  sharding = jax.sharding.NamedSharding(
+      mesh, jax.sharding.PartitionSpec('data')
+  )
+  jitted = (
+      _features_fn
+      if conv.compiler_options(mesh) is None
+      else (_features_fn_cpu)
+  )
+  fn = functools.partial(
+      jitted, model=model, image_size=image_size, output=output, mesh=mesh
+  )
   out = []
   for batch, real in batching.eval_batches(images, batch_size, sharding):
     out.append(np.asarray(jax.device_get(fn(variables, batch)))[:real])
@@ -84,8 +101,9 @@ def _fit_softmax(x, y, l2, *, num_classes: int, max_iters: int):
   def body(carry):
     p, state, it = carry
     value, grad = value_and_grad(p, state=state)
-    updates, state = opt.update(grad, state, p, value=value, grad=grad,
-                                value_fn=objective)
+    updates, state = opt.update(
+        grad, state, p, value=value, grad=grad, value_fn=objective
+    )
     return optax.apply_updates(p, updates), state, it + 1
 
   def cond(carry):
@@ -101,11 +119,18 @@ def _predict(p, x):
   return np.asarray(x @ np.asarray(p[0]) + np.asarray(p[1]))
 
 
-def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
-                 test_y: np.ndarray, *, num_classes: int,
-                 config: ml_collections.ConfigDict, seed: int,
-                 class_names=None, prefix: str = 'linear_probe/'
-                 ) -> dict[str, float]:
+def linear_probe(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    test_x: np.ndarray,
+    test_y: np.ndarray,
+    *,
+    num_classes: int,
+    config: ml_collections.ConfigDict,
+    seed: int,
+    class_names=None,
+    prefix: str = 'linear_probe/',
+) -> dict[str, float]:
   """Chooses L2 on validation, refits on all of train, reports on test.
 
   Args:
@@ -129,8 +154,9 @@ def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
   perm = np.random.default_rng(seed).permutation(len(train_y))
   n_val = max(1, int(round(config.val_fraction * len(train_y))))
   val, fit = perm[:n_val], perm[n_val:]
-  fit_fn = functools.partial(_fit_softmax, num_classes=num_classes,
-                             max_iters=config.max_iters)
+  fit_fn = functools.partial(
+      _fit_softmax, num_classes=num_classes, max_iters=config.max_iters
+  )
   results, best = {}, (-1.0, None)
   for l2 in config.l2_grid:
     p = fit_fn(train_x[fit], train_y[fit], l2)
@@ -142,19 +168,36 @@ def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
   results.update({
       f'{prefix}l2': best[1],
       f'{prefix}val_accuracy': best[0],
-      f'{prefix}train_accuracy': float(np.mean(
-          _predict(p, train_x).argmax(1) == train_y)),
+      f'{prefix}train_accuracy': float(
+          np.mean(_predict(p, train_x).argmax(1) == train_y)
+      ),
   })
-  results.update(classification_metrics(_predict(p, test_x), test_y, num_classes,
-                                        class_names, prefix + 'test_'))
-  logging.info('Linear probe: l2=%g val=%.4f test=%.4f (%.1fs)', best[1],
-               best[0], results[f'{prefix}test_accuracy'], time.time() - start)
+  results.update(
+      classification_metrics(
+          _predict(p, test_x),
+          test_y,
+          num_classes,
+          class_names,
+          prefix + 'test_',
+      )
+  )
+  logging.info(
+      'Linear probe: l2=%g val=%.4f test=%.4f (%.1fs)',
+      best[1],
+      best[0],
+      results[f'{prefix}test_accuracy'],
+      time.time() - start,
+  )
   return results
 
 
-def classification_metrics(logits: np.ndarray, labels: np.ndarray,
-                           num_classes: int, class_names=None,
-                           prefix: str = '') -> dict[str, float]:
+def classification_metrics(
+    logits: np.ndarray,
+    labels: np.ndarray,
+    num_classes: int,
+    class_names=None,
+    prefix: str = '',
+) -> dict[str, float]:
   """Top-1/top-5 accuracy and scikit-learn's per-class precision, recall, F1.
 
   Args:
@@ -169,26 +212,46 @@ def classification_metrics(logits: np.ndarray, labels: np.ndarray,
     ``{prefix}{precision,recall,f1}/{class or macro_avg}``.
   """
   pred = logits.argmax(1)
-  top5 = np.argsort(-logits, axis=1)[:, :min(5, num_classes)]
+  top5 = np.argsort(-logits, axis=1)[:, : min(5, num_classes)]
   results = {
       f'{prefix}accuracy': float(np.mean(pred == labels)),
-      f'{prefix}top5_accuracy': float(np.mean((top5 == labels[:, None]).any(1))),
+      f'{prefix}top5_accuracy': float(
+          np.mean((top5 == labels[:, None]).any(1))
+      ),
   }
-  names = list(class_names) if class_names is not None else [
-      str(i) for i in range(num_classes)]
+  names = (
+      list(class_names)
+      if class_names is not None
+      else [str(i) for i in range(num_classes)]
+  )
   report = skmetrics.classification_report(
-      labels, pred, labels=list(range(num_classes)), target_names=names,
-      output_dict=True, zero_division=0)
+      labels,
+      pred,
+      labels=list(range(num_classes)),
+      target_names=names,
+      output_dict=True,
+      zero_division=0,
+  )
   for name in names + ['macro avg']:
     for m in ('precision', 'recall', 'f1-score'):
       results[f'{prefix}{m.replace("-score", "")}/{name.replace(" ", "_")}'] = (
-          float(report[name][m]))
+          float(report[name][m])
+      )
   return results
 
 
-def probe_encoder(model, variables, *, train_split, test_split, config,
-                  mesh, num_classes, class_names=None,
-                  prefix='linear_probe/') -> dict[str, float]:
+def probe_encoder(
+    model,
+    variables,
+    *,
+    train_split,
+    test_split,
+    config,
+    mesh,
+    num_classes,
+    class_names=None,
+    prefix='linear_probe/',
+) -> dict[str, float]:
   """Extracts frozen features of both splits and runs :func:`linear_probe`.
 
   Args:
@@ -206,12 +269,30 @@ def probe_encoder(model, variables, *, train_split, test_split, config,
     The probe's flat results dict.
   """
   extract: Callable[[np.ndarray], np.ndarray] = functools.partial(
-      extract_features, model, variables, image_size=config.image_size,
-      batch_size=config.probe.batch_size, mesh=mesh)
+      extract_features,
+      model,
+      variables,
+      image_size=config.image_size,
+      batch_size=config.probe.batch_size,
+      mesh=mesh,
+  )
   start = time.time()
   train_x, test_x = extract(train_split.images), extract(test_split.images)
-  logging.info('Extracted %d+%d features of dim %d in %.1fs', len(train_x),
-               len(test_x), train_x.shape[1], time.time() - start)
-  return linear_probe(train_x, train_split.labels, test_x, test_split.labels,
-                      num_classes=num_classes, config=config.probe,
-                      seed=config.seed, class_names=class_names, prefix=prefix)
+  logging.info(
+      'Extracted %d+%d features of dim %d in %.1fs',
+      len(train_x),
+      len(test_x),
+      train_x.shape[1],
+      time.time() - start,
+  )
+  return linear_probe(
+      train_x,
+      train_split.labels,
+      test_x,
+      test_split.labels,
+      num_classes=num_classes,
+      config=config.probe,
+      seed=config.seed,
+      class_names=class_names,
+      prefix=prefix,
+  )

@@ -13,13 +13,16 @@ from ssl_jax.methods import supervised
 from ssl_jax.methods.base import Method
 
 # In the report's order: the supervised baseline first.
-METHODS: dict[str, Method] = {m.name: m for m in (
-    supervised.METHOD,
-    simclr.METHOD,
-    barlow_twins.METHOD,
-    deepcluster.METHOD,
-    fixmatch.METHOD,
-)}
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        supervised.METHOD,
+        simclr.METHOD,
+        barlow_twins.METHOD,
+        deepcluster.METHOD,
+        fixmatch.METHOD,
+    )
+}
 
 
 def register(method: Method) -> Method:
@@ -40,6 +43,7 @@ def register(method: Method) -> Method:
 def get(name: str) -> Method:
   """Returns the method registered as ``name``."""
   if name not in METHODS:
-    raise ValueError(f'method={name!r} is not registered; use one of'
-                     f' {sorted(METHODS)}.')
+    raise ValueError(
+        f'method={name!r} is not registered; use one of {sorted(METHODS)}.'
+    )
   return METHODS[name]

@@ -16,14 +16,20 @@ from ssl_jax.methods.base import TrainState
 def defaults() -> ml_collections.ConfigDict:
   """``config.barlow``."""
   c = ml_collections.ConfigDict()
-  c.lambd = 0.0051               # Off-diagonal weight of the loss.
+  c.lambd = 0.0051  # Off-diagonal weight of the loss.
   return c
 
 
-def train_step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array,
-               *, model: nn.Module, tx: optax.GradientTransformation,
-               config: ml_collections.ConfigDict,
-               schedule: optax.Schedule) -> tuple[TrainState, dict[str, Any]]:
+def train_step(
+    state: TrainState,
+    batch: dict[str, jax.Array],
+    key: jax.Array,
+    *,
+    model: nn.Module,
+    tx: optax.GradientTransformation,
+    config: ml_collections.ConfigDict,
+    schedule: optax.Schedule,
+) -> tuple[TrainState, dict[str, Any]]:
   """One Barlow Twins step on a global batch (see ``shared.two_view_step``).
 
   The embedding standardisation and cross-correlation use the global batch.
@@ -41,12 +47,20 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array,
   Returns:
     The new state and a dict of scalar metrics.
   """
+
   def embedding_loss(z_a, z_b):
     return losses.barlow_twins(z_a, z_b, config.barlow.lambd), {}
 
-  return shared.two_view_step(state, batch, key, model=model, tx=tx,
-                              config=config, schedule=schedule,
-                              embedding_loss=embedding_loss)
+  return shared.two_view_step(
+      state,
+      batch,
+      key,
+      model=model,
+      tx=tx,
+      config=config,
+      schedule=schedule,
+      embedding_loss=embedding_loss,
+  )
 
 
 METHOD = base.Method(

@@ -37,6 +37,7 @@ class TrainState:
     extra: the method's own state (EMA parameters, cluster assignments, ...);
       an empty dict for methods that keep none.
   """
+
   step: jax.Array
   params: Any
   batch_stats: Any
@@ -44,8 +45,12 @@ class TrainState:
   extra: Any = flax.struct.field(default_factory=dict)
 
 
-def init_variables(rng: jax.Array, config: ml_collections.ConfigDict,
-                   sample: jax.Array, model: nn.Module) -> tuple[Any, Any]:
+def init_variables(
+    rng: jax.Array,
+    config: ml_collections.ConfigDict,
+    sample: jax.Array,
+    model: nn.Module,
+) -> tuple[Any, Any]:
   """Initialises ``model`` on ``sample``; returns ``(params, batch_stats)``.
 
   Args:
@@ -62,9 +67,11 @@ def init_variables(rng: jax.Array, config: ml_collections.ConfigDict,
   return variables['params'], variables.get('batch_stats', {})
 
 
-def train_split_only(config: ml_collections.ConfigDict,
-                     train_split: input_pipeline.Split,
-                     load: Callable[..., input_pipeline.Split]) -> Data:
+def train_split_only(
+    config: ml_collections.ConfigDict,
+    train_split: input_pipeline.Split,
+    load: Callable[..., input_pipeline.Split],
+) -> Data:
   """Trains on ``data.train_split`` as it is."""
   del config, load
   return {'train': train_split}
@@ -75,21 +82,32 @@ def one_batch_per_step(config: ml_collections.ConfigDict, data: Data) -> int:
   return len(data['train']) // config.batch_size
 
 
-def no_extra(config: ml_collections.ConfigDict, params: Any, batch_stats: Any,
-             data: Data) -> dict[str, Any]:
+def no_extra(
+    config: ml_collections.ConfigDict, params: Any, batch_stats: Any, data: Data
+) -> dict[str, Any]:
   """No state of the method's own."""
   del config, params, batch_stats, data
   return {}
 
 
-def shuffled_batches(*, state: TrainState, start_step: int,
-                     config: ml_collections.ConfigDict, data: Data,
-                     sharding: jax.sharding.NamedSharding) -> Iterator[Batch]:
+def shuffled_batches(
+    *,
+    state: TrainState,
+    start_step: int,
+    config: ml_collections.ConfigDict,
+    data: Data,
+    sharding: jax.sharding.NamedSharding,
+) -> Iterator[Batch]:
   """Global batches of ``data['train']``, each a pure function of (seed, step)."""
   del state
   return batching.train_batches(
-      data['train'], seed=config.seed, batch_size=config.batch_size,
-      start_step=start_step, sharding=sharding, prefetch=config.data.prefetch)
+      data['train'],
+      seed=config.seed,
+      batch_size=config.batch_size,
+      start_step=start_step,
+      sharding=sharding,
+      prefetch=config.data.prefetch,
+  )
 
 
 def trained_variables(state: TrainState) -> dict[str, Any]:
@@ -101,12 +119,18 @@ def no_checks(config: ml_collections.ConfigDict) -> None:
   del config
 
 
-def labelled_batch(config: ml_collections.ConfigDict, rng: np.random.Generator,
-                   num_classes: int, channels: int) -> Batch:
+def labelled_batch(
+    config: ml_collections.ConfigDict,
+    rng: np.random.Generator,
+    num_classes: int,
+    channels: int,
+) -> Batch:
   """A random ``{'image', 'label'}`` global batch (benchmarks and tests)."""
   b, s = config.batch_size, config.image_size
-  return {'image': rng.integers(0, 256, (b, s, s, channels), dtype=np.uint8),
-          'label': rng.integers(0, num_classes, (b,), dtype=np.int32)}
+  return {
+      'image': rng.integers(0, 256, (b, s, s, channels), dtype=np.uint8),
+      'label': rng.integers(0, num_classes, (b,), dtype=np.int32),
+  }
 
 
 def one_view_per_image(config: ml_collections.ConfigDict) -> tuple[int, int]:
@@ -154,6 +178,7 @@ class Method:
     images_per_step: ``config -> (images read, views encoded)`` per step, for
       throughput figures.
   """
+
   name: str
   build_model: Callable[[ml_collections.ConfigDict, int], nn.Module]
   train_step: Callable[..., tuple[TrainState, Metrics]]
@@ -164,7 +189,8 @@ class Method:
   check_config: Callable[[ml_collections.ConfigDict], None] = no_checks
   prepare_data: Callable[..., Data] = train_split_only
   steps_per_epoch: Callable[[ml_collections.ConfigDict, Data], int] = (
-      one_batch_per_step)
+      one_batch_per_step
+  )
   init_extra: Callable[..., Any] = no_extra
   train_batches: Callable[..., Iterator[Batch]] = shuffled_batches
   epoch_start: Optional[Callable[..., tuple[TrainState, Metrics]]] = None
@@ -172,10 +198,12 @@ class Method:
   evaluate: Optional[Callable[..., dict[str, float]]] = None
   example_batch: Callable[..., Batch] = labelled_batch
   images_per_step: Callable[[ml_collections.ConfigDict], tuple[int, int]] = (
-      one_view_per_image)
+      one_view_per_image
+  )
 
   def __post_init__(self):
     if bool(self.section) != (self.defaults is not None):
-      raise ValueError(f'Method {self.name!r}: section and defaults go '
-                       'together (both set, or neither).')
-
+      raise ValueError(
+          f'Method {self.name!r}: section and defaults go '
+          'together (both set, or neither).'
+      )

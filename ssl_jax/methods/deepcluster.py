@@ -35,9 +35,9 @@ from ssl_jax.methods.base import TrainState
 def defaults() -> ml_collections.ConfigDict:
   """``config.deepcluster``."""
   c = ml_collections.ConfigDict()
-  c.num_clusters = 100           # k of the per-epoch k-means.
-  c.pca_dim = 128                # PCA-whitened dimensions before clustering.
-  c.kmeans_iters = 30            # Lloyd iterations per epoch.
+  c.num_clusters = 100  # k of the per-epoch k-means.
+  c.pca_dim = 128  # PCA-whitened dimensions before clustering.
+  c.kmeans_iters = 30  # Lloyd iterations per epoch.
   return c
 
 
@@ -45,15 +45,18 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   """One-line errors for ``config.deepcluster`` and the data it needs."""
   dc = config.deepcluster
   if not (isinstance(dc.num_clusters, int) and dc.num_clusters >= 2):
-    raise errors.ConfigError(f'deepcluster.num_clusters={dc.num_clusters!r} '
-                             'must be an integer >= 2.')
+    raise errors.ConfigError(
+        f'deepcluster.num_clusters={dc.num_clusters!r} must be an integer >= 2.'
+    )
   if not (isinstance(dc.pca_dim, int) and dc.pca_dim >= 1):
-    raise errors.ConfigError(f'deepcluster.pca_dim={dc.pca_dim!r} must be a '
-                             'positive integer.')
+    raise errors.ConfigError(
+        f'deepcluster.pca_dim={dc.pca_dim!r} must be a positive integer.'
+    )
   if not config.data.cache:
     raise errors.ConfigError(
         'data.cache=False: deepcluster re-extracts features of the whole '
-        'train split every epoch; set --config.data.cache=True.')
+        'train split every epoch; set --config.data.cache=True.'
+    )
 
 
 class DeepClusterModel(nn.Module):
@@ -64,6 +67,7 @@ class DeepClusterModel(nn.Module):
     num_clusters: outputs of the re-initialised head.
     num_classes: classes of the online probe (stop-gradient features).
   """
+
   encoder: nn.Module
   num_clusters: int
   num_classes: int
@@ -72,16 +76,22 @@ class DeepClusterModel(nn.Module):
   def __call__(self, x, train: bool = True):
     features = self.encoder(x, train=train)
     f32 = features.astype(jnp.float32)
-    return {'features': features,
-            'logits': nn.Dense(self.num_clusters, name='head')(f32),
-            'probe_logits': nn.Dense(self.num_classes, name='probe')(
-                jax.lax.stop_gradient(f32))}
+    return {
+        'features': features,
+        'logits': nn.Dense(self.num_clusters, name='head')(f32),
+        'probe_logits': nn.Dense(self.num_classes, name='probe')(
+            jax.lax.stop_gradient(f32)
+        ),
+    }
 
 
-def build_model(config: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
+def build_model(
+    config: ml_collections.ConfigDict, num_classes: int
+) -> nn.Module:
   """Encoder + ``deepcluster.num_clusters``-way head + online probe."""
-  return DeepClusterModel(models.get_encoder(config),
-                          config.deepcluster.num_clusters, num_classes)
+  return DeepClusterModel(
+      models.get_encoder(config), config.deepcluster.num_clusters, num_classes
+  )
 
 
 def init_extra(config, params, batch_stats, data) -> dict[str, Any]:
@@ -106,18 +116,22 @@ def reset_head(state: TrainState, key: jax.Array) -> TrainState:
   fresh = nn.Dense(num_out).init(key, jnp.zeros((1, num_in)))['params']
 
   def zero_head(path, leaf):
-    in_head = any(isinstance(p, jax.tree_util.DictKey) and p.key == 'head'
-                  for p in path)
+    in_head = any(
+        isinstance(p, jax.tree_util.DictKey) and p.key == 'head' for p in path
+    )
     return jnp.zeros_like(leaf) if in_head else leaf
 
   opt_state = jax.tree_util.tree_map_with_path(zero_head, state.opt_state)
-  params = dict(state.params, head=jax.tree.map(
-      lambda new, old: new.astype(old.dtype), fresh, head))
+  params = dict(
+      state.params,
+      head=jax.tree.map(lambda new, old: new.astype(old.dtype), fresh, head),
+  )
   return state.replace(params=params, opt_state=opt_state)
 
 
-def cluster_features(features: np.ndarray, key: jax.Array,
-                     config: ml_collections.ConfigDict):
+def cluster_features(
+    features: np.ndarray, key: jax.Array, config: ml_collections.ConfigDict
+):
   """PCA-whitens, L2-normalises and k-means-clusters ``features``.
 
   Args:
@@ -130,14 +144,21 @@ def cluster_features(features: np.ndarray, key: jax.Array,
   """
   dc = config.deepcluster
   x = clustering.pca_whiten_normalize(features, dc.pca_dim, seed=config.seed)
-  assignments, _, reseeded = clustering.kmeans(key, jnp.asarray(x),
-                                               dc.num_clusters, dc.kmeans_iters)
+  assignments, _, reseeded = clustering.kmeans(
+      key, jnp.asarray(x), dc.num_clusters, dc.kmeans_iters
+  )
   return np.asarray(assignments), int(reseeded)
 
 
-def epoch_start(state: TrainState, epoch: int, *, model: nn.Module,
-                config: ml_collections.ConfigDict, data: dict[str, Any],
-                mesh: jax.sharding.Mesh) -> tuple[TrainState, dict[str, float]]:
+def epoch_start(
+    state: TrainState,
+    epoch: int,
+    *,
+    model: nn.Module,
+    config: ml_collections.ConfigDict,
+    data: dict[str, Any],
+    mesh: jax.sharding.Mesh,
+) -> tuple[TrainState, dict[str, float]]:
   """Re-clusters the train set and re-initialises the head (host hook).
 
   Args:
@@ -158,39 +179,56 @@ def epoch_start(state: TrainState, epoch: int, *, model: nn.Module,
     raise input_pipeline.DataError(
         f'deepcluster.num_clusters={config.deepcluster.num_clusters} is more '
         f'than the {len(split)} train images; lower --config.deepcluster.'
-        'num_clusters.')
+        'num_clusters.'
+    )
   features = probe.extract_features(
-      model, {'params': state.params, 'batch_stats': state.batch_stats},
-      split.images, image_size=config.image_size,
-      batch_size=config.probe.batch_size, mesh=mesh)
+      model,
+      {'params': state.params, 'batch_stats': state.batch_stats},
+      split.images,
+      image_size=config.image_size,
+      batch_size=config.probe.batch_size,
+      mesh=mesh,
+  )
   key = jax.random.fold_in(jax.random.key(config.seed), epoch)
   assignments, reseeded = cluster_features(features, key, config)
   sizes = np.bincount(assignments, minlength=config.deepcluster.num_clusters)
-  metrics = {'deepcluster/reseeded_clusters': float(reseeded),
-             'deepcluster/nonempty_clusters': float((sizes > 0).sum()),
-             'deepcluster/largest_cluster_fraction': float(sizes.max() /
-                                                           len(assignments))}
+  metrics = {
+      'deepcluster/reseeded_clusters': float(reseeded),
+      'deepcluster/nonempty_clusters': float((sizes > 0).sum()),
+      'deepcluster/largest_cluster_fraction': float(
+          sizes.max() / len(assignments)
+      ),
+  }
   if epoch > 0:
     previous = np.asarray(jax.device_get(state.extra['assignments']))
     metrics['deepcluster/nmi_previous_epoch'] = float(
-        skmetrics.normalized_mutual_info_score(previous, assignments))
+        skmetrics.normalized_mutual_info_score(previous, assignments)
+    )
   if split.labels is not None and (split.labels >= 0).all():
     metrics['deepcluster/nmi_labels'] = float(
-        skmetrics.normalized_mutual_info_score(split.labels, assignments))
+        skmetrics.normalized_mutual_info_score(split.labels, assignments)
+    )
   state = reset_head(state, jax.random.fold_in(key, 1))
   return state.replace(extra={'assignments': jnp.asarray(assignments)}), metrics
 
 
-def epoch_indices(assignments: np.ndarray, seed: int, epoch: int,
-                  num_samples: int) -> np.ndarray:
+def epoch_indices(
+    assignments: np.ndarray, seed: int, epoch: int, num_samples: int
+) -> np.ndarray:
   """The epoch's sample order: a pure function of seed, epoch and assignments."""
-  return clustering.uniform_cluster_indices(assignments, num_samples,
-                                            [seed, epoch, 3])
+  return clustering.uniform_cluster_indices(
+      assignments, num_samples, [seed, epoch, 3]
+  )
 
 
-def train_batches(*, state: TrainState, start_step: int,
-                  config: ml_collections.ConfigDict, data: dict[str, Any],
-                  sharding: jax.sharding.NamedSharding):
+def train_batches(
+    *,
+    state: TrainState,
+    start_step: int,
+    config: ml_collections.ConfigDict,
+    data: dict[str, Any],
+    sharding: jax.sharding.NamedSharding,
+):
   """Batches of the current epoch, sampling the clusters uniformly.
 
   Args:
@@ -208,22 +246,34 @@ def train_batches(*, state: TrainState, start_step: int,
   steps_per_epoch = len(split) // batch
   epoch = start_step // steps_per_epoch
   assignments = np.asarray(jax.device_get(state.extra['assignments']))
-  order = epoch_indices(assignments, config.seed, epoch, steps_per_epoch * batch)
+  order = epoch_indices(
+      assignments, config.seed, epoch, steps_per_epoch * batch
+  )
 
   def read(step):
     i = step - epoch * steps_per_epoch
-    idx = batching.process_slice(order[i * batch:(i + 1) * batch])
+    idx = batching.process_slice(order[i * batch : (i + 1) * batch])
     return dict(split.read(idx), pseudo_label=assignments[idx])
 
   return batching.global_batches(
-      read, start_step=start_step, sharding=sharding,
-      prefetch=config.data.prefetch, stop_step=(epoch + 1) * steps_per_epoch)
+      read,
+      start_step=start_step,
+      sharding=sharding,
+      prefetch=config.data.prefetch,
+      stop_step=(epoch + 1) * steps_per_epoch,
+  )
 
 
-def train_step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array,
-               *, model: nn.Module, tx: optax.GradientTransformation,
-               config: ml_collections.ConfigDict,
-               schedule: optax.Schedule) -> tuple[TrainState, dict[str, Any]]:
+def train_step(
+    state: TrainState,
+    batch: dict[str, jax.Array],
+    key: jax.Array,
+    *,
+    model: nn.Module,
+    tx: optax.GradientTransformation,
+    config: ml_collections.ConfigDict,
+    schedule: optax.Schedule,
+) -> tuple[TrainState, dict[str, Any]]:
   """Cross-entropy on the cluster pseudo-labels of one augmented view.
 
   Args:
@@ -238,34 +288,47 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array,
   Returns:
     The new state and a dict of scalar metrics.
   """
-  x = augment.augment_batch(key, batch['image'], config.augment.view1,
-                            shared.train_view_size(config))
+  x = augment.augment_batch(
+      key, batch['image'], config.augment.view1, shared.train_view_size(config)
+  )
   targets = batch['pseudo_label']
 
   def loss_fn(params):
     out, new_vars = model.apply(
-        {'params': params, 'batch_stats': state.batch_stats}, x, train=True,
-        mutable=['batch_stats'])
+        {'params': params, 'batch_stats': state.batch_stats},
+        x,
+        train=True,
+        mutable=['batch_stats'],
+    )
     loss, acc = shared.probe_loss(out['logits'], targets)
     p_loss, p_acc = shared.probe_loss(out['probe_logits'], batch['label'])
-    metrics = {'loss': loss, 'pseudo_label_accuracy': acc,
-               'online_probe/loss': p_loss, 'online_probe/accuracy': p_acc}
+    metrics = {
+        'loss': loss,
+        'pseudo_label_accuracy': acc,
+        'online_probe/loss': p_loss,
+        'online_probe/accuracy': p_acc,
+    }
     total = loss + (p_loss if config.online_probe else 0.0)
     return total, (new_vars['batch_stats'], metrics)
 
   grads, (batch_stats, metrics) = jax.grad(loss_fn, has_aux=True)(state.params)
-  return shared.apply_gradients(state, grads, batch_stats, tx=tx,
-                                schedule=schedule, metrics=metrics)
+  return shared.apply_gradients(
+      state, grads, batch_stats, tx=tx, schedule=schedule, metrics=metrics
+  )
 
 
-
-def example_batch(config: ml_collections.ConfigDict, rng: np.random.Generator,
-                  num_classes: int, channels: int) -> dict[str, np.ndarray]:
+def example_batch(
+    config: ml_collections.ConfigDict,
+    rng: np.random.Generator,
+    num_classes: int,
+    channels: int,
+) -> dict[str, np.ndarray]:
   """A random batch with cluster pseudo-labels (benchmarks and tests)."""
   batch = base.labelled_batch(config, rng, num_classes, channels)
-  batch['pseudo_label'] = rng.integers(
-      0, num_classes, batch['label'].shape,
-      dtype=np.int32) % config.deepcluster.num_clusters
+  batch['pseudo_label'] = (
+      rng.integers(0, num_classes, batch['label'].shape, dtype=np.int32)
+      % config.deepcluster.num_clusters
+  )
   return batch
 
 

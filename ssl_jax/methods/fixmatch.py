@@ -33,10 +33,10 @@ from ssl_jax.methods.base import TrainState
 def defaults() -> ml_collections.ConfigDict:
   """``config.fixmatch``."""
   c = ml_collections.ConfigDict()
-  c.mu = 5                       # Unlabelled images per labelled one in a batch.
-  c.threshold = 0.95             # Confidence for a pseudo-label (0: keep all; 1: none).
-  c.unlabelled_weight = 1.0      # lambda_u.
-  c.ema_decay = 0.999            # EMA of the parameters used for evaluation.
+  c.mu = 5  # Unlabelled images per labelled one in a batch.
+  c.threshold = 0.95  # Confidence for a pseudo-label (0: keep all; 1: none).
+  c.unlabelled_weight = 1.0  # lambda_u.
+  c.ema_decay = 0.999  # EMA of the parameters used for evaluation.
   return c
 
 
@@ -46,17 +46,21 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   if not (isinstance(fm.mu, int) and fm.mu >= 1):
     raise errors.ConfigError(
         f'fixmatch.mu={fm.mu!r} must be a positive integer (unlabelled images '
-        'per labelled one).')
+        'per labelled one).'
+    )
   if not 0 <= fm.threshold <= 1:
     raise errors.ConfigError(
-        f'fixmatch.threshold={fm.threshold!r} must be in [0, 1].')
+        f'fixmatch.threshold={fm.threshold!r} must be in [0, 1].'
+    )
   if not 0 <= fm.ema_decay < 1:
     raise errors.ConfigError(
-        f'fixmatch.ema_decay={fm.ema_decay!r} must be in [0, 1).')
+        f'fixmatch.ema_decay={fm.ema_decay!r} must be in [0, 1).'
+    )
 
 
-def prepare_data(config: ml_collections.ConfigDict, train_split, load
-                 ) -> dict[str, Any]:
+def prepare_data(
+    config: ml_collections.ConfigDict, train_split, load
+) -> dict[str, Any]:
   """The unlabelled pool (``data.train_split``) and the labelled subset.
 
   Args:
@@ -71,20 +75,28 @@ def prepare_data(config: ml_collections.ConfigDict, train_split, load
   Raises:
     input_pipeline.DataError: the labelled split has unlabelled images.
   """
-  labelled = (train_split if config.data.labelled_split == config.data.train_split
-              else load(config.data.labelled_split, cache=True))
+  labelled = (
+      train_split
+      if config.data.labelled_split == config.data.train_split
+      else load(config.data.labelled_split, cache=True)
+  )
   if labelled.labels is None or (labelled.labels < 0).any():
     raise input_pipeline.DataError(
         f'data.labelled_split={config.data.labelled_split!r} has unlabelled '
-        "images; use a labelled split such as 'train'.")
+        "images; use a labelled split such as 'train'."
+    )
   labelled = input_pipeline.labelled_subset(
-      labelled, config.data.label_fraction, config.seed,
-      config.data.labels_per_class)
+      labelled,
+      config.data.label_fraction,
+      config.seed,
+      config.data.labels_per_class,
+  )
   if len(labelled) < config.batch_size:
     raise input_pipeline.DataError(
         f'data.label_fraction={config.data.label_fraction} leaves '
         f'{len(labelled)} labelled images, fewer than batch_size='
-        f'{config.batch_size}; lower --config.batch_size.')
+        f'{config.batch_size}; lower --config.batch_size.'
+    )
   return {'train': train_split, 'labelled': labelled}
 
 
@@ -97,19 +109,28 @@ def init_extra(config, params, batch_stats, data) -> dict[str, Any]:
   """The EMA of params and BatchNorm statistics starts at their initial values."""
   del config, data
   # Copies: a buffer that appears twice in the donated state would be freed twice.
-  return {'ema_params': jax.tree.map(jnp.copy, params),
-          'ema_batch_stats': jax.tree.map(jnp.copy, batch_stats)}
+  return {
+      'ema_params': jax.tree.map(jnp.copy, params),
+      'ema_batch_stats': jax.tree.map(jnp.copy, batch_stats),
+  }
 
 
 def eval_variables(state: TrainState) -> dict[str, Any]:
   """The EMA variables, which the final evaluation uses."""
-  return {'params': state.extra['ema_params'],
-          'batch_stats': state.extra['ema_batch_stats']}
+  return {
+      'params': state.extra['ema_params'],
+      'batch_stats': state.extra['ema_batch_stats'],
+  }
 
 
-def train_batches(*, state: TrainState, start_step: int,
-                  config: ml_collections.ConfigDict, data: dict[str, Any],
-                  sharding: jax.sharding.NamedSharding):
+def train_batches(
+    *,
+    state: TrainState,
+    start_step: int,
+    config: ml_collections.ConfigDict,
+    data: dict[str, Any],
+    sharding: jax.sharding.NamedSharding,
+):
   """Labelled and unlabelled batches, each a pure function of (seed, step).
 
   Args:
@@ -129,21 +150,33 @@ def train_batches(*, state: TrainState, start_step: int,
   b, bu = config.batch_size, config.fixmatch.mu * config.batch_size
 
   def read(step):
-    lab = labelled.read(batching.process_slice(
-        batching.batch_indices(config.seed, step, len(labelled), b,
-                                     stream=1)))
-    unl = pool.read(batching.process_slice(
-        batching.batch_indices(config.seed, step, len(pool), bu)))
-    return dict(lab, unlabelled_image=unl['image'],
-                unlabelled_label=unl['label'])
+    lab = labelled.read(
+        batching.process_slice(
+            batching.batch_indices(
+                config.seed, step, len(labelled), b, stream=1
+            )
+        )
+    )
+    unl = pool.read(
+        batching.process_slice(
+            batching.batch_indices(config.seed, step, len(pool), bu)
+        )
+    )
+    return dict(
+        lab, unlabelled_image=unl['image'], unlabelled_label=unl['label']
+    )
 
-  return batching.global_batches(read, start_step=start_step,
-                                       sharding=sharding,
-                                       prefetch=config.data.prefetch)
+  return batching.global_batches(
+      read,
+      start_step=start_step,
+      sharding=sharding,
+      prefetch=config.data.prefetch,
+  )
 
 
-def pseudo_label_loss(logits_weak: jax.Array, logits_strong: jax.Array,
-                      threshold: float) -> tuple[jax.Array, dict[str, jax.Array]]:
+def pseudo_label_loss(
+    logits_weak: jax.Array, logits_strong: jax.Array, threshold: float
+) -> tuple[jax.Array, dict[str, jax.Array]]:
   """FixMatch's unlabelled loss.
 
   Args:
@@ -164,14 +197,21 @@ def pseudo_label_loss(logits_weak: jax.Array, logits_strong: jax.Array,
   else:
     mask = (confidence >= threshold).astype(jnp.float32)
   ce = optax.softmax_cross_entropy_with_integer_labels(
-      logits_strong.astype(jnp.float32), pseudo)
+      logits_strong.astype(jnp.float32), pseudo
+  )
   return jnp.mean(mask * ce), {'mask': mask, 'pseudo_label': pseudo}
 
 
-def train_step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array,
-               *, model: nn.Module, tx: optax.GradientTransformation,
-               config: ml_collections.ConfigDict,
-               schedule: optax.Schedule) -> tuple[TrainState, dict[str, Any]]:
+def train_step(
+    state: TrainState,
+    batch: dict[str, jax.Array],
+    key: jax.Array,
+    *,
+    model: nn.Module,
+    tx: optax.GradientTransformation,
+    config: ml_collections.ConfigDict,
+    schedule: optax.Schedule,
+) -> tuple[TrainState, dict[str, Any]]:
   """One FixMatch step, then the EMA update.
 
   Args:
@@ -192,16 +232,23 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array,
   k_lab, k_weak, k_strong, k_drop = jax.random.split(key, 4)
   x = jnp.concatenate([
       augment.augment_batch(k_lab, batch['image'], config.augment.view1, size),
-      augment.augment_batch(k_weak, batch['unlabelled_image'],
-                            config.augment.view1, size),
-      augment.augment_batch(k_strong, batch['unlabelled_image'],
-                            config.augment.view2, size)])
+      augment.augment_batch(
+          k_weak, batch['unlabelled_image'], config.augment.view1, size
+      ),
+      augment.augment_batch(
+          k_strong, batch['unlabelled_image'], config.augment.view2, size
+      ),
+  ])
   n_lab, n_unl = batch['image'].shape[0], batch['unlabelled_image'].shape[0]
 
   def loss_fn(params):
     out, new_vars = model.apply(
-        {'params': params, 'batch_stats': state.batch_stats}, x, train=True,
-        mutable=['batch_stats'], rngs={'dropout': k_drop})
+        {'params': params, 'batch_stats': state.batch_stats},
+        x,
+        train=True,
+        mutable=['batch_stats'],
+        rngs={'dropout': k_drop},
+    )
     logits = out['logits'].astype(jnp.float32)
     lab, weak, strong = jnp.split(logits, [n_lab, n_lab + n_unl])
     sup, acc = shared.probe_loss(lab, batch['label'])
@@ -211,35 +258,51 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array,
     kept_known = aux['mask'] * known
     metrics = {
         'loss': sup + fm.unlabelled_weight * unsup,
-        'supervised_loss': sup, 'unlabelled_loss': unsup,
+        'supervised_loss': sup,
+        'unlabelled_loss': unsup,
         'accuracy': acc,
         'mask_rate': jnp.mean(aux['mask']),
         # Accuracy of the kept pseudo-labels, and of all of them.
-        'pseudo_label_accuracy': jnp.sum(right * aux['mask']) / jnp.maximum(
-            kept_known.sum(), 1),
+        'pseudo_label_accuracy': (
+            jnp.sum(right * aux['mask']) / jnp.maximum(kept_known.sum(), 1)
+        ),
         'pseudo_label_accuracy_all': right.sum() / jnp.maximum(known.sum(), 1),
     }
     return metrics['loss'], (new_vars['batch_stats'], metrics)
 
   grads, (batch_stats, metrics) = jax.grad(loss_fn, has_aux=True)(state.params)
-  state, metrics = shared.apply_gradients(state, grads, batch_stats, tx=tx,
-                                          schedule=schedule, metrics=metrics)
-  return state.replace(extra={
-      'ema_params': shared.ema_update(state.extra['ema_params'], state.params,
-                                      fm.ema_decay),
-      'ema_batch_stats': shared.ema_update(state.extra['ema_batch_stats'],
-                                           state.batch_stats, fm.ema_decay),
-  }), metrics
+  state, metrics = shared.apply_gradients(
+      state, grads, batch_stats, tx=tx, schedule=schedule, metrics=metrics
+  )
+  return (
+      state.replace(
+          extra={
+              'ema_params': shared.ema_update(
+                  state.extra['ema_params'], state.params, fm.ema_decay
+              ),
+              'ema_batch_stats': shared.ema_update(
+                  state.extra['ema_batch_stats'],
+                  state.batch_stats,
+                  fm.ema_decay,
+              ),
+          }
+      ),
+      metrics,
+  )
 
 
-
-def example_batch(config: ml_collections.ConfigDict, rng: np.random.Generator,
-                  num_classes: int, channels: int) -> dict[str, np.ndarray]:
+def example_batch(
+    config: ml_collections.ConfigDict,
+    rng: np.random.Generator,
+    num_classes: int,
+    channels: int,
+) -> dict[str, np.ndarray]:
   """A random labelled batch and ``mu`` times as many unlabelled images."""
   batch = base.labelled_batch(config, rng, num_classes, channels)
   n, s = config.fixmatch.mu * config.batch_size, config.image_size
-  batch['unlabelled_image'] = rng.integers(0, 256, (n, s, s, channels),
-                                           dtype=np.uint8)
+  batch['unlabelled_image'] = rng.integers(
+      0, 256, (n, s, s, channels), dtype=np.uint8
+  )
   batch['unlabelled_label'] = rng.integers(0, num_classes, (n,), dtype=np.int32)
   return batch
 

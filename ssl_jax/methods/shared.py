@@ -21,6 +21,7 @@ class TwoViewModel(nn.Module):
     projector: features -> embeddings for the loss.
     num_classes: classes of the online probe.
   """
+
   encoder: nn.Module
   projector: nn.Module
   num_classes: int
@@ -30,16 +31,22 @@ class TwoViewModel(nn.Module):
     features = self.encoder(x, train=train)
     projection = self.projector(features, train=train)
     probe_logits = nn.Dense(self.num_classes, name='probe')(
-        jax.lax.stop_gradient(features).astype(jnp.float32))
-    return {'features': features, 'projection': projection,
-            'probe_logits': probe_logits}
+        jax.lax.stop_gradient(features).astype(jnp.float32)
+    )
+    return {
+        'features': features,
+        'projection': projection,
+        'probe_logits': probe_logits,
+    }
 
 
-def build_two_view_model(config: ml_collections.ConfigDict,
-                         num_classes: int) -> nn.Module:
+def build_two_view_model(
+    config: ml_collections.ConfigDict, num_classes: int
+) -> nn.Module:
   """Encoder + ``config.projector`` + online probe."""
-  return TwoViewModel(models.get_encoder(config), models.get_projector(config),
-                      num_classes)
+  return TwoViewModel(
+      models.get_encoder(config), models.get_projector(config), num_classes
+  )
 
 
 def train_view_size(config: ml_collections.ConfigDict) -> int:
@@ -47,7 +54,9 @@ def train_view_size(config: ml_collections.ConfigDict) -> int:
   return config.augment.train_size or config.image_size
 
 
-def probe_loss(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
+def probe_loss(
+    logits: jax.Array, labels: jax.Array
+) -> tuple[jax.Array, jax.Array]:
   """Cross-entropy and accuracy over the examples with a label (>= 0).
 
   The loss of every classification head here: online probes, the supervised
@@ -56,34 +65,57 @@ def probe_loss(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Arr
   valid = labels >= 0
   safe = jnp.where(valid, labels, 0)
   ce = optax.softmax_cross_entropy_with_integer_labels(
-      logits.astype(jnp.float32), safe)
+      logits.astype(jnp.float32), safe
+  )
   count = jnp.maximum(valid.sum(), 1)
   correct = (jnp.argmax(logits, -1) == safe) & valid
-  return (jnp.where(valid, ce, 0.0).sum() / count,
-          correct.sum().astype(jnp.float32) / count)
+  return (
+      jnp.where(valid, ce, 0.0).sum() / count,
+      correct.sum().astype(jnp.float32) / count,
+  )
 
 
-def apply_gradients(state: TrainState, grads, batch_stats, *,
-                    tx: optax.GradientTransformation, schedule: optax.Schedule,
-                    metrics: dict[str, Any]) -> tuple[TrainState, dict[str, Any]]:
+def apply_gradients(
+    state: TrainState,
+    grads,
+    batch_stats,
+    *,
+    tx: optax.GradientTransformation,
+    schedule: optax.Schedule,
+    metrics: dict[str, Any],
+) -> tuple[TrainState, dict[str, Any]]:
   """Applies ``tx`` and advances the step; adds LR and grad norm to ``metrics``."""
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
-  metrics = dict(metrics, learning_rate=schedule(state.step),
-                 grad_norm=optax.tree.norm(grads))
-  return state.replace(step=state.step + 1,
-                       params=optax.apply_updates(state.params, updates),
-                       batch_stats=batch_stats, opt_state=opt_state), metrics
+  metrics = dict(
+      metrics,
+      learning_rate=schedule(state.step),
+      grad_norm=optax.tree.norm(grads),
+  )
+  return (
+      state.replace(
+          step=state.step + 1,
+          params=optax.apply_updates(state.params, updates),
+          batch_stats=batch_stats,
+          opt_state=opt_state,
+      ),
+      metrics,
+  )
 
 
-def two_view_step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array,
-                  *, model: nn.Module, tx: optax.GradientTransformation,
-                  config: ml_collections.ConfigDict, schedule: optax.Schedule,
-                  embedding_loss: Callable[..., tuple[jax.Array, dict[str, Any]]],
-                  target_variables: Optional[
-                      Callable[[TrainState], dict[str, Any]]] = None,
-                  online_output: str = 'projection',
-                  target_output: str = 'projection',
-                  ) -> tuple[TrainState, dict[str, Any]]:
+def two_view_step(
+    state: TrainState,
+    batch: dict[str, jax.Array],
+    key: jax.Array,
+    *,
+    model: nn.Module,
+    tx: optax.GradientTransformation,
+    config: ml_collections.ConfigDict,
+    schedule: optax.Schedule,
+    embedding_loss: Callable[..., tuple[jax.Array, dict[str, Any]]],
+    target_variables: Optional[Callable[[TrainState], dict[str, Any]]] = None,
+    online_output: str = 'projection',
+    target_output: str = 'projection',
+) -> tuple[TrainState, dict[str, Any]]:
   """A joint-embedding step: two views, one encoder pass, a loss on the pair.
 
   Both views go through the encoder as one concatenated batch, so BatchNorm
@@ -118,35 +150,48 @@ def two_view_step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array
   Returns:
     The new state and a dict of scalar metrics.
   """
-  views = augment.make_views(key, batch['image'],
-                             (config.augment.view1, config.augment.view2),
-                             train_view_size(config))
+  views = augment.make_views(
+      key,
+      batch['image'],
+      (config.augment.view1, config.augment.view2),
+      train_view_size(config),
+  )
   x = jnp.concatenate(views, axis=0)
   labels = jnp.concatenate([batch['label'], batch['label']])
 
   targets = ()
   if target_variables is not None:
-    target_out, _ = model.apply(target_variables(state), x, train=True,
-                                mutable=['batch_stats'])
-    targets = jnp.split(jax.lax.stop_gradient(
-        target_out[target_output]).astype(jnp.float32), 2)
+    target_out, _ = model.apply(
+        target_variables(state), x, train=True, mutable=['batch_stats']
+    )
+    targets = jnp.split(
+        jax.lax.stop_gradient(target_out[target_output]).astype(jnp.float32), 2
+    )
 
   def loss_fn(params):
     out, new_vars = model.apply(
-        {'params': params, 'batch_stats': state.batch_stats}, x, train=True,
-        mutable=['batch_stats'])
+        {'params': params, 'batch_stats': state.batch_stats},
+        x,
+        train=True,
+        mutable=['batch_stats'],
+    )
     # The loss (logits, softmax, correlations) in float32 even under bfloat16.
     loss, metrics = embedding_loss(
-        *jnp.split(out[online_output].astype(jnp.float32), 2), *targets)
+        *jnp.split(out[online_output].astype(jnp.float32), 2), *targets
+    )
     p_loss, p_acc = probe_loss(out['probe_logits'], labels)
     total = loss + (p_loss if config.online_probe else 0.0)
-    metrics = dict(metrics, loss=loss, **{'online_probe/loss': p_loss,
-                                          'online_probe/accuracy': p_acc})
+    metrics = dict(
+        metrics,
+        loss=loss,
+        **{'online_probe/loss': p_loss, 'online_probe/accuracy': p_acc},
+    )
     return total, (new_vars['batch_stats'], metrics)
 
   grads, (batch_stats, metrics) = jax.grad(loss_fn, has_aux=True)(state.params)
-  return apply_gradients(state, grads, batch_stats, tx=tx, schedule=schedule,
-                         metrics=metrics)
+  return apply_gradients(
+      state, grads, batch_stats, tx=tx, schedule=schedule, metrics=metrics
+  )
 
 
 def two_views_per_image(config: ml_collections.ConfigDict) -> tuple[int, int]:

@@ -13,10 +13,16 @@ from ssl_jax.methods import shared
 from ssl_jax.methods.base import TrainState
 
 
-def train_step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array,
-               *, model: nn.Module, tx: optax.GradientTransformation,
-               config: ml_collections.ConfigDict,
-               schedule: optax.Schedule) -> tuple[TrainState, dict[str, Any]]:
+def train_step(
+    state: TrainState,
+    batch: dict[str, jax.Array],
+    key: jax.Array,
+    *,
+    model: nn.Module,
+    tx: optax.GradientTransformation,
+    config: ml_collections.ConfigDict,
+    schedule: optax.Schedule,
+) -> tuple[TrainState, dict[str, Any]]:
   """One SimCLR step on a global batch (see ``shared.two_view_step``).
 
   The NT-Xent negatives of every anchor are the whole global batch.
@@ -34,13 +40,21 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array,
   Returns:
     The new state and a dict of scalar metrics.
   """
+
   def embedding_loss(z_a, z_b):
     loss, acc = losses.nt_xent_and_accuracy(z_a, z_b, config.temperature)
     return loss, {'contrastive_accuracy': acc}
 
-  return shared.two_view_step(state, batch, key, model=model, tx=tx,
-                              config=config, schedule=schedule,
-                              embedding_loss=embedding_loss)
+  return shared.two_view_step(
+      state,
+      batch,
+      key,
+      model=model,
+      tx=tx,
+      config=config,
+      schedule=schedule,
+      embedding_loss=embedding_loss,
+  )
 
 
 METHOD = base.Method(

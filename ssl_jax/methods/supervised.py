@@ -25,6 +25,7 @@ class SupervisedModel(nn.Module):
     num_classes: classifier outputs.
     dropout: dropout rate on the features (training only).
   """
+
   encoder: nn.Module
   num_classes: int
   dropout: float = 0.0
@@ -37,14 +38,18 @@ class SupervisedModel(nn.Module):
     return {'features': features, 'logits': logits}
 
 
-def build_model(config: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
+def build_model(
+    config: ml_collections.ConfigDict, num_classes: int
+) -> nn.Module:
   """Returns the supervised model for ``config``."""
-  return SupervisedModel(models.get_encoder(config), num_classes,
-                         config.model.dropout)
+  return SupervisedModel(
+      models.get_encoder(config), num_classes, config.model.dropout
+  )
 
 
-def prepare_data(config: ml_collections.ConfigDict, train_split, load
-                 ) -> dict[str, Any]:
+def prepare_data(
+    config: ml_collections.ConfigDict, train_split, load
+) -> dict[str, Any]:
   """Trains on a class-balanced ``data.label_fraction`` of the train split.
 
   Args:
@@ -63,16 +68,28 @@ def prepare_data(config: ml_collections.ConfigDict, train_split, load
     raise input_pipeline.DataError(
         f'method={config.method!r} needs labels, but data.train_split='
         f'{config.data.train_split!r} has unlabelled images; use a labelled '
-        "split such as 'train'.")
-  return {'train': input_pipeline.labelled_subset(
-      train_split, config.data.label_fraction, config.seed,
-      config.data.labels_per_class)}
+        "split such as 'train'."
+    )
+  return {
+      'train': input_pipeline.labelled_subset(
+          train_split,
+          config.data.label_fraction,
+          config.seed,
+          config.data.labels_per_class,
+      )
+  }
 
 
-def train_step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array,
-               *, model: nn.Module, tx: optax.GradientTransformation,
-               config: ml_collections.ConfigDict,
-               schedule: optax.Schedule) -> tuple[TrainState, dict[str, Any]]:
+def train_step(
+    state: TrainState,
+    batch: dict[str, jax.Array],
+    key: jax.Array,
+    *,
+    model: nn.Module,
+    tx: optax.GradientTransformation,
+    config: ml_collections.ConfigDict,
+    schedule: optax.Schedule,
+) -> tuple[TrainState, dict[str, Any]]:
   """One cross-entropy step on one augmented view (``config.augment.view1``).
 
   Args:
@@ -88,25 +105,41 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array,
     The new state and a dict of scalar metrics.
   """
   aug_key, dropout_key = jax.random.split(key)
-  x = augment.augment_batch(aug_key, batch['image'], config.augment.view1,
-                            shared.train_view_size(config))
+  x = augment.augment_batch(
+      aug_key,
+      batch['image'],
+      config.augment.view1,
+      shared.train_view_size(config),
+  )
   labels = batch['label']
 
   def loss_fn(params):
     out, new_vars = model.apply(
-        {'params': params, 'batch_stats': state.batch_stats}, x, train=True,
-        mutable=['batch_stats'], rngs={'dropout': dropout_key})
+        {'params': params, 'batch_stats': state.batch_stats},
+        x,
+        train=True,
+        mutable=['batch_stats'],
+        rngs={'dropout': dropout_key},
+    )
     loss, acc = shared.probe_loss(out['logits'], labels)
     return loss, (new_vars['batch_stats'], {'loss': loss, 'accuracy': acc})
 
   grads, (batch_stats, metrics) = jax.grad(loss_fn, has_aux=True)(state.params)
-  return shared.apply_gradients(state, grads, batch_stats, tx=tx,
-                                schedule=schedule, metrics=metrics)
+  return shared.apply_gradients(
+      state, grads, batch_stats, tx=tx, schedule=schedule, metrics=metrics
+  )
 
 
-def evaluate(model: nn.Module, variables: dict[str, Any], *, test_split,
-             config: ml_collections.ConfigDict, mesh, num_classes: int,
-             class_names=None) -> dict[str, float]:
+def evaluate(
+    model: nn.Module,
+    variables: dict[str, Any],
+    *,
+    test_split,
+    config: ml_collections.ConfigDict,
+    mesh,
+    num_classes: int,
+    class_names=None,
+) -> dict[str, float]:
   """The trained classifier's figures on the test split.
 
   Args:
@@ -122,10 +155,17 @@ def evaluate(model: nn.Module, variables: dict[str, Any], *, test_split,
     ``classifier/test_*`` metrics (accuracy, top-5, per-class P/R/F1).
   """
   logits = probe.extract_features(
-      model, variables, test_split.images, image_size=config.image_size,
-      batch_size=config.probe.batch_size, mesh=mesh, output='logits')
-  return probe.classification_metrics(logits, test_split.labels, num_classes,
-                                           class_names, 'classifier/test_')
+      model,
+      variables,
+      test_split.images,
+      image_size=config.image_size,
+      batch_size=config.probe.batch_size,
+      mesh=mesh,
+      output='logits',
+  )
+  return probe.classification_metrics(
+      logits, test_split.labels, num_classes, class_names, 'classifier/test_'
+  )
 
 
 METHOD = base.Method(

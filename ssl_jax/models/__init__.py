@@ -18,23 +18,29 @@ ProjectionHead = heads.ProjectionHead
 ENCODERS: dict[str, Callable[[ml_collections.ConfigDict], nn.Module]] = {
     'convnet': lambda c: convnet.ConvNet(
         widths=tuple(c.model.conv_widths) or (c.model.width,) * 4,
-        dense=c.model.dense, **_common(c)),
-    'resnet18': lambda c: resnet.resnet18(cifar_stem=c.model.cifar_stem,
-                                          **_common(c)),
-    'resnet50': lambda c: resnet.resnet50(cifar_stem=c.model.cifar_stem,
-                                          **_common(c)),
+        dense=c.model.dense,
+        **_common(c),
+    ),
+    'resnet18': lambda c: resnet.resnet18(
+        cifar_stem=c.model.cifar_stem, **_common(c)
+    ),
+    'resnet50': lambda c: resnet.resnet50(
+        cifar_stem=c.model.cifar_stem, **_common(c)
+    ),
     'wrn28_2': lambda c: wide_resnet.wrn(28, 2, **_common(c)),
     'wrn45_2': lambda c: wide_resnet.wrn45_2(**_common(c)),
 }
 
 
 def _common(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  return dict(dtype=jnp.dtype(config.dtype),
-              convolutions=config.cpu_convolutions)
+  return dict(
+      dtype=jnp.dtype(config.dtype), convolutions=config.cpu_convolutions
+  )
 
 
 def register_encoder(
-    name: str, build: Callable[[ml_collections.ConfigDict], nn.Module]) -> None:
+    name: str, build: Callable[[ml_collections.ConfigDict], nn.Module]
+) -> None:
   """Adds an encoder defined outside ssl_jax (``config.encoder=name``).
 
   Args:
@@ -59,13 +65,19 @@ def get_encoder(config: ml_collections.ConfigDict) -> nn.Module:
     ``train`` keyword that switches BatchNorm to batch statistics.
   """
   if config.encoder not in ENCODERS:
-    raise ValueError(f'encoder={config.encoder!r} is not registered; use one of'
-                     f' {sorted(ENCODERS)}.')
+    raise ValueError(
+        f'encoder={config.encoder!r} is not registered; use one of'
+        f' {sorted(ENCODERS)}.'
+    )
   return ENCODERS[config.encoder](config)
 
 
 def get_projector(config: ml_collections.ConfigDict) -> nn.Module:
   """Builds the projection head from ``config.projector``."""
   p = config.projector
-  return heads.ProjectionHead(hidden_dims=tuple(p.hidden_dims), out_dim=p.out_dim,
-                              use_bn=p.use_bn, dtype=jnp.dtype(config.dtype))
+  return heads.ProjectionHead(
+      hidden_dims=tuple(p.hidden_dims),
+      out_dim=p.out_dim,
+      use_bn=p.use_bn,
+      dtype=jnp.dtype(config.dtype),
+  )

@@ -39,8 +39,10 @@ CONVOLUTIONS = ('xla', 'onednn')
 # --xla_cpu_experimental_ynn_fusion_type=-individual_convolution). Every jit
 # that runs an encoder passes ``compiler_options(mesh)``.
 CPU_COMPILER_OPTIONS = {
-    'xla_cpu_experimental_ynn_fusion_type':
-        'LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE'}
+    'xla_cpu_experimental_ynn_fusion_type': (
+        'LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE'
+    )
+}
 
 
 def compiler_options(mesh: jax.sharding.Mesh) -> Optional[dict[str, str]]:
@@ -67,8 +69,10 @@ def _onednn_conv_fwd(x, kernel, strides, pads):
 
 def _onednn_conv_bwd(strides, pads, residuals, g):
   x, kernel = residuals
-  return (onednn.input_grad(g, kernel, x.shape, strides, pads),
-          onednn.kernel_grad(x, g, kernel.shape, strides, pads))
+  return (
+      onednn.input_grad(g, kernel, x.shape, strides, pads),
+      onednn.kernel_grad(x, g, kernel.shape, strides, pads),
+  )
 
 
 _onednn_conv.defvjp(_onednn_conv_fwd, _onednn_conv_bwd)
@@ -94,15 +98,24 @@ def _use_onednn(lhs, rhs, strides, pads):
     # 512->512 forward and both gradients: 56 against XLA's 89 ms).
     return _single_device() and onednn.native_bf16()
   _, out_h, out_w, _ = lax.conv_general_shape_tuple(
-      lhs.shape, rhs.shape, strides, pads, _DIMS)
+      lhs.shape, rhs.shape, strides, pads, _DIMS
+  )
   return out_h * out_w >= ONEDNN_MIN_PIXELS and _single_device()
 
 
-def conv_general_dilated(lhs, rhs, window_strides: Sequence[int], padding,
-                         lhs_dilation=None, rhs_dilation=None,
-                         dimension_numbers=None, feature_group_count: int = 1,
-                         batch_group_count: int = 1, precision=None,
-                         preferred_element_type=None):
+def conv_general_dilated(
+    lhs,
+    rhs,
+    window_strides: Sequence[int],
+    padding,
+    lhs_dilation=None,
+    rhs_dilation=None,
+    dimension_numbers=None,
+    feature_group_count: int = 1,
+    batch_group_count: int = 1,
+    precision=None,
+    preferred_element_type=None,
+):
   """Drop-in for ``lax.conv_general_dilated`` with oneDNN's on CPU.
 
   When jax's default backend is the CPU, 2-D NHWC/HWIO convolutions without
@@ -130,13 +143,19 @@ def conv_general_dilated(lhs, rhs, window_strides: Sequence[int], padding,
   """
   dims_ok = dimension_numbers is None or (
       lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
-      == lax.conv_dimension_numbers(lhs.shape, rhs.shape, _DIMS))
-  eligible = (jax.default_backend() == 'cpu' and lhs.ndim == 4
-              and dimension_numbers is not None and dims_ok
-              and feature_group_count == 1 and batch_group_count == 1
-              and all(d == 1 for d in (lhs_dilation or (1, 1)))
-              and all(d == 1 for d in (rhs_dilation or (1, 1)))
-              and preferred_element_type is None)
+      == lax.conv_dimension_numbers(lhs.shape, rhs.shape, _DIMS)
+  )
+  eligible = (
+      jax.default_backend() == 'cpu'
+      and lhs.ndim == 4
+      and dimension_numbers is not None
+      and dims_ok
+      and feature_group_count == 1
+      and batch_group_count == 1
+      and all(d == 1 for d in lhs_dilation or (1, 1))
+      and all(d == 1 for d in rhs_dilation or (1, 1))
+      and preferred_element_type is None
+  )
   if eligible:
     strides = tuple(int(s) for s in window_strides)
     pads = _pads(padding, rhs.shape[:2], strides, lhs.shape[1:3])
@@ -145,14 +164,22 @@ def conv_general_dilated(lhs, rhs, window_strides: Sequence[int], padding,
         raise RuntimeError(
             "cpu_convolutions='onednn' but the oneDNN library is not loaded: "
             'call ssl_jax.models.onednn.load() before tracing (training.run.'
-            "build does), or use cpu_convolutions='xla'.")
+            "build does), or use cpu_convolutions='xla'."
+        )
       return _onednn_conv(lhs, rhs, strides, pads)
   return lax.conv_general_dilated(
-      lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
-      rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
+      lhs,
+      rhs,
+      window_strides,
+      padding,
+      lhs_dilation=lhs_dilation,
+      rhs_dilation=rhs_dilation,
+      dimension_numbers=dimension_numbers,
       feature_group_count=feature_group_count,
-      batch_group_count=batch_group_count, precision=precision,
-      preferred_element_type=preferred_element_type)
+      batch_group_count=batch_group_count,
+      precision=precision,
+      preferred_element_type=preferred_element_type,
+  )
 
 
 def implementation(name: str) -> Callable[..., jax.Array]:
@@ -185,8 +212,11 @@ def resolve(name: str, mesh: jax.sharding.Mesh) -> str:
   if mesh.devices.flat[0].platform != 'cpu' or mesh.devices.size != 1:
     # A custom call cannot be split over a batch-sharded mesh, and GPUs and
     # TPUs have their own convolutions.
-    logging.info("cpu_convolutions='onednn' applies to one CPU device; this "
-                 "mesh (%d %s devices) uses XLA's.", mesh.devices.size,
-                 mesh.devices.flat[0].platform)
+    logging.info(
+        "cpu_convolutions='onednn' applies to one CPU device; this "
+        "mesh (%d %s devices) uses XLA's.",
+        mesh.devices.size,
+        mesh.devices.flat[0].platform,
+    )
     return 'xla'
   return 'onednn' if onednn.load() else 'xla'

@@ -35,7 +35,7 @@ def max_pool_2x2(x: jax.Array) -> jax.Array:
 
 def _windows(x):
   n, h, w, c = x.shape
-  x = x[:, :h // 2 * 2, :w // 2 * 2]
+  x = x[:, : h // 2 * 2, : w // 2 * 2]
   return x.reshape(n, h // 2, 2, w // 2, 2, c)
 
 
@@ -59,8 +59,9 @@ def _pool_bwd(residuals, g):
   dx = jnp.where(chosen, g[:, :, None, :, None], 0).astype(g.dtype)
   dx = dx.reshape(n, h // 2 * 2, w // 2 * 2, c)
   if dx.shape != shape:  # Odd edges were dropped: they get no gradient.
-    dx = jnp.pad(dx, ((0, 0), (0, h - dx.shape[1]), (0, w - dx.shape[2]),
-                      (0, 0)))
+    dx = jnp.pad(
+        dx, ((0, 0), (0, h - dx.shape[1]), (0, w - dx.shape[2]), (0, 0))
+    )
   return (dx,)
 
 
@@ -80,6 +81,7 @@ class ConvNet(nn.Module):
     dtype: computation dtype.
     convolutions: ``'xla'`` or ``'onednn'`` (see ``models/conv.py``).
   """
+
   widths: Sequence[int] = (128, 128, 128, 128)
   dense: int = 128
   dtype: Any = jnp.float32
@@ -87,13 +89,18 @@ class ConvNet(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = True):
-    norm = lambda: nn.BatchNorm(use_running_average=not train, momentum=0.9,
-                                dtype=self.dtype)
+    norm = lambda: nn.BatchNorm(
+        use_running_average=not train, momentum=0.9, dtype=self.dtype
+    )
     x = x.astype(self.dtype)
     for i, width in enumerate(self.widths):
-      x = nn.Conv(width, (3, 3), use_bias=False, dtype=self.dtype,
-                  conv_general_dilated=conv.implementation(
-                      self.convolutions))(x)
+      x = nn.Conv(
+          width,
+          (3, 3),
+          use_bias=False,
+          dtype=self.dtype,
+          conv_general_dilated=conv.implementation(self.convolutions),
+      )(x)
       x = nn.relu(norm()(x))
       if i < len(self.widths) - 1 and min(x.shape[1:3]) >= 2:
         x = max_pool_2x2(x)

@@ -15,6 +15,7 @@ class ProjectionHead(nn.Module):
     use_bn: BatchNorm after each hidden dense layer (global over devices).
     dtype: computation dtype.
   """
+
   hidden_dims: Sequence[int] = (2048,)
   out_dim: int = 128
   use_bn: bool = True
@@ -25,7 +26,8 @@ class ProjectionHead(nn.Module):
     for width in self.hidden_dims:
       x = nn.Dense(width, use_bias=not self.use_bn, dtype=self.dtype)(x)
       if self.use_bn:
-        x = nn.BatchNorm(use_running_average=not train, momentum=0.9,
-                         dtype=self.dtype)(x)
+        x = nn.BatchNorm(
+            use_running_average=not train, momentum=0.9, dtype=self.dtype
+        )(x)
       x = nn.relu(x)
     return nn.Dense(self.out_dim, dtype=self.dtype)(x)

@@ -37,11 +37,14 @@ from jax import lax
 import jax.numpy as jnp
 import numpy as np
 
-_SOURCE = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'csrc',
-                       'onednn_conv.cc')
-_TARGETS = {'forward': 'SslJaxOnednnConvForward',
-            'input_grad': 'SslJaxOnednnConvInputGrad',
-            'kernel_grad': 'SslJaxOnednnConvKernelGrad'}
+_SOURCE = os.path.join(
+    os.path.dirname(os.path.dirname(__file__)), 'csrc', 'onednn_conv.cc'
+)
+_TARGETS = {
+    'forward': 'SslJaxOnednnConvForward',
+    'input_grad': 'SslJaxOnednnConvInputGrad',
+    'kernel_grad': 'SslJaxOnednnConvKernelGrad',
+}
 _lock = threading.Lock()
 _state = {}
 
@@ -49,9 +52,13 @@ _state = {}
 def _onednn_prefix() -> Optional[str]:
   """The install prefix holding oneDNN's headers and ``libdnnl.so``."""
   for prefix in (os.environ.get('DNNL_ROOT'), sys.prefix):
-    if prefix and os.path.exists(
-        os.path.join(prefix, 'include', 'oneapi', 'dnnl', 'dnnl.hpp')) and (
-            os.path.exists(os.path.join(prefix, 'lib', 'libdnnl.so'))):
+    if (
+        prefix
+        and os.path.exists(
+            os.path.join(prefix, 'include', 'oneapi', 'dnnl', 'dnnl.hpp')
+        )
+        and (os.path.exists(os.path.join(prefix, 'lib', 'libdnnl.so')))
+    ):
       return prefix
   return None
 
@@ -64,15 +71,18 @@ def _build(prefix: str) -> str:
     raise RuntimeError('no C++ compiler found (set CXX or install g++)')
   with open(_SOURCE, 'rb') as f:
     source = f.read()
-  version_header = os.path.join(prefix, 'include', 'oneapi', 'dnnl',
-                                'dnnl_version.h')
+  version_header = os.path.join(
+      prefix, 'include', 'oneapi', 'dnnl', 'dnnl_version.h'
+  )
   with open(version_header, 'rb') as f:
     dnnl_version = f.read()
-  digest = hashlib.sha256(source + dnnl_version + jax.__version__.encode() +
-                          prefix.encode()).hexdigest()[:16]
-  cache = os.environ.get('SSL_JAX_CACHE',
-                         os.path.join(os.path.expanduser('~'), '.cache',
-                                      'ssl_jax'))
+  digest = hashlib.sha256(
+      source + dnnl_version + jax.__version__.encode() + prefix.encode()
+  ).hexdigest()[:16]
+  cache = os.environ.get(
+      'SSL_JAX_CACHE',
+      os.path.join(os.path.expanduser('~'), '.cache', 'ssl_jax'),
+  )
   out = os.path.join(cache, f'onednn_conv_{digest}.so')
   if os.path.exists(out):
     return out
@@ -82,13 +92,27 @@ def _build(prefix: str) -> str:
   # rename it into place, which is atomic.
   fd, tmp = tempfile.mkstemp(suffix='.so', dir=cache)
   os.close(fd)
-  cmd = [compiler, '-O2', '-std=c++17', '-shared', '-fPIC',
-         '-I', jax.ffi.include_dir(), '-I', os.path.join(prefix, 'include'),
-         _SOURCE, '-o', tmp, '-L', os.path.join(prefix, 'lib'), '-ldnnl',
-         f'-Wl,-rpath,{os.path.join(prefix, "lib")}',
-         # DT_RPATH rather than DT_RUNPATH: it also serves libdnnl's own
-         # dependencies (libtbb, libsycl, ...), and libdnnl has no RUNPATH.
-         '-Wl,--disable-new-dtags']
+  cmd = [
+      compiler,
+      '-O2',
+      '-std=c++17',
+      '-shared',
+      '-fPIC',
+      '-I',
+      jax.ffi.include_dir(),
+      '-I',
+      os.path.join(prefix, 'include'),
+      _SOURCE,
+      '-o',
+      tmp,
+      '-L',
+      os.path.join(prefix, 'lib'),
+      '-ldnnl',
+      f'-Wl,-rpath,{os.path.join(prefix, "lib")}',
+      # DT_RPATH rather than DT_RUNPATH: it also serves libdnnl's own
+      # dependencies (libtbb, libsycl, ...), and libdnnl has no RUNPATH.
+      '-Wl,--disable-new-dtags',
+  ]
   result = subprocess.run(cmd, capture_output=True, text=True, check=False)
   if result.returncode != 0:
     os.unlink(tmp)
@@ -113,9 +137,12 @@ def load() -> bool:
     _state['ok'] = False
     prefix = _onednn_prefix()
     if prefix is None:
-      logging.warning('oneDNN convolutions unavailable, XLA\'s are used: no '
-                      'oneDNN under $DNNL_ROOT or %s; pip install -e '
-                      '".[onednn]" (x86-64 Linux).', sys.prefix)
+      logging.warning(
+          "oneDNN convolutions unavailable, XLA's are used: no "
+          'oneDNN under $DNNL_ROOT or %s; pip install -e '
+          '".[onednn]" (x86-64 Linux).',
+          sys.prefix,
+      )
       return False
     # The `onednn` wheels are SYCL builds whose CPU engine is the OpenCL CPU
     # runtime beside libdnnl; its ICD file points at a path of Intel's build
@@ -124,8 +151,9 @@ def load() -> bool:
     if os.path.exists(intelocl):
       icds = os.environ.get('OCL_ICD_FILENAMES', '')
       if intelocl not in icds.split(':'):
-        os.environ['OCL_ICD_FILENAMES'] = ':'.join(filter(None, [intelocl,
-                                                                 icds]))
+        os.environ['OCL_ICD_FILENAMES'] = ':'.join(
+            filter(None, [intelocl, icds])
+        )
     try:
       lib = ctypes.cdll.LoadLibrary(_build(prefix))
       if not lib.SslJaxOnednnEngineOk():
@@ -133,10 +161,11 @@ def load() -> bool:
       for name, symbol in _TARGETS.items():
         jax.ffi.register_ffi_target(
             f'ssl_jax_onednn_conv_{name}',
-            jax.ffi.pycapsule(getattr(lib, symbol)), platform='cpu')
+            jax.ffi.pycapsule(getattr(lib, symbol)),
+            platform='cpu',
+        )
     except (OSError, RuntimeError) as e:
-      logging.warning('oneDNN convolutions unavailable, XLA\'s are used: %s',
-                      e)
+      logging.warning("oneDNN convolutions unavailable, XLA's are used: %s", e)
       return False
     _state['bf16'] = bool(lib.SslJaxOnednnNativeBf16())
     _state['ok'] = True
@@ -161,27 +190,43 @@ def native_bf16() -> bool:
 
 
 def _attrs(strides, pads):
-  return dict(sh=np.int64(strides[0]), sw=np.int64(strides[1]),
-              pt=np.int64(pads[0][0]), pb=np.int64(pads[0][1]),
-              pl=np.int64(pads[1][0]), pr=np.int64(pads[1][1]))
+  return dict(
+      sh=np.int64(strides[0]),
+      sw=np.int64(strides[1]),
+      pt=np.int64(pads[0][0]),
+      pb=np.int64(pads[0][1]),
+      pl=np.int64(pads[1][0]),
+      pr=np.int64(pads[1][1]),
+  )
 
 
 def _call(name, shape, *args, strides, pads):
   if not loaded():
-    raise RuntimeError('the oneDNN convolutions are not loaded; call '
-                       'ssl_jax.models.onednn.load() before tracing.')
+    raise RuntimeError(
+        'the oneDNN convolutions are not loaded; call '
+        'ssl_jax.models.onednn.load() before tracing.'
+    )
   if len({a.dtype for a in args}) != 1 or args[0].dtype not in (
-      jnp.float32, jnp.bfloat16):
-    raise TypeError(f'oneDNN convolutions take two float32 or two bfloat16 '
-                    f'arrays, got {[str(a.dtype) for a in args]}.')
-  return jax.ffi.ffi_call(f'ssl_jax_onednn_conv_{name}',
-                          jax.ShapeDtypeStruct(shape, args[0].dtype),
-                          vmap_method='sequential')(*args,
-                                                    **_attrs(strides, pads))
+      jnp.float32,
+      jnp.bfloat16,
+  ):
+    raise TypeError(
+        'oneDNN convolutions take two float32 or two bfloat16 '
+        f'arrays, got {[str(a.dtype) for a in args]}.'
+    )
+  return jax.ffi.ffi_call(
+      f'ssl_jax_onednn_conv_{name}',
+      jax.ShapeDtypeStruct(shape, args[0].dtype),
+      vmap_method='sequential',
+  )(*args, **_attrs(strides, pads))
 
 
-def conv(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
-         pads: Sequence[Sequence[int]]) -> jax.Array:
+def conv(
+    x: jax.Array,
+    kernel: jax.Array,
+    strides: Sequence[int],
+    pads: Sequence[Sequence[int]],
+) -> jax.Array:
   """NHWC x HWIO convolution, forward only (see ``models.conv``).
 
   Args:
@@ -193,34 +238,57 @@ def conv(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
   Returns:
     [N, OH, OW, O].
   """
-  shape = lax.conv_general_shape_tuple(x.shape, kernel.shape, strides, pads,
-                                       ('NHWC', 'HWIO', 'NHWC'))
-  return _call('forward', tuple(int(d) for d in shape), x, kernel,
-               strides=strides, pads=pads)
+  shape = lax.conv_general_shape_tuple(
+      x.shape, kernel.shape, strides, pads, ('NHWC', 'HWIO', 'NHWC')
+  )
+  return _call(
+      'forward',
+      tuple(int(d) for d in shape),
+      x,
+      kernel,
+      strides=strides,
+      pads=pads,
+  )
 
 
-def input_grad(g: jax.Array, kernel: jax.Array, x_shape: Sequence[int],
-               strides: Sequence[int], pads) -> jax.Array:
+def input_grad(
+    g: jax.Array,
+    kernel: jax.Array,
+    x_shape: Sequence[int],
+    strides: Sequence[int],
+    pads,
+) -> jax.Array:
   """The gradient of :func:`conv` in ``x``, given the output gradient ``g``."""
-  return _call('input_grad', tuple(x_shape), g, kernel, strides=strides,
-               pads=pads)
+  return _call(
+      'input_grad', tuple(x_shape), g, kernel, strides=strides, pads=pads
+  )
 
 
-def kernel_grad(x: jax.Array, g: jax.Array, kernel_shape: Sequence[int],
-                strides: Sequence[int], pads) -> jax.Array:
+def kernel_grad(
+    x: jax.Array,
+    g: jax.Array,
+    kernel_shape: Sequence[int],
+    strides: Sequence[int],
+    pads,
+) -> jax.Array:
   """The gradient of :func:`conv` in ``kernel``, given ``g``."""
-  return _call('kernel_grad', tuple(kernel_shape), x, g, strides=strides,
-               pads=pads)
+  return _call(
+      'kernel_grad', tuple(kernel_shape), x, g, strides=strides, pads=pads
+  )
 
 
 def main() -> None:
   """``python -m ssl_jax.models.onednn``: builds and loads the library."""
   logging.basicConfig(level=logging.INFO, format='%(message)s')
   if not load():
-    sys.exit('oneDNN convolutions unavailable (see the warning above); runs '
-             "use XLA's convolutions.")
-  print(f'oneDNN convolutions built and loaded (native bfloat16: '
-        f'{native_bf16()}).')
+    sys.exit(
+        'oneDNN convolutions unavailable (see the warning above); runs '
+        "use XLA's convolutions."
+    )
+  print(
+      'oneDNN convolutions built and loaded (native bfloat16: '
+      f'{native_bf16()}).'
+  )
 
 
 if __name__ == '__main__':

@@ -29,18 +29,23 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
   path = os.path.join(workdir, 'config.json')
   if not os.path.exists(path):
     raise errors.DataError(
-        f'{path} does not exist; pass the --workdir of a run of main.py.')
+        f'{path} does not exist; pass the --workdir of a run of main.py.'
+    )
   config = default.get_config()
   with open(path) as f:
     config.update_from_flattened_dict({
         k: tuple(v) if isinstance(v, list) else v
-        for k, v in checkpoint.flatten(json.load(f)).items()})
+        for k, v in checkpoint.flatten(json.load(f)).items()
+    })
   return config
 
 
-def evaluate_workdir(workdir: str, evals: Optional[ml_collections.ConfigDict]
-                     = None, step: Optional[int] = None,
-                     names: Optional[list[str]] = None) -> dict[str, Any]:
+def evaluate_workdir(
+    workdir: str,
+    evals: Optional[ml_collections.ConfigDict] = None,
+    step: Optional[int] = None,
+    names: Optional[list[str]] = None,
+) -> dict[str, Any]:
   """Runs evaluators on a finished run's checkpoint and merges its results.json.
 
   Args:
@@ -63,21 +68,28 @@ def evaluate_workdir(workdir: str, evals: Optional[ml_collections.ConfigDict]
   from clu import metric_writers  # pylint: disable=g-import-not-at-top
   # TensorBoard's "eval" run beside the training curves.
   writer = metric_writers.create_default_writer(
-      os.path.join(workdir, 'eval'), just_logging=jax.process_index() != 0,
-      asynchronous=False)
-  ctx = train.evaluation_context(run, workdir, run.replicate(variables), step,
-                                 writer=writer)
-  names = names or [n for n in evaluators.enabled(config) if n != 'linear_probe']
+      os.path.join(workdir, 'eval'),
+      just_logging=jax.process_index() != 0,
+      asynchronous=False,
+  )
+  ctx = train.evaluation_context(
+      run, workdir, run.replicate(variables), step, writer=writer
+  )
+  names = names or [
+      n for n in evaluators.enabled(config) if n != 'linear_probe'
+  ]
   results = evaluators.run(ctx, names)
-  writer.write_scalars(step, {k: v for k, v in results.items()
-                              if isinstance(v, (int, float))})
+  writer.write_scalars(
+      step, {k: v for k, v in results.items() if isinstance(v, (int, float))}
+  )
   writer.close()
   results['eval/wall_seconds'] = time.time() - start
   results['eval/step'] = step
   if jax.process_index() == 0:
     os.makedirs(ctx.out_dir, exist_ok=True)
-    train.write_json(os.path.join(ctx.out_dir, f'results_step{step}.json'),
-                     results)
+    train.write_json(
+        os.path.join(ctx.out_dir, f'results_step{step}.json'), results
+    )
     merged = {}
     main_path = os.path.join(workdir, 'results.json')
     if os.path.exists(main_path):
@@ -100,7 +112,8 @@ def main(argv, *, flag_values, evals_flag):
     raise SystemExit(f'ssl_jax.tools.evaluate: error: {e}') from None
   for k in sorted(results):
     if isinstance(results[k], float) and k.endswith(
-        ('accuracy', 'accuracy_mean', 'silhouette', 'dunn', 'kmeans_nmi')):
+        ('accuracy', 'accuracy_mean', 'silhouette', 'dunn', 'kmeans_nmi')
+    ):
       print(f'{k}: {results[k]:.4f}')
 
 
@@ -108,19 +121,32 @@ def _define_flags():
   """This command line's flags (defined only when it runs)."""
   from absl import flags  # pylint: disable=g-import-not-at-top
   from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
-  flags.DEFINE_string('workdir', None, 'Run directory to evaluate.',
-                      required=True)
+
+  flags.DEFINE_string(
+      'workdir', None, 'Run directory to evaluate.', required=True
+  )
   flags.DEFINE_integer('step', None, 'Checkpoint step (default: latest).')
-  flags.DEFINE_string('only', '', 'Comma-separated evaluators to run (default: '
-                      f'those --evals enables), from {list(evaluators.EVALUATORS)}.')
+  flags.DEFINE_string(
+      'only',
+      '',
+      'Comma-separated evaluators to run (default: '
+      f'those --evals enables), from {list(evaluators.EVALUATORS)}.',
+  )
   evals = config_flags.DEFINE_config_file(
-      'evals', os.path.join(os.path.dirname(os.path.dirname(
-          os.path.abspath(__file__))), 'configs', 'evals', 'default.py'),
-      'Evaluations config file (configs/evals/*.py or configs/transfer/*.py).')
+      'evals',
+      os.path.join(
+          os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+          'configs',
+          'evals',
+          'default.py',
+      ),
+      'Evaluations config file (configs/evals/*.py or configs/transfer/*.py).',
+  )
   return flags.FLAGS, evals
 
 
 if __name__ == '__main__':
   from absl import app  # pylint: disable=g-import-not-at-top
+
   _flags, _evals = _define_flags()
   app.run(functools.partial(main, flag_values=_flags, evals_flag=_evals))

@@ -47,8 +47,9 @@ NUM_CLASSES = 10
 IMAGE_SHAPE = (32, 32, 3)
 SPLITS = ('train', 'test')
 PERMUTATION_SEED = 0
-NPZ_KEYS = tuple(f'{s}_{k}' for s in SPLITS
-                 for k in ('jpeg', 'offsets', 'label')) + ('label_names',)
+NPZ_KEYS = tuple(
+    f'{s}_{k}' for s in SPLITS for k in ('jpeg', 'offsets', 'label')
+) + ('label_names',)
 
 
 class NpzFormatError(ValueError):
@@ -88,24 +89,33 @@ def load_cifar10_npz(npz_path: str) -> Dict[str, np.ndarray]:
     raise NpzFormatError(f'{npz_path}: missing key(s) {", ".join(missing)}')
   names = arrays['label_names']
   if names.shape != (NUM_CLASSES,):
-    raise NpzFormatError(f'{npz_path}: label_names has shape {names.shape}, '
-                         f'expected ({NUM_CLASSES},)')
+    raise NpzFormatError(
+        f'{npz_path}: label_names has shape {names.shape}, '
+        f'expected ({NUM_CLASSES},)'
+    )
   for split in SPLITS:
-    jpeg, offsets, label = (arrays[f'{split}_{k}']
-                            for k in ('jpeg', 'offsets', 'label'))
+    jpeg, offsets, label = (
+        arrays[f'{split}_{k}'] for k in ('jpeg', 'offsets', 'label')
+    )
     n = label.shape[0]
     if label.ndim != 1 or offsets.shape != (n + 1,):
       raise NpzFormatError(
           f'{npz_path}: {split}_offsets has shape {offsets.shape}, expected '
-          f'({n + 1},) for {n} labels in {split}_label')
-    if (n and (offsets[0] != 0 or offsets[-1] != jpeg.size
-               or np.any(np.diff(offsets) <= 0))):
+          f'({n + 1},) for {n} labels in {split}_label'
+      )
+    if n and (
+        offsets[0] != 0
+        or offsets[-1] != jpeg.size
+        or np.any(np.diff(offsets) <= 0)
+    ):
       raise NpzFormatError(
           f'{npz_path}: {split}_offsets must increase from 0 to '
-          f'len({split}_jpeg)={jpeg.size}')
+          f'len({split}_jpeg)={jpeg.size}'
+      )
     if n and (label.min() < 0 or label.max() >= NUM_CLASSES):
       raise NpzFormatError(
-          f'{npz_path}: {split}_label outside 0..{NUM_CLASSES - 1}')
+          f'{npz_path}: {split}_label outside 0..{NUM_CLASSES - 1}'
+      )
   return arrays
 
 
@@ -122,8 +132,9 @@ def decode_jpeg(jpeg_bytes: bytes) -> np.ndarray:
     return np.asarray(img.convert('RGB'), dtype=np.uint8)
 
 
-def split_permutation(num_examples: int, split: str,
-                      seed: int = PERMUTATION_SEED) -> np.ndarray:
+def split_permutation(
+    num_examples: int, split: str, seed: int = PERMUTATION_SEED
+) -> np.ndarray:
   """Returns the fixed-seed permutation of npz indices used for `split`.
 
   Args:
@@ -151,8 +162,13 @@ class _Cifar10FromNpz(cifar.Cifar10, skip_registration=True):
   # Recorded in dataset_info.json; fixed so `-m` runs don't write `__main__`.
   __module__ = 'ssl_jax.tools.prepare_data'
 
-  def __init__(self, *, arrays: Dict[str, np.ndarray],
-               max_examples_per_split: Optional[int], **kwargs: Any):
+  def __init__(
+      self,
+      *,
+      arrays: Dict[str, np.ndarray],
+      max_examples_per_split: Optional[int],
+      **kwargs: Any,
+  ):
     self._arrays = arrays
     self._max_examples = max_examples_per_split
     self.split_seconds = {}  # Wall time spent generating each split.
@@ -168,13 +184,14 @@ class _Cifar10FromNpz(cifar.Cifar10, skip_registration=True):
     jpeg = self._arrays[f'{split}_jpeg']
     offsets = self._arrays[f'{split}_offsets']
     labels = self._arrays[f'{split}_label']
-    order = split_permutation(labels.shape[0], split)[:self._max_examples]
+    order = split_permutation(labels.shape[0], split)[: self._max_examples]
     start = time.time()
     for i in order:
-      image = decode_jpeg(jpeg[offsets[i]:offsets[i + 1]].tobytes())
+      image = decode_jpeg(jpeg[offsets[i] : offsets[i + 1]].tobytes())
       if image.shape != IMAGE_SHAPE:
-        raise ValueError(f'{split} image {i} has shape {image.shape}, '
-                         f'expected {IMAGE_SHAPE}')
+        raise ValueError(
+            f'{split} image {i} has shape {image.shape}, expected {IMAGE_SHAPE}'
+        )
       # Key = index in the npz: unique and stable. tfds reorders examples by
       # a (deterministic) hash of the key when writing.
       yield int(i), {
@@ -208,9 +225,9 @@ def _split_counts(builder: tfds.core.DatasetBuilder) -> Dict[str, int]:
   return {s: builder.info.splits[s].num_examples for s in SPLITS}
 
 
-def prepare_cifar10_from_npz(npz_path: str, data_dir: str,
-                             max_examples_per_split: Optional[int] = None
-                             ) -> str:
+def prepare_cifar10_from_npz(
+    npz_path: str, data_dir: str, max_examples_per_split: Optional[int] = None
+) -> str:
   """Builds tfds `cifar10` (array_record) in `data_dir` from the JPEG npz.
 
   Does nothing (besides checking split sizes) if already prepared.
@@ -238,14 +255,20 @@ def _prepare_cifar10(npz_path, data_dir, max_examples_per_split):
   """Implements `prepare_cifar10_from_npz`; also returns seconds per split."""
   if max_examples_per_split is not None and max_examples_per_split < 1:
     raise ValueError(
-        f'max_examples_per_split must be >= 1, got {max_examples_per_split}')
+        f'max_examples_per_split must be >= 1, got {max_examples_per_split}'
+    )
   arrays = load_cifar10_npz(npz_path)
-  expected = {s: len(arrays[f'{s}_label'][:max_examples_per_split])
-              for s in SPLITS}
+  expected = {
+      s: len(arrays[f'{s}_label'][:max_examples_per_split]) for s in SPLITS
+  }
   with _quiet_tfds():
     builder = _Cifar10FromNpz(
-        arrays=arrays, max_examples_per_split=max_examples_per_split,
-        data_dir=data_dir, version=CIFAR10_VERSION, file_format='array_record')
+        arrays=arrays,
+        max_examples_per_split=max_examples_per_split,
+        data_dir=data_dir,
+        version=CIFAR10_VERSION,
+        file_format='array_record',
+    )
     already_prepared = builder.is_prepared()
   path = os.fspath(builder.data_dir)
   if already_prepared:
@@ -253,14 +276,16 @@ def _prepare_cifar10(npz_path, data_dir, max_examples_per_split):
     if got != expected:
       raise DataDirMismatchError(
           f'{path} already holds cifar10 with split sizes {got}, but '
-          f'{expected} were requested; delete it to rebuild.')
+          f'{expected} were requested; delete it to rebuild.'
+      )
     print(f'cifar10 already prepared at {path}, nothing to do.')
     return path, {}
   # Nothing is downloaded: keep tfds' empty downloads/ dir out of data_dir.
   with tempfile.TemporaryDirectory() as download_dir, _quiet_tfds():
     builder.download_and_prepare(
         download_dir=download_dir,
-        download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+        download_config=tfds.download.DownloadConfig(try_download_gcs=False),
+    )
   got = _split_counts(builder)
   if got != expected:  # Would be a bug in the builder: not a user error.
     raise AssertionError(f'{path}: wrote split sizes {got}, not {expected}')
@@ -292,15 +317,22 @@ def _silence_tfds() -> None:
 def _define_flags():
   """This command line's flags (defined only when it runs)."""
   return dict(
-      npz=flags.DEFINE_string('npz', None,
-                              'CIFAR-10 JPEG npz to build cifar10.'),
+      npz=flags.DEFINE_string(
+          'npz', None, 'CIFAR-10 JPEG npz to build cifar10.'
+      ),
       dataset=flags.DEFINE_string(
-          'dataset', None,
-          'Public tfds dataset to download and prepare, e.g. stl10.'),
+          'dataset',
+          None,
+          'Public tfds dataset to download and prepare, e.g. stl10.',
+      ),
       data_dir=flags.DEFINE_string('data_dir', None, 'tfds data directory.'),
       max_examples=flags.DEFINE_integer(
-          'max_examples_per_split', None, 'Keep at most N examples per split.',
-          lower_bound=1))
+          'max_examples_per_split',
+          None,
+          'Keep at most N examples per split.',
+          lower_bound=1,
+      ),
+  )
 
 
 def main(argv, *, npz, dataset, data_dir, max_examples) -> None:
@@ -308,16 +340,19 @@ def main(argv, *, npz, dataset, data_dir, max_examples) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   if not data_dir.value or bool(npz.value) == bool(dataset.value):
-    print('error: pass --data_dir and exactly one of --npz, --dataset',
-          file=sys.stderr)
+    print(
+        'error: pass --data_dir and exactly one of --npz, --dataset',
+        file=sys.stderr,
+    )
     sys.exit(2)
   _silence_tfds()
   start = time.time()
   split_seconds = {}
   try:
     if npz.value:
-      path, split_seconds = _prepare_cifar10(npz.value, data_dir.value,
-                                             max_examples.value)
+      path, split_seconds = _prepare_cifar10(
+          npz.value, data_dir.value, max_examples.value
+      )
     else:
       path = prepare_tfds_dataset(dataset.value, data_dir.value)
   except (FileNotFoundError, NpzFormatError, DataDirMismatchError) as e:

@@ -27,20 +27,31 @@ from absl import logging
 from ssl_jax import methods
 from ssl_jax.evaluation import pictures
 
-RULE = ('Nothing is selected on the test split: probe L2 and all other '
-        'choices are made on a validation part carved from train; test '
-        'figures are reported once.')
+RULE = (
+    'Nothing is selected on the test split: probe L2 and all other '
+    'choices are made on a validation part carved from train; test '
+    'figures are reported once.'
+)
 MISSING = '–'
 
 # Config fields that do not change a run's figures. With data.label_fraction
 # (the x axis) and seed (averaged over) they are ignored when runs are grouped
 # into label-fraction curves; every other field must match within a curve.
 _CURVE_IGNORED = frozenset({
-    'data.label_fraction', 'seed', 'data_dir', 'data.cache', 'data.prefetch',
-    'log_every_steps', 'checkpoint_every_steps', 'keep_checkpoints',
-    'probe.batch_size'})
-_SETTING = re.compile(r'^(finetune|frozen)/((frac|per_class)='
-                      r'(\d+(?:\.\d*)?(?:e-?\d+)?))/test_accuracy(_mean)?$')
+    'data.label_fraction',
+    'seed',
+    'data_dir',
+    'data.cache',
+    'data.prefetch',
+    'log_every_steps',
+    'checkpoint_every_steps',
+    'keep_checkpoints',
+    'probe.batch_size',
+})
+_SETTING = re.compile(
+    r'^(finetune|frozen)/((frac|per_class)='
+    r'(\d+(?:\.\d*)?(?:e-?\d+)?))/test_accuracy(_mean)?$'
+)
 _TRANSFER = re.compile(r'^transfer/([^/]+)/')
 
 
@@ -51,6 +62,7 @@ class ReportError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class Run:
   """A finished run: its config is flattened to dotted field names."""
+
   name: str  # The folder name, with parents where two runs share one.
   path: str
   config: dict[str, Any]
@@ -64,8 +76,9 @@ class Run:
 def _flatten(d: dict[str, Any], prefix: str = '') -> dict[str, Any]:
   out = {}
   for k, v in d.items():
-    out.update(_flatten(v, f'{prefix}{k}.') if isinstance(v, dict)
-               else {prefix + k: v})
+    out.update(
+        _flatten(v, f'{prefix}{k}.') if isinstance(v, dict) else {prefix + k: v}
+    )
   return out
 
 
@@ -78,8 +91,9 @@ def _load(path: str) -> Optional[tuple[dict[str, Any], dict[str, Any]]]:
     except (OSError, ValueError) as e:
       loaded.append(e)
     if not isinstance(loaded[-1], dict):
-      logging.warning('Skipping %s: %s is not a JSON object (%s).', path, name,
-                      loaded[-1])
+      logging.warning(
+          'Skipping %s: %s is not a JSON object (%s).', path, name, loaded[-1]
+      )
       return None
   return _flatten(loaded[0]), loaded[1]
 
@@ -109,15 +123,18 @@ def find_runs(dirs: Sequence[str]) -> list[Run]:
   found = {}
   for top in dirs:
     if not os.path.isdir(top):
-      raise ReportError(f'{top!r} is not a directory; give run workdirs or '
-                        'folders that contain them.')
+      raise ReportError(
+          f'{top!r} is not a directory; give run workdirs or '
+          'folders that contain them.'
+      )
     count = 0
     for root, subdirs, files in os.walk(top):
       subdirs[:] = sorted(d for d in subdirs if d != 'checkpoints')
       if 'config.json' not in files or 'results.json' not in files:
         if 'config.json' in files:
-          logging.warning('Skipping %s: no results.json (unfinished run?).',
-                          root)
+          logging.warning(
+              'Skipping %s: no results.json (unfinished run?).', root
+          )
         continue
       # A run's own fine-tunes and transfers (below its eval/) are parts of
       # its figures, not rows of their own.
@@ -128,14 +145,25 @@ def find_runs(dirs: Sequence[str]) -> list[Run]:
         found[path] = loaded
         count += 1
     if not count:
-      raise ReportError(f'no finished run under {top!r}: no folder there holds '
-                        'both config.json and results.json.')
-  runs = [Run(name, path, *found[path])
-          for name, path in zip(_unique_names(list(found)), found)]
+      raise ReportError(
+          f'no finished run under {top!r}: no folder there holds '
+          'both config.json and results.json.'
+      )
+  runs = [
+      Run(name, path, *found[path])
+      for name, path in zip(_unique_names(list(found)), found)
+  ]
   rank = {m: i for i, m in enumerate(methods.METHODS)}  # Registry order.
-  return sorted(runs, key=lambda r: (
-      rank.get(r.method, len(rank)), r.method, str(r.config.get('dataset')),
-      str(r.config.get('encoder')), r.name))
+  return sorted(
+      runs,
+      key=lambda r: (
+          rank.get(r.method, len(rank)),
+          r.method,
+          str(r.config.get('dataset')),
+          str(r.config.get('encoder')),
+          r.name,
+      ),
+  )
 
 
 def _is_number(v: Any) -> bool:
@@ -165,20 +193,26 @@ def _cell(text: str) -> str:
   return text.replace('|', r'\|').replace('\n', ' ')
 
 
-def _section(title: str, note: str, header: Sequence[str],
-             rows: Sequence[Sequence[str]]) -> list[str]:
+def _section(
+    title: str, note: str, header: Sequence[str], rows: Sequence[Sequence[str]]
+) -> list[str]:
   """A markdown section with one table; nothing when there are no rows."""
   if not rows:
     return []
   table = [header, ['---'] * len(header)] + [list(map(_cell, r)) for r in rows]
-  return [f'## {title}', ''] + ([note, ''] if note else []) + [
-      '| ' + ' | '.join(row) + ' |' for row in table] + ['']
+  return (
+      [f'## {title}', '']
+      + ([note, ''] if note else [])
+      + ['| ' + ' | '.join(row) + ' |' for row in table]
+      + ['']
+  )
 
 
 def _settings(run: Run) -> list[tuple[str, str, float]]:
   """(``frac=0.01``, ``frac``, 0.01) per few-label setting; fractions first."""
-  found = {(m[2], m[3], float(m[4]))
-           for m in map(_SETTING.match, run.results) if m}
+  found = {
+      (m[2], m[3], float(m[4])) for m in map(_SETTING.match, run.results) if m
+  }
   return sorted(found, key=lambda s: (s[1] != 'frac', s[2], s[0]))
 
 
@@ -201,24 +235,44 @@ def _uses_labels(method: str) -> bool:
 
 
 def _main_table(runs: Sequence[Run]) -> list[str]:
-  header = ['Run', 'Method', 'Encoder', 'Dataset', 'Epochs', 'Labels',
-            'Classifier', 'Linear probe', 'Random-init probe', 'kNN',
-            'Fine-tune 1 %', 'Fine-tune 10 %', 'Wall time']
+  header = [
+      'Run',
+      'Method',
+      'Encoder',
+      'Dataset',
+      'Epochs',
+      'Labels',
+      'Classifier',
+      'Linear probe',
+      'Random-init probe',
+      'kNN',
+      'Fine-tune 1 %',
+      'Fine-tune 10 %',
+      'Wall time',
+  ]
   rows = []
   for run in runs:
     c, r = run.config, run.results
     fraction = c.get('data.label_fraction')
     rows.append([
-        run.name, run.method, *(_plain(c.get(f)) for f in (
-            'encoder', 'dataset', 'num_epochs')),
-        ('none' if not _uses_labels(run.method) else
-         f'{100 * fraction:g} %' if _is_number(fraction) else MISSING),
+        run.name,
+        run.method,
+        *(_plain(c.get(f)) for f in ('encoder', 'dataset', 'num_epochs')),
+        (
+            'none'
+            if not _uses_labels(run.method)
+            else f'{100 * fraction:g} %'
+            if _is_number(fraction)
+            else MISSING
+        ),
         _pct(r.get('classifier/test_accuracy')),
         _pct(r.get('linear_probe/test_accuracy')),
         _pct(r.get('random_init/linear_probe/test_accuracy')),
         _pct(r.get('knn/test_accuracy')),
-        _finetune_at(run, 0.01), _finetune_at(run, 0.1),
-        _duration(r.get('train/wall_seconds'))])
+        _finetune_at(run, 0.01),
+        _finetune_at(run, 0.1),
+        _duration(r.get('train/wall_seconds')),
+    ])
   return _section('Main comparison', '', header, rows)
 
 
@@ -226,21 +280,32 @@ def _few_label_table(runs: Sequence[Run]) -> list[str]:
   rows = []
   for run in runs:
     for setting, _, _ in _settings(run):
-      frozen, tuned = (_mean_std(run, f'{m}/{setting}/')
-                       for m in ('frozen', 'finetune'))
-      gain = (f'{100 * (tuned[0] - frozen[0]):+.2f}'
-              if _is_number(frozen[0]) and _is_number(tuned[0]) else MISSING)
+      frozen, tuned = (
+          _mean_std(run, f'{m}/{setting}/') for m in ('frozen', 'finetune')
+      )
+      gain = (
+          f'{100 * (tuned[0] - frozen[0]):+.2f}'
+          if _is_number(frozen[0]) and _is_number(tuned[0])
+          else MISSING
+      )
       rows.append([run.name, setting, _pct(*frozen), _pct(*tuned), gain])
   return _section(
       'Frozen linear probe vs fine-tuning on few labels',
       'Test accuracy (%), mean ± std over label draws; both use the same '
       'labelled images. Gain: fine-tuned minus frozen, in points.',
-      ['Run', 'Labels', 'Frozen', 'Fine-tuned', 'Gain'], rows)
+      ['Run', 'Labels', 'Frozen', 'Fine-tuned', 'Gain'],
+      rows,
+  )
 
 
 def _transfer_table(runs: Sequence[Run]) -> list[str]:
-  datasets = sorted({m.group(1) for run in runs for k in run.results
-                     for m in [_TRANSFER.match(k)] if m})
+  datasets = sorted({
+      m.group(1)
+      for run in runs
+      for k in run.results
+      for m in [_TRANSFER.match(k)]
+      if m
+  })
   rows, errors = [], []
   for run in runs:
     if not any(_TRANSFER.match(k) for k in run.results):
@@ -252,30 +317,48 @@ def _transfer_table(runs: Sequence[Run]) -> list[str]:
         row.append('missing')
         errors.append(f'- {run.name}, {d}: {_cell(str(r[prefix + "error"]))}')
         continue
-      probe, tuned = (_pct(r.get(f'{prefix}{m}/test_accuracy'))
-                      for m in ('linear_probe', 'finetune'))
+      probe, tuned = (
+          _pct(r.get(f'{prefix}{m}/test_accuracy'))
+          for m in ('linear_probe', 'finetune')
+      )
       row.append(probe if tuned == MISSING else f'{probe} / {tuned}')
     rows.append(row)
   lines = _section(
-      'Transfer', 'Test accuracy (%) on each target dataset: linear probe on '
+      'Transfer',
+      'Test accuracy (%) on each target dataset: linear probe on '
       'frozen features, or "probe / fine-tune" where the run fine-tuned too.',
-      ['Run'] + datasets, rows if datasets else [])
+      ['Run'] + datasets,
+      rows if datasets else [],
+  )
   return lines + (['Missing datasets:', ''] + errors + [''] if errors else [])
 
 
 def _embedding_table(runs: Sequence[Run]) -> list[str]:
-  names = sorted({k.split('/', 1)[1] for run in runs for k in run.results
-                  if k.startswith('embedding/') and k != 'embedding/num_points'})
-  rows = [[run.name] + [f'{v:.4f}' if _is_number(v) else MISSING
-                        for v in (run.results.get(f'embedding/{n}')
-                                  for n in names)] for run in runs]
-  return _section('Embedding quality (test features)', '', ['Run'] + names,
-                  rows if names else [])
+  names = sorted({
+      k.split('/', 1)[1]
+      for run in runs
+      for k in run.results
+      if k.startswith('embedding/') and k != 'embedding/num_points'
+  })
+  rows = [
+      [run.name]
+      + [
+          f'{v:.4f}' if _is_number(v) else MISSING
+          for v in (run.results.get(f'embedding/{n}') for n in names)
+      ]
+      for run in runs
+  ]
+  return _section(
+      'Embedding quality (test features)',
+      '',
+      ['Run'] + names,
+      rows if names else [],
+  )
 
 
 def label_fraction_curves(
-    runs: Sequence[Run]) -> list[tuple[str, list[tuple[float, float, float,
-                                                        int]]]]:
+    runs: Sequence[Run],
+) -> list[tuple[str, list[tuple[float, float, float, int]]]]:
   """Groups runs that differ only in label fraction (and seed) into curves.
 
   Args:
@@ -290,32 +373,56 @@ def label_fraction_curves(
   groups = collections.defaultdict(list)
   for run in runs:
     fraction = run.config.get('data.label_fraction')
-    metric = next((m for m in ('classifier', 'linear_probe') if _is_number(
-        run.results.get(f'{m}/test_accuracy'))), None)
+    metric = next(
+        (
+            m
+            for m in ('classifier', 'linear_probe')
+            if _is_number(run.results.get(f'{m}/test_accuracy'))
+        ),
+        None,
+    )
     if metric is None or not _is_number(fraction):
       continue
-    key = tuple(sorted((k, json.dumps(v)) for k, v in run.config.items()
-                       if k not in _CURVE_IGNORED))
+    key = tuple(
+        sorted(
+            (k, json.dumps(v))
+            for k, v in run.config.items()
+            if k not in _CURVE_IGNORED
+        )
+    )
     groups[(key, metric)].append(
-        (float(fraction), run.results[f'{metric}/test_accuracy']))
+        (float(fraction), run.results[f'{metric}/test_accuracy'])
+    )
   groups = {k: v for k, v in groups.items() if len(dict(v)) >= 2}
   if not groups:
     return []
   configs = [dict(key) for key, _ in groups]
   # Curves are named by method/encoder/dataset and the fields that differ.
   names = ('method', 'encoder', 'dataset')
-  differing = sorted({f for c in configs for f in set(c) | set(configs[0])
-                      if c.get(f) != configs[0].get(f)} - set(names))[:3]
+  differing = sorted(
+      {
+          f
+          for c in configs
+          for f in set(c) | set(configs[0])
+          if c.get(f) != configs[0].get(f)
+      }
+      - set(names)
+  )[:3]
   curves = []
   for (key, metric), values in groups.items():
     config = {k: json.loads(v) for k, v in key}
-    label = ' '.join(['/'.join(str(config.get(f)) for f in names)] + [
-        f'{f}={config.get(f)}' for f in differing] + [f'({metric})'])
+    label = ' '.join(
+        ['/'.join(str(config.get(f)) for f in names)]
+        + [f'{f}={config.get(f)}' for f in differing]
+        + [f'({metric})']
+    )
     by_fraction = collections.defaultdict(list)
     for f, v in values:
       by_fraction[f].append(v)
-    points = [(f, statistics.fmean(vs), statistics.pstdev(vs), len(vs))
-              for f, vs in sorted(by_fraction.items())]
+    points = [
+        (f, statistics.fmean(vs), statistics.pstdev(vs), len(vs))
+        for f, vs in sorted(by_fraction.items())
+    ]
     curves.append((label, points))
   return sorted(curves)
 
@@ -325,40 +432,64 @@ def _link(target: str, out_dir: str) -> str:
   return parse.quote(rel, safe="/=,.-_+()'")
 
 
-def _curve_section(runs: Sequence[Run], files_dir: str,
-                   out_dir: str) -> list[str]:
+def _curve_section(
+    runs: Sequence[Run], files_dir: str, out_dir: str
+) -> list[str]:
   curves = label_fraction_curves(runs)
   path = os.path.join(files_dir, 'label_fraction.png')
   if curves:
     pictures.accuracy_vs_fraction(
-        [(label, [p[:3] for p in pts], '-') for label, pts in curves], path,
-        xlabel='labelled fraction of the training set')
+        [(label, [p[:3] for p in pts], '-') for label, pts in curves],
+        path,
+        xlabel='labelled fraction of the training set',
+    )
   lines = _section(
       'Accuracy vs label fraction',
       'Runs whose configs differ only in data.label_fraction (and seed, '
-      'averaged: ± is the std over seeds).' + (
+      'averaged: ± is the std over seeds).'
+      + (
           f'\n\n![accuracy vs label fraction]({_link(path, out_dir)})'
-          if curves else ''),
+          if curves
+          else ''
+      ),
       ['Curve', 'Label fraction', 'Test accuracy', 'Runs'],
-      [[label, f'{f:g}', _pct(m, s if n > 1 else None), str(n)]
-       for label, pts in curves for f, m, s, n in pts])
+      [
+          [label, f'{f:g}', _pct(m, s if n > 1 else None), str(n)]
+          for label, pts in curves
+          for f, m, s, n in pts
+      ],
+  )
   tuned = []
   for run in runs:
     for mode, style in (('finetune', '-'), ('frozen', '--')):
-      points = [(value, *_mean_std(run, f'{mode}/{setting}/'))
-                for setting, kind, value in _settings(run) if kind == 'frac']
-      points = [(x, m, s if _is_number(s) else 0.0) for x, m, s in points
-                if _is_number(m)]
+      points = [
+          (value, *_mean_std(run, f'{mode}/{setting}/'))
+          for setting, kind, value in _settings(run)
+          if kind == 'frac'
+      ]
+      points = [
+          (x, m, s if _is_number(s) else 0.0)
+          for x, m, s in points
+          if _is_number(m)
+      ]
       if points:
         tuned.append((f'{run.name} [{mode}]', points, style))
   if tuned:
     path = os.path.join(files_dir, 'finetune_fraction.png')
-    pictures.accuracy_vs_fraction(tuned, path,
-                                  xlabel='labelled fraction (fine-tuning)')
-    lines += ['## Fine-tuning vs label fraction', '',
-              'Per run: fine-tuned (solid) and frozen linear probe (dashed) '
-              'on the same labels, mean ± std over label draws.', '',
-              f'![fine-tuning vs label fraction]({_link(path, out_dir)})', '']
+    pictures.accuracy_vs_fraction(
+        tuned, path, xlabel='labelled fraction (fine-tuning)'
+    )
+    lines += [
+        '## Fine-tuning vs label fraction',
+        '',
+        (
+            'Per run: fine-tuned (solid) and frozen linear probe (dashed) '
+            'on the same labels, mean ± std over label draws.'
+        ),
+        '',
+        f'![fine-tuning vs label fraction]({_link(path, out_dir)})',
+        '',
+    ]
   return lines
 
 
@@ -366,7 +497,8 @@ def _run_figures(runs: Sequence[Run], out_dir: str) -> list[str]:
   lines = []
   for run in runs:
     pngs = sorted(glob.glob(os.path.join(run.path, '*.png'))) + sorted(
-        glob.glob(os.path.join(run.path, 'eval', '*.png')))
+        glob.glob(os.path.join(run.path, 'eval', '*.png'))
+    )
     if pngs:
       lines += [f'### {run.name}', '']
       lines += [f'![{os.path.basename(p)}]({_link(p, out_dir)})' for p in pngs]
@@ -374,8 +506,9 @@ def _run_figures(runs: Sequence[Run], out_dir: str) -> list[str]:
   return ['## Figures written by the runs', ''] + lines if lines else []
 
 
-def build_report(runs: Sequence[Run], out_path: str,
-                 sources: Sequence[str] = ()) -> str:
+def build_report(
+    runs: Sequence[Run], out_path: str, sources: Sequence[str] = ()
+) -> str:
   """Builds the markdown report and writes its plots.
 
   Args:
@@ -389,20 +522,28 @@ def build_report(runs: Sequence[Run], out_path: str,
   """
   out_dir = os.path.dirname(os.path.abspath(out_path))
   files_dir = os.path.join(
-      out_dir, os.path.splitext(os.path.basename(out_path))[0] + '_files')
+      out_dir, os.path.splitext(os.path.basename(out_path))[0] + '_files'
+  )
   methods = list(dict.fromkeys(r.method for r in runs))
   datasets = list(dict.fromkeys(str(r.config.get('dataset')) for r in runs))
   when = datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')
   lines = [
-      '# Run comparison', '',
+      '# Run comparison',
+      '',
       f'{len(runs)} runs ({", ".join(methods)} on {", ".join(datasets)})'
       + (f' from {", ".join(f"`{s}`" for s in sources)}' if sources else '')
-      + f'; generated {when} by `python -m ssl_jax.tools.report`.', '',
-      f'**{RULE}**', '',
-      'Figures are test accuracy (%) from each run\'s results.json; '
-      f'`{MISSING}` means the run did not report it. Classifier: the '
-      'method\'s own head (supervised, FixMatch, DeepCluster). Fine-tune: '
-      'mean ± std over label draws. Wall time: train/wall_seconds.', '']
+      + f'; generated {when} by `python -m ssl_jax.tools.report`.',
+      '',
+      f'**{RULE}**',
+      '',
+      (
+          "Figures are test accuracy (%) from each run's results.json; "
+          f'`{MISSING}` means the run did not report it. Classifier: the '
+          "method's own head (supervised, FixMatch, DeepCluster). Fine-tune: "
+          'mean ± std over label draws. Wall time: train/wall_seconds.'
+      ),
+      '',
+  ]
   lines += _main_table(runs)
   lines += _few_label_table(runs)
   lines += _transfer_table(runs)
@@ -429,6 +570,14 @@ def main(argv: Sequence[str], *, out_flag) -> None:
 
 
 if __name__ == '__main__':
-  app.run(functools.partial(main, out_flag=flags.DEFINE_string(
-      'out', 'report.md',
-      'Markdown file to write; its plots go to <out stem>_files/ beside it.')))
+  app.run(
+      functools.partial(
+          main,
+          out_flag=flags.DEFINE_string(
+              'out',
+              'report.md',
+              'Markdown file to write; its plots go to <out stem>_files/'
+              ' beside it.',
+          ),
+      )
+  )

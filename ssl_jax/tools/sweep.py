@@ -52,26 +52,34 @@ def _split_values(text: str) -> list[str]:
   return [v.strip() for v in values + [text[start:]]]
 
 
-def _field_type(config: ml_collections.ConfigDict, name: str) -> tuple[
-    type, Any]:
+def _field_type(
+    config: ml_collections.ConfigDict, name: str
+) -> tuple[type, Any]:
   """The declared type and current value of the dotted field ``name``."""
   node, parts = config, name.split('.')
   for part in parts:
     if not isinstance(node, ml_collections.ConfigDict) or part not in node:
-      raise SweepError(f'unknown config field {name!r} in --grid; every field '
-                       'is listed in configs/default.py.')
+      raise SweepError(
+          f'unknown config field {name!r} in --grid; every field '
+          'is listed in configs/default.py.'
+      )
     parent, node = node, node[part]
   if isinstance(node, ml_collections.ConfigDict):
-    raise SweepError(f'{name!r} is a group of fields, not a value; grid one of '
-                     f'its fields, e.g. {name}.{next(iter(node.keys()), "x")}.')
+    raise SweepError(
+        f'{name!r} is a group of fields, not a value; grid one of '
+        f'its fields, e.g. {name}.{next(iter(node.keys()), "x")}.'
+    )
   return parent.get_type(parts[-1]), node
 
 
 def _parse_value(name: str, text: str, kind: type, current: Any) -> Any:
   """``text`` as a value of the field's type ``kind``."""
+
   def bad(what):
-    return SweepError(f'--grid value {text!r} for {name} is not {what} (the '
-                      f'field holds {current!r}); fix the value in --grid.')
+    return SweepError(
+        f'--grid value {text!r} for {name} is not {what} (the '
+        f'field holds {current!r}); fix the value in --grid.'
+    )
 
   if kind is bool:
     lowered = text.lower()
@@ -93,8 +101,11 @@ def _parse_value(name: str, text: str, kind: type, current: Any) -> Any:
     kinds = {type(v) for v in current or ()}
     if kinds == {int} and not all(type(v) is int for v in value):
       raise bad('a tuple of ints')
-    if kinds and kinds <= {int, float} and not all(
-        type(v) in (int, float) for v in value):
+    if (
+        kinds
+        and kinds <= {int, float}
+        and not all(type(v) in (int, float) for v in value)
+    ):
       raise bad('a tuple of numbers')
     if kinds == {float}:
       value = [float(v) for v in value]
@@ -109,8 +120,9 @@ def _parse_value(name: str, text: str, kind: type, current: Any) -> Any:
   return text
 
 
-def parse_grid(specs: Sequence[str],
-               config: ml_collections.ConfigDict) -> list[dict[str, Any]]:
+def parse_grid(
+    specs: Sequence[str], config: ml_collections.ConfigDict
+) -> list[dict[str, Any]]:
   """Expands ``--grid`` specs into the overrides of every run.
 
   Args:
@@ -132,24 +144,29 @@ def parse_grid(specs: Sequence[str],
     name, sep, rest = spec.partition('=')
     name = name.strip()
     if not sep or not name or not rest.strip():
-      raise SweepError(f'--grid={spec!r} is not FIELD=V1,V2,...; e.g. '
-                       '--grid=data.label_fraction=0.01,0.1.')
+      raise SweepError(
+          f'--grid={spec!r} is not FIELD=V1,V2,...; e.g. '
+          '--grid=data.label_fraction=0.01,0.1.'
+      )
     if name in seen:
-      raise SweepError(f'field {name!r} is in two --grid flags; give all its '
-                       'values in one.')
+      raise SweepError(
+          f'field {name!r} is in two --grid flags; give all its values in one.'
+      )
     seen.add(name)
     kind, current = _field_type(config, name)
     texts = _split_values(rest)
     if any(not t for t in texts):
-      raise SweepError(f'--grid={spec!r} has an empty value; remove the '
-                       'extra comma.')
+      raise SweepError(
+          f'--grid={spec!r} has an empty value; remove the extra comma.'
+      )
     values = [_parse_value(name, t, kind, current) for t in texts]
     axes.append([(name, v) for v in values])
   return [dict(point) for point in itertools.product(*axes)]
 
 
-def apply_overrides(config: ml_collections.ConfigDict,
-                    overrides: dict[str, Any]) -> ml_collections.ConfigDict:
+def apply_overrides(
+    config: ml_collections.ConfigDict, overrides: dict[str, Any]
+) -> ml_collections.ConfigDict:
   """Returns a copy of ``config`` with the dotted ``overrides`` set."""
   config = copy.deepcopy(config)
   for name, value in overrides.items():
@@ -160,8 +177,9 @@ def apply_overrides(config: ml_collections.ConfigDict,
     try:
       node[leaf] = value
     except TypeError as e:
-      raise SweepError(f'--grid value {value!r} for {name}: {e}; fix the '
-                       'value in --grid.') from None
+      raise SweepError(
+          f'--grid value {value!r} for {name}: {e}; fix the value in --grid.'
+      ) from None
   return config
 
 
@@ -192,8 +210,10 @@ def run_names(grid: Sequence[dict[str, Any]]) -> list[str]:
     name = ','.join(f'{short[f]}={_format(v)}' for f, v in point.items())
     names.append(re.sub(r'[^\w.,=+-]', '_', name) or 'base')
   if len(set(names)) != len(names):
-    raise SweepError('two grid points map to the same workdir name '
-                     f'({sorted(names)}); make the values distinct.')
+    raise SweepError(
+        'two grid points map to the same workdir name '
+        f'({sorted(names)}); make the values distinct.'
+    )
   return names
 
 
@@ -209,9 +229,12 @@ def _write_json(path: str, obj: Any) -> None:
   os.replace(tmp, path)
 
 
-def run_sweep(config: ml_collections.ConfigDict, workdir: str,
-              grid_specs: Sequence[str],
-              train_fn: Optional[TrainFn] = None) -> list[dict[str, Any]]:
+def run_sweep(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    grid_specs: Sequence[str],
+    train_fn: Optional[TrainFn] = None,
+) -> list[dict[str, Any]]:
   """Trains every grid point in turn and records the outcome.
 
   Args:
@@ -251,17 +274,25 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str,
   finished = [os.path.exists(os.path.join(d, 'results.json')) for d in run_dirs]
   records, durations, start = [], [], time.time()
   for i, (overrides, run_config, run_dir) in enumerate(
-      zip(grid, configs, run_dirs)):
+      zip(grid, configs, run_dirs)
+  ):
     record = {'workdir': run_dir, 'overrides': overrides}
     if finished[i]:
-      logging.info('run %d/%d %s: skipping, finished', i + 1, len(grid),
-                   names[i])
+      logging.info(
+          'run %d/%d %s: skipping, finished', i + 1, len(grid), names[i]
+      )
       records.append(dict(record, status='skipped', seconds=0.0))
       continue
     todo = sum(not f for f in finished[i:])
     eta = _hms(statistics.fmean(durations) * todo) if durations else 'unknown'
-    logging.info('run %d/%d %s: elapsed %s, ETA %s', i + 1, len(grid),
-                 names[i], _hms(time.time() - start), eta)
+    logging.info(
+        'run %d/%d %s: elapsed %s, ETA %s',
+        i + 1,
+        len(grid),
+        names[i],
+        _hms(time.time() - start),
+        eta,
+    )
     run_start = time.time()
     try:
       train_fn(run_config, run_dir)
@@ -276,8 +307,10 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str,
     # Rewritten after every run, so an interrupted sweep leaves its record.
     _write_json(os.path.join(workdir, 'sweep.json'), records)
   _write_json(os.path.join(workdir, 'sweep.json'), records)
-  counts = {s: sum(r['status'] == s for r in records)
-            for s in ('done', 'skipped', 'failed')}
+  counts = {
+      s: sum(r['status'] == s for r in records)
+      for s in ('done', 'skipped', 'failed')
+  }
   logging.info('sweep finished in %s: %s', _hms(time.time() - start), counts)
   return records
 
@@ -285,14 +318,21 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str,
 def _define_flags():
   """This command line's flags (defined only when it runs)."""
   config = config_flags.DEFINE_config_file(
-      'config', None, 'Experiment config file (the base of every run).',
-      lock_config=True)
+      'config',
+      None,
+      'Experiment config file (the base of every run).',
+      lock_config=True,
+  )
   workdir = flags.DEFINE_string(
-      'workdir', None, 'Sweep directory; run i goes to WORKDIR/<overrides>.')
+      'workdir', None, 'Sweep directory; run i goes to WORKDIR/<overrides>.'
+  )
   grid = flags.DEFINE_multi_string(
-      'grid', [], 'FIELD=V1,V2,... (repeatable; the cartesian product runs), '
+      'grid',
+      [],
+      'FIELD=V1,V2,... (repeatable; the cartesian product runs), '
       'e.g. --grid=data.label_fraction=0.01,0.1 --grid=fixmatch.mu=1,5. Tuples '
-      'in parentheses: --grid=augment.view1.crop_scale=(0.2,1.0),(0.5,1.0).')
+      'in parentheses: --grid=augment.view1.crop_scale=(0.2,1.0),(0.5,1.0).',
+  )
   flags.mark_flag_as_required('config')
   return config, workdir, grid
 
@@ -312,8 +352,10 @@ def main(argv: Sequence[str], *, config_flag, workdir_flag, grid_flag) -> None:
   for r in failed:
     print(f'failed: {r["workdir"]}: {r["error"]}', file=sys.stderr)
   record = os.path.abspath(os.path.join(workdir_flag.value, 'sweep.json'))
-  print(f'{len(records) - len(failed)}/{len(records)} runs finished; '
-        f'record: {record}')
+  print(
+      f'{len(records) - len(failed)}/{len(records)} runs finished; '
+      f'record: {record}'
+  )
   if failed:
     sys.exit(1)
 
@@ -324,13 +366,18 @@ def _parse_flags(argv: list[str]) -> list[str]:
     return flags.FLAGS(argv)
   except (AttributeError, KeyError) as e:  # ConfigDict's "no such field".
     field = re.search(r"([A-Za-z_][\w.]*)\\?'", str(e))
-    print('ssl_jax.tools.sweep: error: unknown config field '
-          f'{field.group(1) if field else str(e)!r} in --config.FIELD; every '
-          'field is listed in configs/default.py.', file=sys.stderr)
+    print(
+        'ssl_jax.tools.sweep: error: unknown config field '
+        f'{field.group(1) if field else str(e)!r} in --config.FIELD; every '
+        'field is listed in configs/default.py.',
+        file=sys.stderr,
+    )
     sys.exit(2)
 
 
 if __name__ == '__main__':
   _c, _w, _g = _define_flags()
-  app.run(functools.partial(main, config_flag=_c, workdir_flag=_w, grid_flag=_g),
-          flags_parser=_parse_flags)
+  app.run(
+      functools.partial(main, config_flag=_c, workdir_flag=_w, grid_flag=_g),
+      flags_parser=_parse_flags,
+  )

@@ -16,14 +16,25 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 # Fields whose change makes a checkpoint unusable (shapes or data order differ).
-STRUCTURAL_FIELDS = ('method', 'encoder', 'model', 'projector', 'dataset',
-                     'data.train_split', 'data.label_fraction',
-                     'data.labels_per_class', 'data.resize', 'data.channels',
-                     'batch_size',
-                     'seed', 'optimizer.name',
-                     # 1.0 or not changes the optimiser state's structure.
-                     'optimizer.bias_norm_lr_scale', 'deepcluster.num_clusters',
-                     'fixmatch.mu')
+STRUCTURAL_FIELDS = (
+    'method',
+    'encoder',
+    'model',
+    'projector',
+    'dataset',
+    'data.train_split',
+    'data.label_fraction',
+    'data.labels_per_class',
+    'data.resize',
+    'data.channels',
+    'batch_size',
+    'seed',
+    'optimizer.name',
+    # 1.0 or not changes the optimiser state's structure.
+    'optimizer.bias_norm_lr_scale',
+    'deepcluster.num_clusters',
+    'fixmatch.mu',
+)
 
 
 class IncompatibleCheckpointError(ValueError):
@@ -40,8 +51,9 @@ def flatten(d: dict, prefix: str = '') -> dict[str, Any]:
   return out
 
 
-def check_config(workdir: str, config: ml_collections.ConfigDict,
-                 allow_changes: bool = False) -> None:
+def check_config(
+    workdir: str, config: ml_collections.ConfigDict, allow_changes: bool = False
+) -> None:
   """Checks ``config`` against the one saved beside the workdir's checkpoints.
 
   Args:
@@ -55,19 +67,26 @@ def check_config(workdir: str, config: ml_collections.ConfigDict,
   """
   path = os.path.join(workdir, 'config.json')
   new = flatten(json.loads(config.to_json()))
-  if os.path.exists(path) and os.path.isdir(os.path.join(workdir, 'checkpoints')):
+  if os.path.exists(path) and os.path.isdir(
+      os.path.join(workdir, 'checkpoints')
+  ):
     with open(path) as f:
       old = flatten(json.load(f))
     diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     # A field the saved run did not have yet (added since) is not a conflict.
-    bad = [k for k in diff if k in old and any(
-        k == f or k.startswith(f + '.') for f in STRUCTURAL_FIELDS)]
+    bad = [
+        k
+        for k in diff
+        if k in old
+        and any(k == f or k.startswith(f + '.') for f in STRUCTURAL_FIELDS)
+    ]
     if bad and not allow_changes:
       details = ', '.join(f'{k}: {old.get(k)!r} -> {new.get(k)!r}' for k in bad)
       raise IncompatibleCheckpointError(
           f'workdir {workdir!r} holds a checkpoint of a different config '
           f'({details}); use a new --workdir, the original values, or '
-          '--allow_config_change to resume anyway.')
+          '--allow_config_change to resume anyway.'
+      )
     if diff:
       logging.warning('Resuming with changed fields: %s', ', '.join(diff))
 
@@ -86,7 +105,8 @@ def make_workdir(workdir: str) -> None:
   except OSError as e:
     raise CheckpointError(
         f'workdir {workdir!r} cannot be created or written '
-        f'({e.strerror or e}); choose a writable --workdir.') from None
+        f'({e.strerror or e}); choose a writable --workdir.'
+    ) from None
 
 
 def save_config(workdir: str, config: ml_collections.ConfigDict) -> None:
@@ -99,8 +119,9 @@ def save_config(workdir: str, config: ml_collections.ConfigDict) -> None:
   os.replace(tmp, path)
 
 
-def load_encoder(source_workdir: str, params: Any, batch_stats: Any
-                 ) -> tuple[Any, Any]:
+def load_encoder(
+    source_workdir: str, params: Any, batch_stats: Any
+) -> tuple[Any, Any]:
   """Replaces the encoder weights with those of another run's checkpoint.
 
   Used to fine-tune (supervised, FixMatch) from a self-supervised run: only
@@ -128,7 +149,8 @@ def load_encoder(source_workdir: str, params: Any, batch_stats: Any
   if step is None:
     raise IncompatibleCheckpointError(
         f'init_from={source_workdir!r} holds no checkpoint in {directory!r}; '
-        'pass the --workdir of a finished run.')
+        'pass the --workdir of a finished run.'
+    )
   out = {}
   for part, mine_tree in (('params', params), ('batch_stats', batch_stats)):
     new, old = mine_tree.get('encoder'), restored.get(part, {}).get('encoder')
@@ -136,16 +158,23 @@ def load_encoder(source_workdir: str, params: Any, batch_stats: Any
     theirs = jax.tree.map(lambda x: x.shape, old) if old is not None else None
     if mine != theirs:
       raise IncompatibleCheckpointError(
-          f'init_from={source_workdir!r}: its {part} encoder does not match this'
-          ' config\'s encoder; use the same --config.encoder and --config.model.')
-    out[part] = dict(mine_tree, encoder=jax.tree.map(
-        lambda a, b: jax.numpy.asarray(a, b.dtype), old, new))
+          f'init_from={source_workdir!r}: its {part} encoder does not match'
+          " this config's encoder; use the same --config.encoder and"
+          ' --config.model.'
+      )
+    out[part] = dict(
+        mine_tree,
+        encoder=jax.tree.map(
+            lambda a, b: jax.numpy.asarray(a, b.dtype), old, new
+        ),
+    )
   logging.info('Loaded the encoder of %s (step %d)', source_workdir, step)
   return out['params'], out['batch_stats']
 
 
-def restore_tree(workdir: str, step: Optional[int] = None
-                 ) -> tuple[int, dict[str, Any]]:
+def restore_tree(
+    workdir: str, step: Optional[int] = None
+) -> tuple[int, dict[str, Any]]:
   """Reads a run's checkpoint as a plain pytree, without building its state.
 
   Args:
@@ -161,23 +190,32 @@ def restore_tree(workdir: str, step: Optional[int] = None
   directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
   if os.path.isdir(directory):
     with ocp.CheckpointManager(
-        directory, item_handlers=ocp.StandardCheckpointHandler()) as manager:
+        directory, item_handlers=ocp.StandardCheckpointHandler()
+    ) as manager:
       steps = manager.all_steps()
       step = manager.latest_step() if step is None else step
       if step in steps:
         # Replicated over this machine's devices, whatever topology saved it.
         mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ('d',))
-        replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+        replicated = jax.sharding.NamedSharding(
+            mesh, jax.sharding.PartitionSpec()
+        )
         metadata = manager.item_metadata(step)
         abstract = jax.tree.map(
-            lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=replicated),
-            getattr(metadata, 'tree', metadata))
-        return step, manager.restore(step, args=ocp.args.StandardRestore(abstract))
+            lambda m: jax.ShapeDtypeStruct(
+                m.shape, m.dtype, sharding=replicated
+            ),
+            getattr(metadata, 'tree', metadata),
+        )
+        return step, manager.restore(
+            step, args=ocp.args.StandardRestore(abstract)
+        )
   else:
     steps = []
   raise IncompatibleCheckpointError(
       f'workdir {workdir!r} has no checkpoint of step {step} (it has '
-      f'{sorted(steps)}); pass the --workdir of a run that saved one.')
+      f'{sorted(steps)}); pass the --workdir of a run that saved one.'
+  )
 
 
 class CheckpointError(RuntimeError):
@@ -186,11 +224,15 @@ class CheckpointError(RuntimeError):
 
 def _shapes(tree) -> dict[str, tuple[Any, Any]]:
   """``{'params/encoder/...': (shape, dtype)}`` of a state or its orbax metadata."""
+
   def name(k):
     return str(getattr(k, 'key', getattr(k, 'idx', getattr(k, 'name', k))))
+
   leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-  return {'/'.join(name(k) for k in path): (tuple(x.shape), np.dtype(x.dtype))
-          for path, x in leaves}
+  return {
+      '/'.join(name(k) for k in path): (tuple(x.shape), np.dtype(x.dtype))
+      for path, x in leaves
+  }
 
 
 class Checkpointer:
@@ -208,7 +250,9 @@ class Checkpointer:
         os.path.join(self._workdir, 'checkpoints'),
         item_handlers=ocp.StandardCheckpointHandler(),
         options=ocp.CheckpointManagerOptions(
-            max_to_keep=keep, keep_period=keep_period or None, create=True))
+            max_to_keep=keep, keep_period=keep_period or None, create=True
+        ),
+    )
     self.failed_saves = 0
     self._pending_step = None
 
@@ -227,9 +271,14 @@ class Checkpointer:
     self.failed_saves += 1
     self._pending_step = None
     logging.error(
-        'Saving a checkpoint (at or before step %s) failed (%s: %s); the newest '
-        'complete checkpoint (step %s) is kept, training goes on and the next save '
-        'retries.', step, type(error).__name__, error, self.latest_step())
+        'Saving a checkpoint (at or before step %s) failed (%s: %s); the newest'
+        ' complete checkpoint (step %s) is kept, training goes on and the next'
+        ' save retries.',
+        step,
+        type(error).__name__,
+        error,
+        self.latest_step(),
+    )
 
   def restore_latest(self, target: Any) -> Optional[Any]:
     """Restores the newest readable checkpoint into the shapes of ``target``.
@@ -246,7 +295,8 @@ class Checkpointer:
     """
     abstract = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
-        target)
+        target,
+    )
     unreadable = []
     for step in sorted(self._manager.all_steps(), reverse=True):
       try:
@@ -256,38 +306,51 @@ class Checkpointer:
         unreadable.append(self._set_aside(step, e))
         continue
       mine = _shapes(target)
-      diff = sorted(k for k in set(saved) | set(mine)
-                    if saved.get(k) != mine.get(k))
+      diff = sorted(
+          k for k in set(saved) | set(mine) if saved.get(k) != mine.get(k)
+      )
       if diff:
         diff.sort(key=lambda k: not k.startswith('params/'))
-        examples = ', '.join(f'{k}: {saved.get(k)} -> {mine.get(k)}'
-                             for k in diff[:2])
+        examples = ', '.join(
+            f'{k}: {saved.get(k)} -> {mine.get(k)}' for k in diff[:2]
+        )
         raise IncompatibleCheckpointError(
             f'the checkpoint of step {step} in {self._workdir!r} holds other '
             f'arrays than this config builds ({len(diff)} differ, e.g. '
-            f'{examples}); use a new --workdir.')
+            f'{examples}); use a new --workdir.'
+        )
       try:
         logging.info('Restoring checkpoint of step %d', step)
-        return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        return self._manager.restore(
+            step, args=ocp.args.StandardRestore(abstract)
+        )
       except Exception as e:  # pylint: disable=broad-except
         unreadable.append(self._set_aside(step, e))
     if unreadable:
       raise CheckpointError(
           f'no readable checkpoint in {self._workdir!r}: moved the unreadable '
           f'steps {unreadable} to checkpoints_unreadable/; rerun to start from '
-          'scratch, or use a new --workdir.')
+          'scratch, or use a new --workdir.'
+      )
     return None
 
   def _set_aside(self, step: int, error: Exception) -> int:
     """Moves an unreadable checkpoint out of orbax's way (kept for inspection)."""
     aside = os.path.join(self._workdir, 'checkpoints_unreadable')
-    logging.warning('The checkpoint of step %d is unreadable (%s: %.300s); '
-                    'moving it to %s and trying the previous one.', step,
-                    type(error).__name__, error, aside)
+    logging.warning(
+        'The checkpoint of step %d is unreadable (%s: %.300s); '
+        'moving it to %s and trying the previous one.',
+        step,
+        type(error).__name__,
+        error,
+        aside,
+    )
     if jax.process_index() == 0:
       os.makedirs(aside, exist_ok=True)
-      os.replace(os.path.join(self._workdir, 'checkpoints', str(step)),
-                 os.path.join(aside, f'{step}.{int(time.time())}'))
+      os.replace(
+          os.path.join(self._workdir, 'checkpoints', str(step)),
+          os.path.join(aside, f'{step}.{int(time.time())}'),
+      )
     self._manager.reload()
     return step
 
@@ -304,7 +367,8 @@ class Checkpointer:
       self._report(step, e)
       self._manager.close()
       raise CheckpointError(
-          f'the checkpoint of step {step} could not be saved ({type(e).__name__}'
-          f': {e}); the newest complete one is step {self.latest_step()}. Free '
-          'disk space and rerun to resume from it.') from None
+          f'the checkpoint of step {step} could not be saved'
+          f' ({type(e).__name__}: {e}); the newest complete one is step'
+          f' {self.latest_step()}. Free disk space and rerun to resume from it.'
+      ) from None
     self._manager.close()

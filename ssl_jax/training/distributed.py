@@ -39,8 +39,12 @@ def detected() -> Optional[str]:
   return None
 
 
-def initialize(mode: str = 'auto', coordinator_address: str = '',
-               num_processes: int = 0, process_id: int = -1) -> bool:
+def initialize(
+    mode: str = 'auto',
+    coordinator_address: str = '',
+    num_processes: int = 0,
+    process_id: int = -1,
+) -> bool:
   """Calls ``jax.distributed.initialize`` when the run has several processes.
 
   Args:
@@ -60,12 +64,14 @@ def initialize(mode: str = 'auto', coordinator_address: str = '',
   if mode not in MODES:
     raise ValueError(f'--distributed={mode!r}; use one of {MODES}.')
   explicit = bool(coordinator_address) or num_processes > 0 or process_id >= 0
-  if explicit and not (coordinator_address and num_processes > 0
-                       and process_id >= 0):
+  if explicit and not (
+      coordinator_address and num_processes > 0 and process_id >= 0
+  ):
     raise ValueError(
         '--coordinator_address, --num_processes and --process_id go together '
         f'(got {coordinator_address!r}, {num_processes}, {process_id}); give '
-        'all three, or none to auto-detect.')
+        'all three, or none to auto-detect.'
+    )
   marker = detected()
   if mode == 'off' or (mode == 'auto' and not explicit and marker is None):
     return False
@@ -73,11 +79,18 @@ def initialize(mode: str = 'auto', coordinator_address: str = '',
   jax.config.update('jax_cpu_collectives_implementation', 'gloo')
   kwargs = {}
   if explicit:
-    kwargs = dict(coordinator_address=coordinator_address,
-                  num_processes=num_processes, process_id=process_id)
+    kwargs = dict(
+        coordinator_address=coordinator_address,
+        num_processes=num_processes,
+        process_id=process_id,
+    )
   jax.distributed.initialize(**kwargs)
-  logging.info('Process %d of %d (%s); %d local of %d devices.',
-               jax.process_index(), jax.process_count(),
-               'explicit flags' if explicit else marker or 'auto-detected',
-               jax.local_device_count(), jax.device_count())
+  logging.info(
+      'Process %d of %d (%s); %d local of %d devices.',
+      jax.process_index(),
+      jax.process_count(),
+      'explicit flags' if explicit else marker or 'auto-detected',
+      jax.local_device_count(),
+      jax.device_count(),
+  )
   return True

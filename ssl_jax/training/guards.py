@@ -33,8 +33,15 @@ class NonFiniteError(FloatingPointError):
   """A step produced NaN or Inf; the message names the step and quantities."""
 
 
-def guarded_step(state, batch, key, *, step_fn, nonfinite: str = 'stop',
-                 poison_step: int = -1):
+def guarded_step(
+    state,
+    batch,
+    key,
+    *,
+    step_fn,
+    nonfinite: str = 'stop',
+    poison_step: int = -1,
+):
   """Runs ``step_fn`` and flags (or, with ``'skip'``, undoes) a non-finite step.
 
   Args:
@@ -55,22 +62,28 @@ def guarded_step(state, batch, key, *, step_fn, nonfinite: str = 'stop',
   inputs = state
   if poison_step >= 0:
     scale = jnp.where(state.step == poison_step, jnp.nan, 1.0)
-    inputs = state.replace(params=jax.tree.map(
-        lambda p: p * scale.astype(p.dtype), state.params))
+    inputs = state.replace(
+        params=jax.tree.map(lambda p: p * scale.astype(p.dtype), state.params)
+    )
   new, metrics = step_fn(inputs, batch, key)
   param_norm = optax.tree.norm(new.params)
-  finite = jnp.isfinite(metrics['loss']) & jnp.isfinite(
-      metrics['grad_norm']) & jnp.isfinite(param_norm)
+  finite = (
+      jnp.isfinite(metrics['loss'])
+      & jnp.isfinite(metrics['grad_norm'])
+      & jnp.isfinite(param_norm)
+  )
   if nonfinite == 'skip':
     new = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, state)
     new = new.replace(step=state.step + 1)
-  metrics = dict(metrics, param_norm=param_norm,
-                 nonfinite=1.0 - finite.astype(jnp.float32))
+  metrics = dict(
+      metrics, param_norm=param_norm, nonfinite=1.0 - finite.astype(jnp.float32)
+  )
   return new, metrics
 
 
-def check_finite(metrics: Sequence[dict[str, Any]], first_step: int,
-                 mode: str) -> int:
+def check_finite(
+    metrics: Sequence[dict[str, Any]], first_step: int, mode: str
+) -> int:
   """Counts the non-finite steps among fetched metrics; raises in ``'stop'`` mode.
 
   Args:
@@ -89,13 +102,15 @@ def check_finite(metrics: Sequence[dict[str, Any]], first_step: int,
   bad = [i for i, m in enumerate(metrics) if m['nonfinite'] > 0]
   if bad and mode == 'stop':
     m = metrics[bad[0]]
-    what = ', '.join(f'{k}={float(m[k])}' for k in CHECKED
-                     if not np.isfinite(m[k]))
+    what = ', '.join(
+        f'{k}={float(m[k])}' for k in CHECKED if not np.isfinite(m[k])
+    )
     raise NonFiniteError(
         f'non-finite values at step {first_step + bad[0]} ({what}); stopped '
         'without saving it, the last checkpoint holds the last good state. '
         'Lower the learning rate, or set --config.nonfinite=skip to skip such '
-        'steps.')
+        'steps.'
+    )
   return len(bad)
 
 
@@ -134,8 +149,7 @@ class StopRequest:
       return self.requested
     if not synced:
       return ''
-    flags = multihost_utils.process_allgather(
-        np.int32(bool(self.requested)))
+    flags = multihost_utils.process_allgather(np.int32(bool(self.requested)))
     return (self.requested or 'SIGTERM') if np.any(flags) else ''
 
   def restore(self):

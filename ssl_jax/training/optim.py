@@ -10,7 +10,9 @@ OPTIMIZERS = ('lars', 'sgd', 'adam', 'adamw')
 LR_SCALINGS = ('linear', 'sqrt', 'none')
 
 
-def scaled_learning_rate(base_lr: float, batch_size: int, scaling: str) -> float:
+def scaled_learning_rate(
+    base_lr: float, batch_size: int, scaling: str
+) -> float:
   """Peak learning rate for a global batch.
 
   Args:
@@ -28,11 +30,14 @@ def scaled_learning_rate(base_lr: float, batch_size: int, scaling: str) -> float
     return base_lr * math.sqrt(batch_size)
   if scaling == 'none':
     return base_lr
-  raise ValueError(f'optimizer.lr_scaling={scaling!r}; use one of {LR_SCALINGS}.')
+  raise ValueError(
+      f'optimizer.lr_scaling={scaling!r}; use one of {LR_SCALINGS}.'
+  )
 
 
-def learning_rate_schedule(config: ml_collections.ConfigDict,
-                           steps_per_epoch: int) -> optax.Schedule:
+def learning_rate_schedule(
+    config: ml_collections.ConfigDict, steps_per_epoch: int
+) -> optax.Schedule:
   """Linear warmup then cosine decay to zero: a pure function of the step.
 
   Args:
@@ -43,15 +48,20 @@ def learning_rate_schedule(config: ml_collections.ConfigDict,
   Returns:
     An optax schedule mapping the global step to the learning rate.
   """
-  peak = scaled_learning_rate(config.learning_rate, config.batch_size,
-                              config.optimizer.lr_scaling)
+  peak = scaled_learning_rate(
+      config.learning_rate, config.batch_size, config.optimizer.lr_scaling
+  )
   total = max(1, int(config.num_epochs * steps_per_epoch))
   warmup = int(config.optimizer.warmup_epochs * steps_per_epoch)
   if warmup == 0:
     return optax.cosine_decay_schedule(peak, total)
   return optax.warmup_cosine_decay_schedule(
-      init_value=0.0, peak_value=peak, warmup_steps=warmup, decay_steps=total,
-      end_value=0.0)
+      init_value=0.0,
+      peak_value=peak,
+      warmup_steps=warmup,
+      decay_steps=total,
+      end_value=0.0,
+  )
 
 
 def decay_mask(params):
@@ -69,8 +79,9 @@ def decay_mask(params):
   return jax.tree.map(lambda p: p.ndim > 1, params)
 
 
-def make_optimizer(config: ml_collections.ConfigDict,
-                   schedule: optax.Schedule) -> optax.GradientTransformation:
+def make_optimizer(
+    config: ml_collections.ConfigDict, schedule: optax.Schedule
+) -> optax.GradientTransformation:
   """Builds the optimiser named by ``config.optimizer.name``.
 
   LARS (``optax.lars``) excludes biases and normalisation parameters from both
@@ -89,28 +100,45 @@ def make_optimizer(config: ml_collections.ConfigDict,
   if config.optimizer.bias_norm_lr_scale != 1.0:
     # Every optimiser here is linear in its learning rate after the adaptive
     # statistics, so scaling the update is scaling the learning rate.
-    tx = optax.chain(tx, optax.masked(
-        optax.scale(config.optimizer.bias_norm_lr_scale),
-        lambda params: jax.tree.map(lambda d: not d, decay_mask(params))))
+    tx = optax.chain(
+        tx,
+        optax.masked(
+            optax.scale(config.optimizer.bias_norm_lr_scale),
+            lambda params: jax.tree.map(lambda d: not d, decay_mask(params)),
+        ),
+    )
   return tx
 
 
-def _base_optimizer(opt: ml_collections.ConfigDict,
-                    schedule: optax.Schedule) -> optax.GradientTransformation:
+def _base_optimizer(
+    opt: ml_collections.ConfigDict, schedule: optax.Schedule
+) -> optax.GradientTransformation:
   if opt.name == 'lars':
     return optax.lars(
-        learning_rate=schedule, weight_decay=opt.weight_decay,
-        weight_decay_mask=decay_mask, trust_coefficient=opt.trust_coefficient,
-        eps=0.0, trust_ratio_mask=decay_mask, momentum=opt.momentum)
+        learning_rate=schedule,
+        weight_decay=opt.weight_decay,
+        weight_decay_mask=decay_mask,
+        trust_coefficient=opt.trust_coefficient,
+        eps=0.0,
+        trust_ratio_mask=decay_mask,
+        momentum=opt.momentum,
+    )
   if opt.name == 'sgd':
     return optax.chain(
         optax.add_decayed_weights(opt.weight_decay, mask=decay_mask),
-        optax.sgd(schedule, momentum=opt.momentum, nesterov=True))
+        optax.sgd(schedule, momentum=opt.momentum, nesterov=True),
+    )
   if opt.name == 'adam':
     return optax.chain(
         optax.add_decayed_weights(opt.weight_decay, mask=decay_mask),
-        optax.adam(schedule, b1=opt.b1, b2=opt.b2))
+        optax.adam(schedule, b1=opt.b1, b2=opt.b2),
+    )
   if opt.name == 'adamw':
-    return optax.adamw(schedule, b1=opt.b1, b2=opt.b2,
-                       weight_decay=opt.weight_decay, mask=decay_mask)
+    return optax.adamw(
+        schedule,
+        b1=opt.b1,
+        b2=opt.b2,
+        weight_decay=opt.weight_decay,
+        mask=decay_mask,
+    )
   raise ValueError(f'optimizer.name={opt.name!r}; use one of {OPTIMIZERS}.')

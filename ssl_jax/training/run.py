@@ -41,6 +41,7 @@ class Run:
     channels: image channels the encoder sees (``data.channels`` or the
       dataset's).
   """
+
   config: ml_collections.ConfigDict
   method: base.Method
   model: nn.Module
@@ -66,12 +67,17 @@ class Run:
     """``(split, cache=False) -> Split`` of the run's dataset, as configured."""
     c = self.config
     return functools.partial(
-        input_pipeline.load_split, c.dataset, data_dir=c.data_dir,
-        resize=c.data.resize, channels=c.data.channels,
-        bad_images=c.data.bad_images)
+        input_pipeline.load_split,
+        c.dataset,
+        data_dir=c.data_dir,
+        resize=c.data.resize,
+        channels=c.data.channels,
+        bad_images=c.data.bad_images,
+    )
 
-  def optimizer(self, steps_per_epoch: int
-                ) -> tuple[optax.Schedule, optax.GradientTransformation]:
+  def optimizer(
+      self, steps_per_epoch: int
+  ) -> tuple[optax.Schedule, optax.GradientTransformation]:
     """The LR schedule (a pure function of the step) and the optimiser."""
     schedule = optim.learning_rate_schedule(self.config, steps_per_epoch)
     return schedule, optim.make_optimizer(self.config, schedule)
@@ -80,24 +86,34 @@ class Run:
     """Freshly initialised ``(params, batch_stats)`` (no ``init_from``)."""
     return step_lib.init_variables(self.config, self.model, key, self.channels)
 
-  def create_state(self, tx: optax.GradientTransformation, key: jax.Array,
-                   data: Optional[base.Data] = None) -> base.TrainState:
+  def create_state(
+      self,
+      tx: optax.GradientTransformation,
+      key: jax.Array,
+      data: Optional[base.Data] = None,
+  ) -> base.TrainState:
     """The step-0 state (``init_from`` loaded), replicated over the mesh."""
     return step_lib.replicate(
-        step_lib.create_state(self.config, self.model, tx, key, self.channels,
-                              data), self.mesh)
+        step_lib.create_state(
+            self.config, self.model, tx, key, self.channels, data
+        ),
+        self.mesh,
+    )
 
-  def compile_step(self, tx: optax.GradientTransformation,
-                   schedule: optax.Schedule):
+  def compile_step(
+      self, tx: optax.GradientTransformation, schedule: optax.Schedule
+  ):
     """The jit-compiled, donating train step (see ``step.compile_train_step``)."""
-    return step_lib.compile_train_step(self.config, self.model, tx, schedule,
-                                       self.mesh)
+    return step_lib.compile_train_step(
+        self.config, self.model, tx, schedule, self.mesh
+    )
 
   def replicate(self, tree: Any) -> Any:
     return step_lib.replicate(tree, self.mesh)
 
-  def restore_variables(self, workdir: str, step: Optional[int] = None
-                        ) -> tuple[int, dict[str, Any]]:
+  def restore_variables(
+      self, workdir: str, step: Optional[int] = None
+  ) -> tuple[int, dict[str, Any]]:
     """The evaluated variables (``method.eval_variables``) of a checkpoint.
 
     Args:
@@ -108,14 +124,19 @@ class Run:
       ``(step, {'params', 'batch_stats'})`` on the host.
     """
     step, tree = checkpoint.restore_tree(workdir, step)
-    state = base.TrainState(step=tree['step'], params=tree['params'],
-                            batch_stats=tree['batch_stats'], opt_state=None,
-                            extra=tree.get('extra', {}))
+    state = base.TrainState(
+        step=tree['step'],
+        params=tree['params'],
+        batch_stats=tree['batch_stats'],
+        opt_state=None,
+        extra=tree.get('extra', {}),
+    )
     return step, self.method.eval_variables(state)
 
 
-def build(config: ml_collections.ConfigDict,
-          mesh: Optional[jax.sharding.Mesh] = None) -> Run:
+def build(
+    config: ml_collections.ConfigDict, mesh: Optional[jax.sharding.Mesh] = None
+) -> Run:
   """Builds the :class:`Run` of ``config`` (on all devices unless ``mesh``).
 
   Loads oneDNN first where ``config.cpu_convolutions='onednn'`` applies.
@@ -134,7 +155,11 @@ def build(config: ml_collections.ConfigDict,
     config.cpu_convolutions = convolutions
   method = methods.get(config.method)
   dataset = input_pipeline.DATASETS[config.dataset]
-  return Run(config=config, method=method,
-             model=method.build_model(config, dataset['num_classes']),
-             mesh=mesh, dataset=dataset,
-             channels=config.data.channels or dataset['image_shape'][-1])
+  return Run(
+      config=config,
+      method=method,
+      model=method.build_model(config, dataset['num_classes']),
+      mesh=mesh,
+      dataset=dataset,
+      channels=config.data.channels or dataset['image_shape'][-1],
+  )

@@ -24,8 +24,9 @@ P = jax.sharding.PartitionSpec
 def make_mesh(devices: Optional[list[Any]] = None) -> jax.sharding.Mesh:
   """A 1-D mesh over ``devices`` (default: all) with the axis ``'data'``."""
   devices = jax.devices() if devices is None else devices
-  return jax.sharding.Mesh(np.asarray(devices), ('data',),
-                           axis_types=(jax.sharding.AxisType.Auto,))
+  return jax.sharding.Mesh(
+      np.asarray(devices), ('data',), axis_types=(jax.sharding.AxisType.Auto,)
+  )
 
 
 def train_step(state: TrainState, batch, base_key, *, method, **kwargs):
@@ -50,20 +51,31 @@ def train_step(state: TrainState, batch, base_key, *, method, **kwargs):
   key = jax.random.fold_in(base_key, state.step)
   config = kwargs['config']
   return guards.guarded_step(
-      state, batch, key, step_fn=functools.partial(method.train_step, **kwargs),
-      nonfinite=config.nonfinite, poison_step=config.debug.nan_at_step)
+      state,
+      batch,
+      key,
+      step_fn=functools.partial(method.train_step, **kwargs),
+      nonfinite=config.nonfinite,
+      poison_step=config.debug.nan_at_step,
+  )
 
 
-def init_variables(config: ml_collections.ConfigDict, model, key: jax.Array,
-                   channels: int) -> tuple[Any, Any]:
+def init_variables(
+    config: ml_collections.ConfigDict, model, key: jax.Array, channels: int
+) -> tuple[Any, Any]:
   """The method's freshly initialised ``(params, batch_stats)``."""
   sample = jnp.zeros((1, config.image_size, config.image_size, channels))
   return methods.get(config.method).init(key, config, sample, model)
 
 
-def create_state(config: ml_collections.ConfigDict, model, tx, key: jax.Array,
-                 channels: int, data: Optional[dict[str, Any]] = None
-                 ) -> TrainState:
+def create_state(
+    config: ml_collections.ConfigDict,
+    model,
+    tx,
+    key: jax.Array,
+    channels: int,
+    data: Optional[dict[str, Any]] = None,
+) -> TrainState:
   """Initialises the train state (unplaced), loading ``config.init_from``.
 
   Args:
@@ -80,12 +92,17 @@ def create_state(config: ml_collections.ConfigDict, model, tx, key: jax.Array,
   method = methods.get(config.method)
   params, batch_stats = init_variables(config, model, key, channels)
   if config.init_from:
-    params, batch_stats = checkpoint.load_encoder(config.init_from, params,
-                                                  batch_stats)
+    params, batch_stats = checkpoint.load_encoder(
+        config.init_from, params, batch_stats
+    )
   extra = method.init_extra(config, params, batch_stats, data or {})
-  return TrainState(step=jnp.zeros([], jnp.int32), params=params,
-                    batch_stats=batch_stats, opt_state=tx.init(params),
-                    extra=extra)
+  return TrainState(
+      step=jnp.zeros([], jnp.int32),
+      params=params,
+      batch_stats=batch_stats,
+      opt_state=tx.init(params),
+      extra=extra,
+  )
 
 
 def replicate(tree: Any, mesh: jax.sharding.Mesh) -> Any:
@@ -105,11 +122,14 @@ def replicate(tree: Any, mesh: jax.sharding.Mesh) -> Any:
 
   def put(x):
     if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
-      return jax.random.wrap_key_data(put(jax.random.key_data(x)),
-                                      impl=jax.random.key_impl(x))
+      return jax.random.wrap_key_data(
+          put(jax.random.key_data(x)), impl=jax.random.key_impl(x)
+      )
     host = np.asarray(jax.device_get(x))
-    return jax.make_array_from_callback(host.shape, sharding,
-                                        lambda index: host[index])
+    return jax.make_array_from_callback(
+        host.shape, sharding, lambda index: host[index]
+    )
+
   return jax.tree.map(put, tree)
 
 
@@ -117,8 +137,18 @@ def compile_train_step(config, model, tx, schedule, mesh):
   """Jits the method's step over ``mesh``: batch on 'data', state replicated, donated."""
   replicated = jax.sharding.NamedSharding(mesh, P())
   data = jax.sharding.NamedSharding(mesh, P('data'))
-  fn = functools.partial(train_step, method=methods.get(config.method),
-                         model=model, tx=tx, config=config, schedule=schedule)
-  return jax.jit(fn, in_shardings=(replicated, data, replicated),
-                 out_shardings=(replicated, replicated), donate_argnums=0,
-                 compiler_options=conv.compiler_options(mesh))
+  fn = functools.partial(
+      train_step,
+      method=methods.get(config.method),
+      model=model,
+      tx=tx,
+      config=config,
+      schedule=schedule,
+  )
+  return jax.jit(
+      fn,
+      in_shardings=(replicated, data, replicated),
+      out_shardings=(replicated, replicated),
+      donate_argnums=0,
+      compiler_options=conv.compiler_options(mesh),
+  )

@@ -25,8 +25,13 @@ from ssl_jax.training import run as run_lib
 from ssl_jax.training import validate
 
 # Scalars the loop adds itself; the rest come from the method's step.
-_LOOP_SCALARS = ('steps_per_second', 'images_per_second', 'epoch',
-                 'learning_rate', 'data/skipped_images')
+_LOOP_SCALARS = (
+    'steps_per_second',
+    'images_per_second',
+    'epoch',
+    'learning_rate',
+    'data/skipped_images',
+)
 
 
 def write_json(path: str, obj: Any) -> None:
@@ -36,8 +41,11 @@ def write_json(path: str, obj: Any) -> None:
   os.replace(tmp, path)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       allow_config_change: bool = False) -> dict[str, float]:
+def train_and_evaluate(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    allow_config_change: bool = False,
+) -> dict[str, float]:
   """Pretrains (or resumes) in ``workdir``, then runs the final evaluation.
 
   Args:
@@ -65,11 +73,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     raise errors.DataError(
         f'split {config.data.train_split!r} has {len(data["train"])} images, '
         f'fewer than one batch (batch_size={config.batch_size}); lower '
-        '--config.batch_size.')
+        '--config.batch_size.'
+    )
   num_steps = int(config.num_epochs * steps_per_epoch)
-  logging.info('%d devices, %d train images, %d steps/epoch, %d steps',
-               jax.device_count(), len(data['train']), steps_per_epoch,
-               num_steps)
+  logging.info(
+      '%d devices, %d train images, %d steps/epoch, %d steps',
+      jax.device_count(),
+      len(data['train']),
+      steps_per_epoch,
+      num_steps,
+  )
 
   if is_chief:
     checkpoint.save_config(workdir, config)
@@ -78,26 +91,32 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   state = run.create_state(tx, init_key, data)
   random_init = jax.device_get(
       dict(zip(('params', 'batch_stats'), run.init_variables(init_key)))
-      if config.init_from else
-      {'params': state.params, 'batch_stats': state.batch_stats})
-  ckpt = checkpoint.Checkpointer(workdir, config.keep_checkpoints,
-                                config.keep_checkpoints_every)
+      if config.init_from
+      else {'params': state.params, 'batch_stats': state.batch_stats}
+  )
+  ckpt = checkpoint.Checkpointer(
+      workdir, config.keep_checkpoints, config.keep_checkpoints_every
+  )
   state = ckpt.restore_latest(state) or state
   first_step = int(state.step)
   if first_step:
-    logging.info('Resuming at step %d (lr %.5g)', first_step,
-                 float(schedule(first_step)))
+    logging.info(
+        'Resuming at step %d (lr %.5g)', first_step, float(schedule(first_step))
+    )
 
   step_fn = run.compile_step(tx, schedule)
   aug_key = run.replicate(aug_key)
   writer = metric_writers.create_default_writer(
-      workdir, just_logging=not is_chief, asynchronous=False)
+      workdir, just_logging=not is_chief, asynchronous=False
+  )
   if first_step == 0:
     writer.write_hparams(_flat_hparams(config))
-  progress = periodic_actions.ReportProgress(num_train_steps=num_steps,
-                                             writer=writer, every_secs=60)
-  make_batches = functools.partial(method.train_batches, config=config,
-                                   data=data, sharding=run.data_sharding)
+  progress = periodic_actions.ReportProgress(
+      num_train_steps=num_steps, writer=writer, every_secs=60
+  )
+  make_batches = functools.partial(
+      method.train_batches, config=config, data=data, sharding=run.data_sharding
+  )
   epoch_start = method.epoch_start
   monitor_every = config.evals.knn.every_steps
   monitor = _knn_monitor(run, train_split) if monitor_every else None
@@ -116,14 +135,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
           batches = None
         hook_start = time.time()
         state, hook_metrics = epoch_start(
-            state, step // steps_per_epoch, model=run.model, config=config,
-            data=data, mesh=mesh)
+            state,
+            step // steps_per_epoch,
+            model=run.model,
+            config=config,
+            data=data,
+            mesh=mesh,
+        )
         state = run.replicate(state)
         if hook_metrics:
           writer.write_scalars(step, hook_metrics)
-          results.update({f'train/last_{k}': v for k, v in hook_metrics.items()})
-        logging.info('epoch %d start hook: %s (%.1fs)', step // steps_per_epoch,
-                     hook_metrics, time.time() - hook_start)
+          results.update(
+              {f'train/last_{k}': v for k, v in hook_metrics.items()}
+          )
+        logging.info(
+            'epoch %d start hook: %s (%.1fs)',
+            step // steps_per_epoch,
+            hook_metrics,
+            time.time() - hook_start,
+        )
         last_log = (step, time.time())
       if batches is None:
         batches = make_batches(state=state, start_step=step)
@@ -151,26 +181,38 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         scalars['epoch'] = done / steps_per_epoch
         scalars['data/skipped_images'] = _skipped_images(data)
         writer.write_scalars(done, scalars)
-        logging.info('step %d/%d  epoch %.2f  loss %.4f  ETA %s', done, num_steps,
-                     done / steps_per_epoch, scalars.get('loss', float('nan')),
-                     _hms((num_steps - done) / max(rate, 1e-9)))
+        logging.info(
+            'step %d/%d  epoch %.2f  loss %.4f  ETA %s',
+            done,
+            num_steps,
+            done / steps_per_epoch,
+            scalars.get('loss', float('nan')),
+            _hms((num_steps - done) / max(rate, 1e-9)),
+        )
         fetched, last_log = [], (done, now)
         # The last interval's method metrics, whatever the method logs.
-        results.update({f'train/final_{k}': v for k, v in scalars.items()
-                        if k not in _LOOP_SCALARS})
-      if monitor is not None and (done % monitor_every == 0 or done == num_steps):
+        results.update({
+            f'train/final_{k}': v
+            for k, v in scalars.items()
+            if k not in _LOOP_SCALARS
+        })
+      if monitor is not None and (
+          done % monitor_every == 0 or done == num_steps
+      ):
         acc = monitor(state)
         writer.write_scalars(done, {'knn_monitor/val_accuracy': acc})
         results['train/last_knn_monitor_val_accuracy'] = acc
-        logging.info('step %d  kNN monitor (held-out train images) %.4f', done,
-                     acc)
+        logging.info(
+            'step %d  kNN monitor (held-out train images) %.4f', done, acc
+        )
       if save_now or stop_now:
         ckpt.save(done, state)
       if stop_now and done < num_steps:
         raise guards.Preempted(
             f'{stop_now} received: stopped after step {done}/{num_steps} and '
             f'saved a checkpoint in {workdir!r}; rerun the same command to '
-            'resume.')
+            'resume.'
+        )
   except BaseException:
     # Whatever stopped the loop, the pending save completes and logs are kept.
     if batches is not None:
@@ -189,7 +231,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   if timer is not None and num_steps > timer[0]:
     jax.block_until_ready(state)
     results['train/images_per_second'] = (
-        (num_steps - timer[0]) * config.batch_size / (time.time() - timer[1]))
+        (num_steps - timer[0]) * config.batch_size / (time.time() - timer[1])
+    )
   results['train/cpu_convolutions'] = run.config.cpu_convolutions
   results['train/wall_seconds'] = time.time() - start
   results['train/steps'] = num_steps
@@ -202,18 +245,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   results['train/epochs'] = num_steps / steps_per_epoch
   writer.flush()
 
-  results.update(_final_evaluation(run, state, random_init, train_split,
-                                   workdir, writer))
-  writer.write_scalars(num_steps, {k: v for k, v in results.items()
-                                   if isinstance(v, (int, float))})
+  results.update(
+      _final_evaluation(run, state, random_init, train_split, workdir, writer)
+  )
+  writer.write_scalars(
+      num_steps,
+      {k: v for k, v in results.items() if isinstance(v, (int, float))},
+  )
   writer.close()
   if is_chief:
     write_json(os.path.join(workdir, 'results.json'), results)
   return results
 
 
-def evaluation_context(run: run_lib.Run, workdir: str, variables: dict[str, Any],
-                       step: int, **kwargs) -> context.Context:
+def evaluation_context(
+    run: run_lib.Run,
+    workdir: str,
+    variables: dict[str, Any],
+    step: int,
+    **kwargs,
+) -> context.Context:
   """The evaluators' view of ``run``: its model, data and checkpoints.
 
   Args:
@@ -228,29 +279,53 @@ def evaluation_context(run: run_lib.Run, workdir: str, variables: dict[str, Any]
     A context whose fine-tunes train through :func:`train_and_evaluate`.
   """
   return context.Context(
-      config=run.config, workdir=workdir, model=run.model,
-      variables=variables, mesh=run.mesh, load=run.load, step=step,
+      config=run.config,
+      workdir=workdir,
+      model=run.model,
+      variables=variables,
+      mesh=run.mesh,
+      load=run.load,
+      step=step,
       train_fn=train_and_evaluate,
-      restore=lambda s: run.restore_variables(workdir, s)[1], **kwargs)
+      restore=lambda s: run.restore_variables(workdir, s)[1],
+      **kwargs,
+  )
 
 
-def _final_evaluation(run, state, random_init, train_split, workdir,
-                      writer) -> dict[str, float]:
+def _final_evaluation(
+    run, state, random_init, train_split, workdir, writer
+) -> dict[str, float]:
   """The method's own figures, then every evaluator ``config`` enables."""
   config, method = run.config, run.method
   results = {}
   # FixMatch evaluates its EMA parameters; other methods the trained ones.
   variables = method.eval_variables(state)
   ctx = evaluation_context(
-      run, workdir, variables, int(state.step), random_init=random_init,
+      run,
+      workdir,
+      variables,
+      int(state.step),
+      random_init=random_init,
       writer=writer,
-      train_split=(train_split if config.data.probe_train_split ==
-                   config.data.train_split and config.data.cache else None))
+      train_split=(
+          train_split
+          if config.data.probe_train_split == config.data.train_split
+          and config.data.cache
+          else None
+      ),
+  )
   if method.evaluate is not None:
-    results.update(method.evaluate(
-        run.model, variables, test_split=ctx.probe_test, config=config,
-        mesh=run.mesh, num_classes=run.num_classes,
-        class_names=run.class_names))
+    results.update(
+        method.evaluate(
+            run.model,
+            variables,
+            test_split=ctx.probe_test,
+            config=config,
+            mesh=run.mesh,
+            num_classes=run.num_classes,
+            class_names=run.class_names,
+        )
+    )
   start = time.time()
   results.update(evaluators.run(ctx))
   results['eval/wall_seconds'] = time.time() - start
@@ -264,23 +339,36 @@ def _knn_monitor(run: run_lib.Run, train_split):
   """
   config = run.config
   cfg = config.evals.knn
-  split = (train_split if config.data.probe_train_split == config.data.train_split
-           and train_split.labels is not None and (train_split.labels >= 0).all()
-           else run.load(config.data.probe_train_split, cache=True))
+  split = (
+      train_split
+      if config.data.probe_train_split == config.data.train_split
+      and train_split.labels is not None
+      and (train_split.labels >= 0).all()
+      else run.load(config.data.probe_train_split, cache=True)
+  )
   perm = np.random.default_rng([config.seed, 17]).permutation(len(split))
   n_bank = min(cfg.monitor_bank, len(split) // 2)
-  bank, queries = perm[:n_bank], perm[n_bank:n_bank + cfg.monitor_queries]
+  bank, queries = perm[:n_bank], perm[n_bank : n_bank + cfg.monitor_queries]
   images = split.read(np.concatenate([bank, queries]))['image']
 
   def monitor(state) -> float:
-    x = probe.extract_features(run.model, run.method.eval_variables(state),
-                               images, image_size=config.image_size,
-                               batch_size=config.probe.batch_size,
-                               mesh=run.mesh)
-    return knn.knn_accuracy(x[:n_bank], split.labels[bank], x[n_bank:],
-                            split.labels[queries],
-                            num_classes=run.num_classes, k=cfg.k,
-                            temperature=cfg.temperature)
+    x = probe.extract_features(
+        run.model,
+        run.method.eval_variables(state),
+        images,
+        image_size=config.image_size,
+        batch_size=config.probe.batch_size,
+        mesh=run.mesh,
+    )
+    return knn.knn_accuracy(
+        x[:n_bank],
+        split.labels[bank],
+        x[n_bank:],
+        split.labels[queries],
+        num_classes=run.num_classes,
+        k=cfg.k,
+        temperature=cfg.temperature,
+    )
 
   return monitor
 
@@ -293,22 +381,30 @@ def _skipped_images(data: dict[str, Any]) -> int:
 def _interval_scalars(fetched: list[dict[str, Any]]) -> dict[str, float]:
   """Means of the method's metrics over the finite steps of a log interval."""
   good = [m for m in fetched if m['nonfinite'] == 0] or fetched
-  out = {k: float(np.mean([m[k] for m in good])) for k in fetched[0]
-         if k != 'nonfinite'}
+  out = {
+      k: float(np.mean([m[k] for m in good]))
+      for k in fetched[0]
+      if k != 'nonfinite'
+  }
   out['nonfinite_steps'] = float(sum(m['nonfinite'] for m in fetched))
   return out
 
 
 def _flat_hparams(config) -> dict[str, Any]:
   flat = checkpoint.flatten(json.loads(config.to_json()))
-  return {k: v if isinstance(v, (int, float, str, bool)) else str(v)
-          for k, v in flat.items()}
+  return {
+      k: v if isinstance(v, (int, float, str, bool)) else str(v)
+      for k, v in flat.items()
+  }
 
 
 def _peak_memory() -> dict[str, float]:
   """Peak host RSS of this process and, where the backend reports it, device memory."""
-  out = {'train/peak_host_memory_mb':
-             resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+  out = {
+      'train/peak_host_memory_mb': (
+          resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+      )
+  }
   stats = jax.local_devices()[0].memory_stats() or {}
   if 'peak_bytes_in_use' in stats:
     out['train/peak_device_memory_mb'] = stats['peak_bytes_in_use'] / 2**20

@@ -22,12 +22,15 @@ def _check(ok: bool, message: str) -> None:
 
 
 def _probability(name: str, value) -> None:
-  _check(isinstance(value, (int, float)) and 0.0 <= value <= 1.0,
-         f'{name}={value!r} must be a probability in [0, 1].')
+  _check(
+      isinstance(value, (int, float)) and 0.0 <= value <= 1.0,
+      f'{name}={value!r} must be a probability in [0, 1].',
+  )
 
 
-def check_fields(config: ml_collections.ConfigDict,
-                 reference: ml_collections.ConfigDict) -> None:
+def check_fields(
+    config: ml_collections.ConfigDict, reference: ml_collections.ConfigDict
+) -> None:
   """Rejects fields ``reference`` lacks (typos in a config file) and wrong types.
 
   Overrides on the command line are type-checked by ml_collections; a config
@@ -44,22 +47,31 @@ def check_fields(config: ml_collections.ConfigDict,
       raise ConfigError(
           f'unknown config field {name!r}'
           f'{f" (did you mean {close[0]!r}?)" if close else ""}; every field '
-          'is listed in configs/default.py.')
+          'is listed in configs/default.py.'
+      )
     want = ref[name]
     if want is None or value is None:
       continue
-    ok = (isinstance(value, type(want)) or
-          (isinstance(want, float) and isinstance(value, int)) or
-          (isinstance(want, (tuple, list)) and isinstance(value, (tuple, list))))
+    ok = (
+        isinstance(value, type(want))
+        or (isinstance(want, float) and isinstance(value, int))
+        or (
+            isinstance(want, (tuple, list)) and isinstance(value, (tuple, list))
+        )
+    )
     if isinstance(value, bool) and not isinstance(want, bool):
       ok = False
-    _check(ok, f'{name}={json.dumps(value, default=str)} has type '
-           f'{type(value).__name__}; it must be a {type(want).__name__} like '
-           f'its default {json.dumps(want, default=str)}.')
+    _check(
+        ok,
+        f'{name}={json.dumps(value, default=str)} has type '
+        f'{type(value).__name__}; it must be a {type(want).__name__} like '
+        f'its default {json.dumps(want, default=str)}.',
+    )
 
 
-def validate(config: ml_collections.ConfigDict, num_devices: int,
-             num_processes: int = 1) -> None:
+def validate(
+    config: ml_collections.ConfigDict, num_devices: int, num_processes: int = 1
+) -> None:
   """Raises :class:`ConfigError` on the first invalid field.
 
   Args:
@@ -67,86 +79,153 @@ def validate(config: ml_collections.ConfigDict, num_devices: int,
     num_devices: devices the global batch is split over.
     num_processes: processes the global batch is split over.
   """
-  _check(config.method in methods.METHODS,
-         f'method={config.method!r} is not registered; use one of '
-         f'{sorted(methods.METHODS)}.')
-  _check(config.encoder in models.ENCODERS,
-         f'encoder={config.encoder!r} is not registered; use one of '
-         f'{sorted(models.ENCODERS)}.')
-  _check(isinstance(config.num_epochs, (int, float)) and config.num_epochs > 0,
-         f'num_epochs={config.num_epochs!r} must be > 0 (fractions are allowed).')
-  for name in ('image_size', 'batch_size', 'log_every_steps',
-               'checkpoint_every_steps', 'keep_checkpoints', 'probe.batch_size'):
+  _check(
+      config.method in methods.METHODS,
+      f'method={config.method!r} is not registered; use one of '
+      f'{sorted(methods.METHODS)}.',
+  )
+  _check(
+      config.encoder in models.ENCODERS,
+      f'encoder={config.encoder!r} is not registered; use one of '
+      f'{sorted(models.ENCODERS)}.',
+  )
+  _check(
+      isinstance(config.num_epochs, (int, float)) and config.num_epochs > 0,
+      f'num_epochs={config.num_epochs!r} must be > 0 (fractions are allowed).',
+  )
+  for name in (
+      'image_size',
+      'batch_size',
+      'log_every_steps',
+      'checkpoint_every_steps',
+      'keep_checkpoints',
+      'probe.batch_size',
+  ):
     value = config[name] if '.' not in name else config.probe.batch_size
-    _check(isinstance(value, int) and value > 0,
-           f'{name}={value!r} must be a positive integer.')
-  _check(config.temperature > 0,
-         f'temperature={config.temperature!r} must be > 0 (SimCLR uses 0.1-0.5).')
-  _check(config.learning_rate > 0,
-         f'learning_rate={config.learning_rate!r} must be > 0.')
+    _check(
+        isinstance(value, int) and value > 0,
+        f'{name}={value!r} must be a positive integer.',
+    )
+  _check(
+      config.temperature > 0,
+      f'temperature={config.temperature!r} must be > 0 (SimCLR uses 0.1-0.5).',
+  )
+  _check(
+      config.learning_rate > 0,
+      f'learning_rate={config.learning_rate!r} must be > 0.',
+  )
   for n in (num_devices, num_processes):
-    _check(config.batch_size % n == 0,
-           f'batch_size={config.batch_size} is not divisible by the {n} '
-           f'{"devices" if n == num_devices else "processes"}; use a multiple '
-           f'of {n}, e.g. {max(n, config.batch_size // n * n)}.')
-  _check(config.probe.batch_size % num_devices == 0,
-         f'probe.batch_size={config.probe.batch_size} is not divisible by the '
-         f'{num_devices} devices; use a multiple of {num_devices}.')
-  _check(config.optimizer.name in optim.OPTIMIZERS,
-         f'optimizer.name={config.optimizer.name!r}; use one of {optim.OPTIMIZERS}.')
-  _check(config.optimizer.lr_scaling in optim.LR_SCALINGS,
-         f'optimizer.lr_scaling={config.optimizer.lr_scaling!r}; use one of '
-         f'{optim.LR_SCALINGS}.')
-  _check(0 <= config.optimizer.warmup_epochs < config.num_epochs,
-         f'optimizer.warmup_epochs={config.optimizer.warmup_epochs} must be in '
-         f'[0, num_epochs={config.num_epochs}).')
-  _check(config.cpu_convolutions in conv.CONVOLUTIONS,
-         f'cpu_convolutions={config.cpu_convolutions!r}; use one of '
-         f'{conv.CONVOLUTIONS}.')
-  _check(config.dtype in ('float32', 'bfloat16'),
-         f"dtype={config.dtype!r} must be 'float32' or 'bfloat16'.")
-  _check(config.nonfinite in ('stop', 'skip'),
-         f"nonfinite={config.nonfinite!r} must be 'stop' or 'skip'.")
-  _check(0 < config.probe.val_fraction < 1,
-         f'probe.val_fraction={config.probe.val_fraction!r} must be in (0, 1).')
-  _check(config.dataset in input_pipeline.DATASETS,
-         f'dataset={config.dataset!r} is not supported; use one of '
-         f'{sorted(input_pipeline.DATASETS)}.')
+    _check(
+        config.batch_size % n == 0,
+        f'batch_size={config.batch_size} is not divisible by the {n} '
+        f'{"devices" if n == num_devices else "processes"}; use a multiple '
+        f'of {n}, e.g. {max(n, config.batch_size // n * n)}.',
+    )
+  _check(
+      config.probe.batch_size % num_devices == 0,
+      f'probe.batch_size={config.probe.batch_size} is not divisible by the '
+      f'{num_devices} devices; use a multiple of {num_devices}.',
+  )
+  _check(
+      config.optimizer.name in optim.OPTIMIZERS,
+      f'optimizer.name={config.optimizer.name!r}; use one of'
+      f' {optim.OPTIMIZERS}.',
+  )
+  _check(
+      config.optimizer.lr_scaling in optim.LR_SCALINGS,
+      f'optimizer.lr_scaling={config.optimizer.lr_scaling!r}; use one of '
+      f'{optim.LR_SCALINGS}.',
+  )
+  _check(
+      0 <= config.optimizer.warmup_epochs < config.num_epochs,
+      f'optimizer.warmup_epochs={config.optimizer.warmup_epochs} must be in '
+      f'[0, num_epochs={config.num_epochs}).',
+  )
+  _check(
+      config.cpu_convolutions in conv.CONVOLUTIONS,
+      f'cpu_convolutions={config.cpu_convolutions!r}; use one of '
+      f'{conv.CONVOLUTIONS}.',
+  )
+  _check(
+      config.dtype in ('float32', 'bfloat16'),
+      f"dtype={config.dtype!r} must be 'float32' or 'bfloat16'.",
+  )
+  _check(
+      config.nonfinite in ('stop', 'skip'),
+      f"nonfinite={config.nonfinite!r} must be 'stop' or 'skip'.",
+  )
+  _check(
+      0 < config.probe.val_fraction < 1,
+      f'probe.val_fraction={config.probe.val_fraction!r} must be in (0, 1).',
+  )
+  _check(
+      config.dataset in input_pipeline.DATASETS,
+      f'dataset={config.dataset!r} is not supported; use one of '
+      f'{sorted(input_pipeline.DATASETS)}.',
+  )
   shape = input_pipeline.DATASETS[config.dataset]['image_shape']
   side = config.data.resize or (min(shape[:2]) if shape[0] else 0)
-  _check(side > 0, f'dataset={config.dataset!r} has images of mixed sizes; '
-         'set --config.data.resize=SIDE.')
-  _check(config.image_size <= side,
-         f'image_size={config.image_size} is larger than the {config.dataset} '
-         f'images ({side} px); use --config.image_size={side} or less, or '
-         f'--config.data.resize={config.image_size}.')
-  _check(config.keep_checkpoints_every % config.checkpoint_every_steps == 0,
-         f'keep_checkpoints_every={config.keep_checkpoints_every} is not a '
-         f'multiple of checkpoint_every_steps={config.checkpoint_every_steps}, '
-         'so no checkpoint would be kept; use a multiple.')
-  _check(config.data.channels in (0, 1, 3),
-         f'data.channels={config.data.channels!r} must be 0 (keep), 1 or 3.')
-  _check(config.data.bad_images in ('error', 'skip'),
-         f"data.bad_images={config.data.bad_images!r} must be 'error' or 'skip'.")
-  _check(config.data.labels_per_class >= 0,
-         f'data.labels_per_class={config.data.labels_per_class!r} must be >= 0.')
-  _check(0 < config.data.label_fraction <= 1,
-         f'data.label_fraction={config.data.label_fraction!r} must be in (0, 1].')
+  _check(
+      side > 0,
+      f'dataset={config.dataset!r} has images of mixed sizes; '
+      'set --config.data.resize=SIDE.',
+  )
+  _check(
+      config.image_size <= side,
+      f'image_size={config.image_size} is larger than the {config.dataset} '
+      f'images ({side} px); use --config.image_size={side} or less, or '
+      f'--config.data.resize={config.image_size}.',
+  )
+  _check(
+      config.keep_checkpoints_every % config.checkpoint_every_steps == 0,
+      f'keep_checkpoints_every={config.keep_checkpoints_every} is not a '
+      f'multiple of checkpoint_every_steps={config.checkpoint_every_steps}, '
+      'so no checkpoint would be kept; use a multiple.',
+  )
+  _check(
+      config.data.channels in (0, 1, 3),
+      f'data.channels={config.data.channels!r} must be 0 (keep), 1 or 3.',
+  )
+  _check(
+      config.data.bad_images in ('error', 'skip'),
+      f"data.bad_images={config.data.bad_images!r} must be 'error' or 'skip'.",
+  )
+  _check(
+      config.data.labels_per_class >= 0,
+      f'data.labels_per_class={config.data.labels_per_class!r} must be >= 0.',
+  )
+  _check(
+      0 < config.data.label_fraction <= 1,
+      f'data.label_fraction={config.data.label_fraction!r} must be in (0, 1].',
+  )
   methods.get(config.method).check_config(config)
   train_size = config.augment.train_size
-  _check(isinstance(train_size, int) and 0 <= train_size <= side,
-         f'augment.train_size={train_size!r} must be 0 (use image_size) or a '
-         f'side in [1, {side}].')
+  _check(
+      isinstance(train_size, int) and 0 <= train_size <= side,
+      f'augment.train_size={train_size!r} must be 0 (use image_size) or a '
+      f'side in [1, {side}].',
+  )
   view_side = train_size or config.image_size
   for view in ('view1', 'view2'):
     v = config.augment[view]
-    for field in ('flip_prob', 'jitter_prob', 'grayscale_prob', 'blur_prob',
-                  'noise_prob', 'solarize_prob'):
+    for field in (
+        'flip_prob',
+        'jitter_prob',
+        'grayscale_prob',
+        'blur_prob',
+        'noise_prob',
+        'solarize_prob',
+    ):
       _probability(f'augment.{view}.{field}', v[field])
-    _check(v.jigsaw_grid == 0 or (v.jigsaw_grid > 1
-                                  and view_side % v.jigsaw_grid == 0),
-           f'augment.{view}.jigsaw_grid={v.jigsaw_grid} must be 0 (off) or a '
-           f'divisor > 1 of the training view side {view_side}.')
+    _check(
+        v.jigsaw_grid == 0
+        or (v.jigsaw_grid > 1 and view_side % v.jigsaw_grid == 0),
+        f'augment.{view}.jigsaw_grid={v.jigsaw_grid} must be 0 (off) or a '
+        f'divisor > 1 of the training view side {view_side}.',
+    )
     lo, hi = v.crop_scale
-    _check(0 < lo <= hi <= 1, f'augment.{view}.crop_scale={tuple(v.crop_scale)}'
-           ' must satisfy 0 < min <= max <= 1.')
+    _check(
+        0 < lo <= hi <= 1,
+        f'augment.{view}.crop_scale={tuple(v.crop_scale)}'
+        ' must satisfy 0 < min <= max <= 1.',
+    )
