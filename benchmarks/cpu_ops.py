@@ -61,8 +61,8 @@ def _measure(config_path, batch_size, variant, steps, warmup):
   sys.path.insert(0, HERE)
   import importlib  # pylint: disable=g-import-not-at-top
 
+  import cases  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
-  import suite  # pylint: disable=g-import-not-at-top
 
   _switch(variant)
   module = config_path[: -len('.py')].replace('/', '.')
@@ -71,7 +71,7 @@ def _measure(config_path, batch_size, variant, steps, warmup):
   config.cpu_convolutions = (
       'xla' if variant in ('no_onednn', 'library') else 'onednn'
   )
-  compiled, state, batch, key, _ = suite._compile_step(config)  # pylint: disable=protected-access
+  compiled, state, batch, key, _ = cases.compile_step(config)
   text = compiled.as_text()
   times = []
   for i in range(warmup + steps):
@@ -98,8 +98,8 @@ def main():
   parser.add_argument('--out', default=None)
   parser.add_argument('--_run', default=None, help=argparse.SUPPRESS)
   args = parser.parse_args()
-  if args._run:  # pylint: disable=protected-access
-    path, batch, variant = json.loads(args._run)  # pylint: disable=protected-access
+  if args._run:
+    path, batch, variant = json.loads(args._run)
     print(json.dumps(_measure(path, batch, variant, args.steps, args.warmup)))
     return
   cases = {c[0]: c for c in CASES}

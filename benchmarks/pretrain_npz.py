@@ -26,12 +26,10 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from ssl_jax import methods  # pylint: disable=g-import-not-at-top,wrong-import-position
 from ssl_jax.data import batching  # pylint: disable=g-import-not-at-top,wrong-import-position
 from ssl_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top,wrong-import-position
 from ssl_jax.evaluation import probe  # pylint: disable=g-import-not-at-top,wrong-import-position
-from ssl_jax.training import optim  # pylint: disable=g-import-not-at-top,wrong-import-position
-from ssl_jax.training import step as step_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+from ssl_jax.training import run as run_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file.')
 _NPZ = flags.DEFINE_string('npz', None, 'The CIFAR-10 JPEG npz.')
@@ -67,22 +65,15 @@ def main(_):
       f'{time.time() - start:.1f}s',
       flush=True,
   )
-  method = methods.get(config.method)
-  mesh = step_lib.make_mesh()
+  run = run_lib.build(config)
+  mesh, model = run.mesh, run.model
   steps_per_epoch = len(data['train']) // config.batch_size
   num_steps = int(config.num_epochs * steps_per_epoch)
-  model = method.build_model(config, 10)
-  schedule = optim.learning_rate_schedule(config, steps_per_epoch)
-  tx = optim.make_optimizer(config, schedule)
-  state = step_lib.replicate(
-      step_lib.create_state(config, model, tx, jax.random.key(config.seed), 3),
-      mesh,
-  )
-  step_fn = step_lib.compile_train_step(config, model, tx, schedule, mesh)
-  key = step_lib.replicate(jax.random.key(config.seed + 1), mesh)
-  sharding = jax.sharding.NamedSharding(
-      mesh, jax.sharding.PartitionSpec('data')
-  )
+  schedule, tx = run.optimizer(steps_per_epoch)
+  state = run.create_state(tx, jax.random.key(config.seed), data)
+  step_fn = run.compile_step(tx, schedule)
+  key = run.replicate(jax.random.key(config.seed + 1))
+  sharding = run.data_sharding
   batches = batching.train_batches(
       data['train'],
       seed=config.seed,

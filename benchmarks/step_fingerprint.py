@@ -29,18 +29,18 @@ CONFIGS = (
 
 def fingerprint(name: str, steps: int) -> dict:
   """Runs ``steps`` compiled steps of config ``name``; returns its record."""
+  import cases  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  import suite  # pylint: disable=g-import-not-at-top
 
   config = importlib.import_module(f'configs.{name}').get_config()
-  compiled, state, batch, key, _ = suite._compile_step(config)  # pylint: disable=protected-access
+  compiled, state, batch, key, _ = cases.compile_step(config)
   sharding = jax.tree.map(lambda x: x.sharding, batch)
   losses = []
   for i in range(steps):
     batch = jax.device_put(
-        suite._batch(config, np.random.default_rng(i)), sharding
-    )  # pylint: disable=protected-access
+        cases.example_batch(config, np.random.default_rng(i)), sharding
+    )
     state, metrics = compiled(state, batch, key)
     losses.append(float(metrics['loss']))
   digest = hashlib.sha256()

@@ -25,7 +25,7 @@ from ssl_jax.training import validate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, 'benchmarks'))
-import suite  # noqa: E402  # pylint: disable=g-import-not-at-top,wrong-import-position
+import cases  # noqa: E402  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # Modules in configs/ that are not experiments: shared pieces.
 _NOT_EXPERIMENTS = ('__init__', 'default', 'cifar10_cpu_common')
@@ -66,7 +66,7 @@ def test_config_trains_two_finite_steps_under_jit(module):
       channels=config.data.channels or info['image_shape'][-1],
   )
   # The benchmarks' step: the one train.py compiles, on random uint8 batches.
-  step, state, batch, key, _ = suite._compile_step(config, **shape)  # pylint: disable=protected-access
+  step, state, batch, key, _ = cases.compile_step(config, **shape)
   params0 = jax.device_get(state.params)
   sharding = jax.sharding.NamedSharding(
       step_lib.make_mesh(), step_lib.P('data')
@@ -74,7 +74,7 @@ def test_config_trains_two_finite_steps_under_jit(module):
   rng = np.random.default_rng(1)
   for _ in range(2):
     state, metrics = step(state, batch, key)
-    batch = jax.device_put(suite._batch(config, rng, **shape), sharding)  # pylint: disable=protected-access
+    batch = jax.device_put(cases.example_batch(config, rng, **shape), sharding)
     metrics = jax.device_get(metrics)
     for name in ('loss', 'grad_norm', 'param_norm'):
       assert np.isfinite(metrics[name]), (module, name, metrics[name])

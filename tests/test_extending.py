@@ -39,7 +39,7 @@ sys.path.insert(
         'benchmarks',
     ),
 )
-import suite  # noqa: E402  # pylint: disable=g-import-not-at-top,wrong-import-position
+import cases  # noqa: E402  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 class TinyEncoder(nn.Module):
@@ -240,7 +240,7 @@ def test_registered_method_trains_evaluates_reports_and_benchmarks(
   assert '| none |' in row
 
   # The benchmark suite compiles and runs its step from the method alone.
-  compiled, state, batch, key, _ = suite._compile_step(config, 10, 1)  # pylint: disable=protected-access
+  compiled, state, batch, key, _ = cases.compile_step(config, 10, 1)
   _, metrics = compiled(state, batch, key)
   assert np.isfinite(float(metrics['loss']))
   assert TINY_BYOL.images_per_step(config) == (64, 128)

@@ -8,7 +8,7 @@ configs choose these with ``config.cpu_convolutions='onednn'``.
 Install oneDNN with ``pip install -e .[onednn]`` (Intel's ``onednn`` and
 ``onednn-devel`` wheels, x86-64 Linux), then build once per machine with
 
-  python -m ssl_jax.models.onednn
+  python -m ssl_jax.tools.build_onednn
 
 (or let the first run that asks for them build it: ``training.run.build``
 calls :func:`load` before any model is traced). The library is compiled with
@@ -275,21 +275,3 @@ def kernel_grad(
   return _call(
       'kernel_grad', tuple(kernel_shape), x, g, strides=strides, pads=pads
   )
-
-
-def main() -> None:
-  """``python -m ssl_jax.models.onednn``: builds and loads the library."""
-  logging.basicConfig(level=logging.INFO, format='%(message)s')
-  if not load():
-    sys.exit(
-        'oneDNN convolutions unavailable (see the warning above); runs '
-        "use XLA's convolutions."
-    )
-  print(
-      'oneDNN convolutions built and loaded (native bfloat16: '
-      f'{native_bf16()}).'
-  )
-
-
-if __name__ == '__main__':
-  main()
