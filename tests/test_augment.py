@@ -59,6 +59,7 @@ def test_shapes_and_dtype(channels, out_size):
   assert out.dtype == jnp.float32
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('channels', [1, 3])
 def test_value_range_all_ops_on(channels):
   images = _images(channels=channels)
@@ -87,6 +88,7 @@ def test_per_example_keys():
     assert not np.allclose(out[0], out[i])
 
 
+@pytest.mark.slow
 def test_jit_matches_eager():
   images = _images()
   cfg = augment.view_config(**ALL_ON)
@@ -119,6 +121,7 @@ def test_make_views():
     )
 
 
+@pytest.mark.slow
 def test_identity_crop():
   image = _images(batch=1)[0].astype(jnp.float32) / 255.0
   for seed in range(3):

@@ -12,6 +12,7 @@ sys.path.insert(0, os.path.join(ROOT, 'benchmarks'))
 import op_profile  # noqa: E402  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
+@pytest.mark.slow
 def test_suite_smoke_prints_every_part(tmp_path):
   out = tmp_path / 'bench.json'
   env = dict(os.environ, JAX_PLATFORMS='cpu')
@@ -141,6 +142,7 @@ def _tiny_npz(path, rng):
   np.savez(path, **arrays)
 
 
+@pytest.mark.slow
 def test_pretrain_npz_writes_the_probe_and_its_config(tmp_path):
   import numpy as np  # pylint: disable=g-import-not-at-top
 

@@ -42,6 +42,7 @@ def _trajectory(dtype, method='simclr', steps=6):
   return np.asarray(losses), state, model
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('method', ['simclr', 'supervised'])
 def test_bf16_follows_the_fp32_loss_trajectory(method):
   fp32, _, _ = _trajectory('float32', method)

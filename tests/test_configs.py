@@ -53,6 +53,7 @@ def test_every_experiment_config_is_covered():
     assert any(method in name for name in EXPERIMENTS), method
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('module', EXPERIMENTS)
 def test_config_trains_two_finite_steps_under_jit(module):
   config = importlib.import_module(module).get_config()

@@ -49,6 +49,7 @@ def _setup(k=6, n=32):
   return config, model, split, state
 
 
+@pytest.mark.slow
 def test_epoch_start_reseeds_empty_clusters_and_reinitialises_head():
   config, model, split, state = _setup()
   mesh = step_lib.make_mesh()
@@ -88,6 +89,7 @@ def test_epoch_start_reseeds_empty_clusters_and_reinitialises_head():
       np.testing.assert_array_equal(got, old)
 
 
+@pytest.mark.slow
 def test_train_batches_sample_clusters_uniformly_and_end_with_the_epoch():
   config, _, split, state = _setup(k=2, n=64)
   assignments = np.array([0] * 56 + [1] * 8, np.int32)
@@ -127,6 +129,7 @@ def test_registered():
   assert methods.get('deepcluster') is deepcluster.METHOD
 
 
+@pytest.mark.slow
 def test_resume_mid_epoch_continues_exactly(tmp_path):
   config = helpers.tiny_config(
       method='deepcluster',

@@ -3,6 +3,7 @@
 import jax
 import ml_collections
 import numpy as np
+import pytest
 
 from ssl_jax import methods
 from ssl_jax.data import input_pipeline
@@ -70,6 +71,7 @@ def test_probe_never_sees_test_labels():
   assert a['linear_probe/val_accuracy'] == b['linear_probe/val_accuracy']
 
 
+@pytest.mark.slow
 def test_probe_leaves_encoder_bit_identical():
   config = helpers.tiny_config()
   mesh = step_lib.make_mesh()

@@ -115,6 +115,7 @@ def _context(config, workdir, mesh=None):
   return train.evaluation_context(run, workdir, run.replicate(variables), step)
 
 
+@pytest.mark.slow
 def test_final_evaluation_writes_knn_and_embedding(tiny_run):
   _, _, results = tiny_run
   for key in (
@@ -130,6 +131,7 @@ def test_final_evaluation_writes_knn_and_embedding(tiny_run):
   assert 0 < results['train/last_knn_monitor_val_accuracy'] <= 1
 
 
+@pytest.mark.slow
 def test_frozen_evaluations_leave_encoder_bit_identical(tiny_run, tmp_path):
   config, workdir, _ = tiny_run
   config = config.copy_and_resolve_references()
@@ -185,6 +187,7 @@ def test_missing_transfer_dataset_is_one_line_and_others_run(
   assert 'knn/test_accuracy' in results
 
 
+@pytest.mark.slow
 def test_finetune_uses_the_stratified_subset_and_reports_mean_std(tiny_run):
   config, workdir, _ = tiny_run
   config = config.copy_and_resolve_references()
@@ -231,6 +234,7 @@ def test_transfer_target_spec():
     finetune.parse_target('a:b')
 
 
+@pytest.mark.slow
 def test_cli_evaluates_a_workdir_and_merges_results(tiny_run):
   _, workdir, _ = tiny_run
   env = dict(os.environ, XLA_FLAGS='', JAX_PLATFORMS='cpu')

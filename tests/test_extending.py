@@ -203,6 +203,7 @@ def test_registered_pieces_validate_with_their_own_settings(registered):
     validate.validate(config, jax.device_count())
 
 
+@pytest.mark.slow
 def test_registered_method_trains_evaluates_reports_and_benchmarks(
     registered, tmp_path
 ):
@@ -246,6 +247,7 @@ def test_registered_method_trains_evaluates_reports_and_benchmarks(
   assert TINY_BYOL.images_per_step(config) == (64, 128)
 
 
+@pytest.mark.slow
 def test_target_network_gets_no_gradient(registered):
   """The online update equals the gradient with the target held constant."""
   del registered

@@ -107,6 +107,7 @@ def reference(tmp_path_factory):
   return workdir
 
 
+@pytest.mark.slow
 def test_sigterm_stops_saves_and_resumes_bitwise(reference, tmp_path):
   workdir = str(tmp_path)
   rc, log = _run_until(workdir, 10, signal.SIGTERM)
@@ -125,6 +126,7 @@ def test_sigterm_stops_saves_and_resumes_bitwise(reference, tmp_path):
   _assert_bitwise_equal(_state(workdir), _state(reference))
 
 
+@pytest.mark.slow
 def test_kill9_three_times_then_resume_is_bitwise_equal(reference, tmp_path):
   seed = random.randrange(10**6)
   rng = random.Random(seed)
@@ -144,6 +146,7 @@ def test_kill9_three_times_then_resume_is_bitwise_equal(reference, tmp_path):
   _assert_bitwise_equal(_state(workdir), _state(reference))
 
 
+@pytest.mark.slow
 def test_injected_nan_stops_and_keeps_the_last_good_checkpoint(
     reference, tmp_path
 ):

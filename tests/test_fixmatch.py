@@ -55,6 +55,7 @@ def test_threshold_masks_by_confidence_and_no_gradient_reaches_the_weak_view():
   assert np.any(np.asarray(g_strong))
 
 
+@pytest.mark.slow
 def test_train_step_updates_the_ema_of_params_and_batch_stats():
   config = helpers.tiny_config(
       method='fixmatch',

@@ -15,6 +15,7 @@ from ssl_jax.training import train
 from tests import helpers
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', sorted(methods.METHODS))
 def test_method_runs_two_sharded_steps_and_writes_results(name, tmp_path):
   # mu=1 and 4 clusters so that 32 mock images give two steps for every method.

@@ -42,6 +42,7 @@ def test_encoder_output_shapes(encoder, cifar_stem, size, dim):
   assert out.shape == (2, dim)
 
 
+@pytest.mark.slow
 def test_convnet_widths_and_dense():
   c = default.get_config()
   c.encoder, c.model.conv_widths, c.model.dense = 'convnet', (4, 8, 8, 16), 0
@@ -121,6 +122,7 @@ def test_fast_conv_inside_flax_matches_plain_conv():
   )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('shape', [(3, 8, 8, 5), (2, 7, 9, 4)])
 def test_max_pool_2x2_matches_flax_values_and_gradients(shape):
   x = jax.random.normal(jax.random.key(0), shape)
@@ -149,6 +151,7 @@ def test_max_pool_2x2_gives_a_tie_to_its_first_maximum():
 
 # The ConvNet widths of the configs: the CPU ones, the quick start and the
 # default; view sizes 16-32 px, with odd map sizes (30 -> 15 -> 7, 28 -> 7 -> 3).
+@pytest.mark.slow
 @pytest.mark.parametrize(
     'widths,size',
     [

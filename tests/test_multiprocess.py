@@ -92,6 +92,7 @@ def one_process(tmp_path_factory):
   return workdir
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_process_of_eight_devices(
     one_process, tmp_path
 ):
@@ -117,6 +118,7 @@ def test_two_processes_match_one_process_of_eight_devices(
     )
 
 
+@pytest.mark.slow
 def test_sigterm_to_one_process_stops_both_at_the_same_step(tmp_path):
   workdir = str(tmp_path)
   procs = _start_pair(workdir, '--config.num_epochs=40')

@@ -120,6 +120,7 @@ def test_bf16_takes_onednn_only_with_native_bf16(monkeypatch, native):
     assert text.count('ssl_jax_onednn_conv') == (3 if native else 0)
 
 
+@pytest.mark.slow
 def test_native_bf16_follows_onednn_isa():
   # ONEDNN_MAX_CPU_ISA caps the ISA oneDNN uses: below AVX512-BF16 it would
   # emulate bfloat16, so bf16 convolutions stay on XLA.
@@ -211,6 +212,7 @@ def _train_both(monkeypatch, config, steps):
   return with_onednn, loss_onednn, with_xla, loss_xla
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     'cifar_stem,dtype',
     [
@@ -265,6 +267,7 @@ def test_simclr_resnet_steps_with_onednn_match_xla(
   )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     'config_name', ['simclr_cifar10_cpu', 'simclr_cifar10']
 )

@@ -176,6 +176,7 @@ def test_duplicate_folder_names_get_their_parent(tmp_path):
   assert names == ['a/mu=1', 'b/mu=1']
 
 
+@pytest.mark.slow
 def test_cli(runs_dir, tmp_path):
   out = tmp_path / 'cli.md'
   command = [

@@ -153,6 +153,7 @@ def test_run_sweep_bad_grid_runs_nothing(tmp_path):
   assert not fake.calls and not os.path.exists(tmp_path / 's')
 
 
+@pytest.mark.slow
 def test_real_sweep_trains_each_point_then_report_draws_the_curve(tmp_path):
   """Two tiny supervised runs on the bundled digits, then the report."""
   from ssl_jax.tools import report  # pylint: disable=g-import-not-at-top

@@ -49,6 +49,7 @@ def uninterrupted(tmp_path_factory):
   return workdir, results
 
 
+@pytest.mark.slow
 def test_writes_results_and_checkpoints(uninterrupted):
   workdir, results = uninterrupted
   with open(os.path.join(workdir, 'results.json')) as f:
@@ -68,6 +69,7 @@ def test_writes_results_and_checkpoints(uninterrupted):
   assert any(f.startswith('events.out') for f in os.listdir(workdir))
 
 
+@pytest.mark.slow
 def test_resume_continues_step_lr_and_data_exactly(uninterrupted, tmp_path):
   full_dir, full_results = uninterrupted
   workdir = str(tmp_path / 'resumed')
@@ -112,6 +114,7 @@ def test_batch_larger_than_split_is_a_clear_error(tmp_path):
       train.train_and_evaluate(config, str(tmp_path))
 
 
+@pytest.mark.slow
 def test_init_from_loads_only_the_encoder_of_another_run(uninterrupted):
   full_dir, _ = uninterrupted
   simclr = _final_state(full_dir, _config())
@@ -152,6 +155,7 @@ def test_workdir_saved_before_a_field_existed_still_resumes(tmp_path):
     checkpoint.check_config(str(tmp_path), config)
 
 
+@pytest.mark.slow
 def test_nonfinite_step_is_skipped_and_counted_when_asked(tmp_path):
   config = _config()
   config.nonfinite = 'skip'

@@ -2,6 +2,7 @@
 
 import jax
 import numpy as np
+import pytest
 
 from ssl_jax import methods
 from ssl_jax.training import optim
@@ -29,6 +30,7 @@ def _run_step(devices, config, batch):
   return before, jax.device_get(state), jax.device_get(metrics)
 
 
+@pytest.mark.slow
 def test_eight_devices_equal_one_device():
   assert jax.device_count() == 8
   # SGD without momentum: the update is -lr * grad, so params compare gradients.
@@ -64,6 +66,7 @@ def test_eight_devices_equal_one_device():
   assert any(np.abs(g).max() > 0 for g in jax.tree.leaves(grads_one))
 
 
+@pytest.mark.slow
 def test_bn_statistics_cover_both_views():
   """The first BN's running mean is the mean over all 2B augmented views."""
   config = helpers.tiny_config(

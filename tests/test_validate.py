@@ -215,6 +215,7 @@ _BAD = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     'config_file,override,error', _BAD, ids=[b[1] or b[0] for b in _BAD]
 )
@@ -256,6 +257,7 @@ def test_log_compiles_would_show_a_compile():
   assert 'Compiling' in proc.stderr
 
 
+@pytest.mark.slow
 def test_cli_missing_dataset_is_one_line(tmp_path):
   proc = _main(
       '--config=configs/simclr_cifar10.py',
@@ -276,6 +278,7 @@ def test_cli_missing_dataset_is_one_line(tmp_path):
   assert 'Traceback' not in proc.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('where', ['proc', 'file_in_the_way'])
 def test_cli_workdir_that_cannot_be_created_is_one_line(tmp_path, where):
   if where == 'proc':
@@ -302,6 +305,7 @@ def test_cli_workdir_that_cannot_be_created_is_one_line(tmp_path, where):
   assert 'Traceback' not in proc.stderr
 
 
+@pytest.mark.slow
 def test_cli_incompatible_workdir_names_fields_unless_allowed(tmp_path):
   from ssl_jax.configs import simclr_cifar10  # pylint: disable=g-import-not-at-top
 
