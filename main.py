@@ -54,8 +54,8 @@ _CPU_DEVICES = flags.DEFINE_integer(
     'cpu_devices',
     0,
     'On a CPU-only machine, split the host into this many '
-    'XLA devices (0: one), e.g. to try multi-device code; on 2 cores one '
-    'device is now the fastest for the ConvNet step (README, Benchmarks).',
+    'XLA devices (0: one), e.g. to try multi-device code; one device is the '
+    'fastest (and the only one with oneDNN convolutions).',
 )
 _ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
     'allow_config_change',

@@ -65,7 +65,7 @@ def _measure(config_path, batch_size, variant, steps, warmup):
   import jax  # pylint: disable=g-import-not-at-top
 
   _switch(variant)
-  module = config_path[: -len('.py')].replace('/', '.')
+  module = 'ssl_jax.' + config_path[: -len('.py')].replace('/', '.')
   config = importlib.import_module(module).get_config()
   config.batch_size = batch_size
   config.cpu_convolutions = (

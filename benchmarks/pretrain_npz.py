@@ -29,6 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from ssl_jax.data import batching  # pylint: disable=g-import-not-at-top,wrong-import-position
 from ssl_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top,wrong-import-position
 from ssl_jax.evaluation import probe  # pylint: disable=g-import-not-at-top,wrong-import-position
+from ssl_jax.methods import base  # pylint: disable=g-import-not-at-top,wrong-import-position
 from ssl_jax.training import run as run_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file.')
@@ -66,8 +67,18 @@ def main(_):
       flush=True,
   )
   run = run_lib.build(config)
+  method = run.method
+  if (
+      method.prepare_data is not base.train_split_only
+      or method.train_batches is not base.shuffled_batches
+      or method.epoch_start is not None
+  ):
+    sys.exit(
+        f'pretrain_npz.py: method={config.method!r} brings its own data or '
+        'epoch hooks; train it with main.py.'
+    )
   mesh, model = run.mesh, run.model
-  steps_per_epoch = len(data['train']) // config.batch_size
+  steps_per_epoch = method.steps_per_epoch(config, {'train': data['train']})
   num_steps = int(config.num_epochs * steps_per_epoch)
   schedule, tx = run.optimizer(steps_per_epoch)
   state = run.create_state(tx, jax.random.key(config.seed), data)
@@ -116,7 +127,7 @@ def main(_):
   batches.close()
   jax.block_until_ready(state)
   train_seconds = time.time() - train_start
-  variables = {'params': state.params, 'batch_stats': state.batch_stats}
+  variables = method.eval_variables(state)
   fit = probe.probe_encoder(
       model,
       variables,
@@ -132,6 +143,7 @@ def main(_):
       'method': config.method,
       'encoder': config.encoder,
       'dtype': config.dtype,
+      'cpu_convolutions': run.config.cpu_convolutions,
       'batch_size': config.batch_size,
       'epochs': config.num_epochs,
       'steps': num_steps,

@@ -29,17 +29,28 @@ CONFIGS = (
 
 def fingerprint(name: str, steps: int) -> dict:
   """Runs ``steps`` compiled steps of config ``name``; returns its record."""
-  import cases  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
 
-  config = importlib.import_module(f'configs.{name}').get_config()
-  compiled, state, batch, key, _ = cases.compile_step(config)
+  try:
+    import cases  # pylint: disable=g-import-not-at-top
+
+    compile_step, example_batch = cases.compile_step, cases.example_batch
+  except ImportError:  # Trees from before benchmarks/cases.py.
+    import suite  # pylint: disable=g-import-not-at-top
+
+    compile_step, example_batch = suite._compile_step, suite._batch  # pylint: disable=protected-access
+  try:
+    module = importlib.import_module(f'ssl_jax.configs.{name}')
+  except ImportError:  # Trees from before the configs moved into ssl_jax.
+    module = importlib.import_module(f'configs.{name}')
+  config = module.get_config()
+  compiled, state, batch, key, _ = compile_step(config)
   sharding = jax.tree.map(lambda x: x.sharding, batch)
   losses = []
   for i in range(steps):
     batch = jax.device_put(
-        cases.example_batch(config, np.random.default_rng(i)), sharding
+        example_batch(config, np.random.default_rng(i)), sharding
     )
     state, metrics = compiled(state, batch, key)
     losses.append(float(metrics['loss']))

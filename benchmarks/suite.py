@@ -27,6 +27,7 @@ import sys
 import cases  # pylint: disable=g-bad-import-order
 
 from ssl_jax import methods
+from ssl_jax.models import conv
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -59,8 +60,8 @@ PRESETS = {
         for d in ('float32', 'bfloat16')
         if not (e == 'convnet' and s == 224)
     ],
-    # The figures issue 6 asks for on a GPU: ResNet-18 at 32 and 96 px,
-    # ResNet-50 at 224 px, each in float32 and bfloat16.
+    # The core GPU figures: ResNet-18 at 32 and 96 px, ResNet-50 at 224 px,
+    # each in float32 and bfloat16.
     'gpu_core': [
         ('simclr', e, s, BATCH[s], d)
         for e, s in (('resnet18', 32), ('resnet18', 96), ('resnet50', 224))
@@ -220,7 +221,7 @@ def main():
   parser.add_argument(
       '--cpu_convolutions',
       default='onednn',
-      choices=('xla', 'onednn'),
+      choices=conv.CONVOLUTIONS,
       help=(
           "config.cpu_convolutions of every case (XLA's are used wherever "
           "oneDNN's do not apply: GPU/TPU, several devices, not installed)."

@@ -12,8 +12,10 @@ import numpy as np
 import optax
 import pytest
 
+from ssl_jax import methods
 from ssl_jax.methods.base import TrainState
 from ssl_jax.training import checkpoint
+from tests import helpers
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -152,3 +154,23 @@ def test_checkpoints_are_pruned_to_keep(tmp_path):
     ckpt.save(step, _state(float(step)))
   ckpt.close()
   assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['3', '4']
+
+
+def test_a_methods_structural_fields_block_resuming_under_other_values(
+    tmp_path,
+):
+  config = helpers.tiny_config(method='deepcluster')
+  checkpoint.save_config(str(tmp_path), config)
+  os.makedirs(tmp_path / 'checkpoints')
+  structural = methods.get('deepcluster').structural_fields
+  changed = config.copy_and_resolve_references()
+  changed.deepcluster.num_clusters += 1
+  with pytest.raises(
+      checkpoint.IncompatibleCheckpointError, match='deepcluster.num_clusters'
+  ):
+    checkpoint.check_config(str(tmp_path), changed, structural=structural)
+  # Not structural for another method's run, and a free field stays free.
+  checkpoint.check_config(str(tmp_path), changed)
+  changed.deepcluster.kmeans_iters += 1
+  changed.deepcluster.num_clusters -= 1
+  checkpoint.check_config(str(tmp_path), changed, structural=structural)

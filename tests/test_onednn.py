@@ -31,6 +31,19 @@ pytestmark = pytest.mark.skipif(
 _DIMS = ('NHWC', 'HWIO', 'NHWC')
 
 
+def _python(code, env, check=True):
+  """Runs ``python -c code`` from the repository root."""
+  return subprocess.run(
+      [sys.executable, '-c', code],
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=120,
+      check=check,
+      cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+  )
+
+
 _GEOMETRIES = [  # (input shape, kernel shape, strides, padding)
     ((3, 9, 9, 5), (3, 3, 5, 6), (1, 1), 'SAME'),
     ((2, 10, 7, 4), (3, 3, 4, 8), (2, 2), 'SAME'),
@@ -130,15 +143,7 @@ def test_native_bf16_follows_onednn_isa():
   )
   for isa, native in (('AVX512_CORE', False), ('AVX2', False)):
     env = dict(os.environ, ONEDNN_MAX_CPU_ISA=isa)
-    result = subprocess.run(
-        [sys.executable, '-c', code],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-    )
+    result = _python(code, env)
     assert f'native True {native}' in result.stdout, (isa, result.stdout)
 
 
@@ -292,15 +297,7 @@ def test_onednn_inside_real_configs_matches_xla(monkeypatch, config_name):
 def test_failed_build_warns_and_keeps_xla(tmp_path):
   env = dict(os.environ, SSL_JAX_CACHE=str(tmp_path), CXX='false')
   code = 'from ssl_jax.models import onednn; print("available", onednn.load())'
-  result = subprocess.run(
-      [sys.executable, '-c', code],
-      env=env,
-      capture_output=True,
-      text=True,
-      timeout=120,
-      check=True,
-      cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-  )
+  result = _python(code, env)
   assert 'available False' in result.stdout
   assert 'oneDNN convolutions unavailable' in result.stderr
   assert not list(tmp_path.glob('*.so'))  # No half-built library is left.
@@ -328,14 +325,7 @@ def test_tracing_before_load_is_a_one_line_error_and_builds_nothing(tmp_path):
       "dimension_numbers=('NHWC', 'HWIO', 'NHWC'))"
   )
   env = dict(os.environ, SSL_JAX_CACHE=str(tmp_path))
-  result = subprocess.run(
-      [sys.executable, '-c', code],
-      env=env,
-      capture_output=True,
-      text=True,
-      timeout=120,
-      cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-  )
+  result = _python(code, env, check=False)
   assert result.returncode != 0
   assert 'call ssl_jax.models.onednn.load() before tracing' in result.stderr
   assert not list(tmp_path.iterdir())

@@ -16,17 +16,14 @@ def get_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.method = 'simclr'  # Key of ssl_jax.methods.METHODS.
   c.encoder = 'resnet18'  # Key of ssl_jax.models.ENCODERS.
-  c.dataset = (  # tfds name, or 'sklearn_digits' (installs with the project).
-      'cifar10'
-  )
-  c.data_dir = (  # tfds data_dir; '' uses tfds' default (~/tensorflow_datasets).
-      ''
-  )
+  # tfds name, or 'sklearn_digits' (installs with the project).
+  c.dataset = 'cifar10'
+  # tfds data_dir; '' uses tfds' default (~/tensorflow_datasets).
+  c.data_dir = ''
   c.image_size = 32  # Encoder input side for evaluation (and training views).
   c.batch_size = 256  # Global batch (all devices and processes).
-  c.num_epochs = (
-      100.0  # Epochs over config.data.train_split (may be fractional).
-  )
+  # Epochs over config.data.train_split (may be fractional).
+  c.num_epochs = 100.0
   c.learning_rate = 0.075  # Base LR, scaled by optimizer.lr_scaling.
   c.temperature = 0.5  # NT-Xent temperature.
   c.seed = 0  # Seeds init, data order and augmentation.
@@ -59,31 +56,24 @@ def get_config() -> ml_collections.ConfigDict:
       c[method.section] = method.defaults()
 
   c.data = ml_collections.ConfigDict()
-  c.data.train_split = (  # Split(s) for pretraining, tfds syntax ('unlabelled+train').
-      'train'
-  )
+  # Split(s) for pretraining, tfds syntax ('unlabelled+train').
+  c.data.train_split = 'train'
   c.data.probe_train_split = 'train'  # Labelled split for the linear probe.
-  c.data.probe_test_split = (  # Split the probe is reported on (never used to choose).
-      'test'
-  )
-  c.data.label_fraction = (
-      1.0  # Labelled fraction (class-balanced) for supervised/FixMatch.
-  )
-  c.data.labels_per_class = (
-      0  # If > 0: this many labelled images per class instead.
-  )
-  c.data.labelled_split = (  # FixMatch: split the labelled batches come from.
-      'train'
-  )
+  # Split the probe is reported on (never used to choose).
+  c.data.probe_test_split = 'test'
+  # Labelled fraction (class-balanced) for supervised/FixMatch.
+  c.data.label_fraction = 1.0
+  # If > 0: this many labelled images per class instead.
+  c.data.labels_per_class = 0
+  # FixMatch: split the labelled batches come from.
+  c.data.labelled_split = 'train'
   c.data.cache = True  # Decode each split once into host RAM.
   c.data.prefetch = 2  # Batches prepared ahead by the host thread.
-  c.data.resize = (
-      0  # Resize every image to this side as read (0: keep; mixed sizes).
-  )
+  # Resize every image to this side as read (0: keep; mixed sizes).
+  c.data.resize = 0
   c.data.channels = 0  # Convert every image to 1 or 3 channels (0: keep).
-  c.data.bad_images = (  # Undecodable/wrong-shape record: 'error' names it; 'skip' drops and counts it.
-      'error'
-  )
+  # Undecodable/wrong-shape record: 'error' names it; 'skip' drops and counts it.
+  c.data.bad_images = 'error'
 
   c.augment = ml_collections.ConfigDict()
   # Side of the training views; 0: image_size. Smaller trains at lower resolution
@@ -104,41 +94,34 @@ def get_config() -> ml_collections.ConfigDict:
   # Multiplies the LR of biases and norm parameters (the 1-D leaves).
   c.optimizer.bias_norm_lr_scale = 1.0
 
-  c.nonfinite = (  # NaN/Inf loss, gradient or params: 'stop' (keep the last
-      'stop'
-  )
-  # good checkpoint) or 'skip' the update and count it.
+  # NaN/Inf loss, gradient or params: 'stop' (keep the last good checkpoint)
+  # or 'skip' the update and count it.
+  c.nonfinite = 'stop'
   c.debug = ml_collections.ConfigDict()
-  c.debug.nan_at_step = (
-      -1
-  )  # Fault injection (tests): this step's loss sees NaN params.
+  # Fault injection (tests): this step's loss sees NaN params.
+  c.debug.nan_at_step = -1
 
-  c.online_probe = (
-      True  # Linear head on stop-gradient features, trained alongside.
-  )
+  # Linear head on stop-gradient features, trained alongside.
+  c.online_probe = True
   c.log_every_steps = 50  # Console/TensorBoard metrics cadence.
   c.checkpoint_every_steps = 500  # Also saved at the end of training.
   c.keep_checkpoints = 3  # Checkpoints kept in WORKDIR/checkpoints...
-  c.keep_checkpoints_every = (
-      0  # ...plus every step divisible by this (t-SNE over training).
-  )
+  # ...plus every step divisible by this (t-SNE over training).
+  c.keep_checkpoints_every = 0
 
   c.probe = ml_collections.ConfigDict()
-  c.probe.enabled = (
-      True  # Final linear probe on frozen pre-projection features.
-  )
-  c.probe.random_init = (
-      True  # Also probe a randomly initialised encoder (reference).
-  )
+  # Final linear probe on frozen pre-projection features.
+  c.probe.enabled = True
+  # Also probe a randomly initialised encoder (reference).
+  c.probe.random_init = True
   c.probe.l2_grid = (
       1e-5,
       1e-4,
       1e-3,
       1e-2,
   )  # L2 strengths, chosen on validation.
-  c.probe.val_fraction = (
-      0.1  # Part of the probe train split held out to choose l2.
-  )
+  # Part of the probe train split held out to choose l2.
+  c.probe.val_fraction = 0.1
   c.probe.max_iters = 500  # L-BFGS iterations per fit.
   c.probe.batch_size = 512  # Feature-extraction batch (global).
 

@@ -54,23 +54,36 @@ class Context:
 
   @property
   def info(self) -> dict[str, Any]:
+    """Facts about the run's dataset (``num_classes``, ``class_names``)."""
     return input_pipeline.DATASETS[self.config.dataset]
 
   @property
   def out_dir(self) -> str:
+    """``WORKDIR/eval``: pictures and fine-tune workdirs."""
     return os.path.join(self.workdir, 'eval')
 
   @functools.cached_property
   def probe_train(self) -> input_pipeline.Split:
+    """The labelled split probes are fitted on (cached)."""
     if self.train_split is not None:
       return self.train_split
     return self.load(self.config.data.probe_train_split, cache=True)
 
   @functools.cached_property
   def probe_test(self) -> input_pipeline.Split:
+    """The split probes are reported on, never chosen on (cached)."""
     return self.load(self.config.data.probe_test_split, cache=True)
 
   def features(self, images: np.ndarray, variables=None) -> np.ndarray:
+    """Frozen features of uint8 ``images``.
+
+    Args:
+      images: uint8 [N, H, W, C].
+      variables: the encoder's variables (default: the evaluated ones).
+
+    Returns:
+      float32 [N, D].
+    """
     return probe.extract_features(
         self.model,
         self.variables if variables is None else variables,
@@ -82,14 +95,17 @@ class Context:
 
   @functools.cached_property
   def train_features(self) -> np.ndarray:
+    """Features of :attr:`probe_train`, computed once."""
     return self.features(self.probe_train.images)
 
   @functools.cached_property
   def test_features(self) -> np.ndarray:
+    """Features of :attr:`probe_test`, computed once."""
     return self.features(self.probe_test.images)
 
   @functools.cached_property
   def knn_scores(self) -> np.ndarray:
+    """Weighted kNN class scores of the test features, computed once."""
     cfg = self.config.evals.knn
     return knn_lib.knn_scores(
         self.train_features,
@@ -101,5 +117,6 @@ class Context:
     )
 
   def save_picture(self, name: str, image: np.ndarray) -> None:
+    """Writes ``image`` to TensorBoard as ``eval/name`` (if there is a writer)."""
     if self.writer is not None:
       self.writer.write_images(self.step, {f'eval/{name}': image[None]})

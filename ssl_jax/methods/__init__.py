@@ -41,7 +41,17 @@ def register(method: Method) -> Method:
 
 
 def get(name: str) -> Method:
-  """Returns the method registered as ``name``."""
+  """The method registered as ``name``.
+
+  Args:
+    name: ``config.method``.
+
+  Returns:
+    The :class:`Method`.
+
+  Raises:
+    ValueError: no method has that name (the message lists those that do).
+  """
   if name not in METHODS:
     raise ValueError(
         f'method={name!r} is not registered; use one of {sorted(METHODS)}.'

@@ -39,7 +39,7 @@ def train_step(
     batch: ``{'image': uint8 [B,H,W,C], 'label': int32 [B]}`` (label -1 where
       unknown), sharded over the data axis.
     key: the PRNG key of this step.
-    model: the module from :func:`build_model`.
+    model: a ``shared.TwoViewModel``.
     tx: the optimiser.
     config: the experiment config (``barlow.lambd``).
     schedule: the LR schedule (for logging only).

@@ -116,6 +116,7 @@ def trained_variables(state: TrainState) -> dict[str, Any]:
 
 
 def no_checks(config: ml_collections.ConfigDict) -> None:
+  """No settings of the method's own to check."""
   del config
 
 
@@ -158,6 +159,8 @@ class Method:
       ``configs/default.py`` adds them for every registered method.
     check_config: ``config -> None``, raises ``errors.ConfigError`` with a
       one-line message on a bad value of the method's own settings.
+    structural_fields: config fields (dotted) that change the shapes of the
+      method's state, so a workdir cannot resume under another value.
     prepare_data: ``(config, train_split, load) -> {'train': Split, ...}``:
       the splits the method trains on; ``load(split, cache=...)`` reads more.
     steps_per_epoch: ``(config, data) -> int``.
@@ -187,6 +190,7 @@ class Method:
   section: str = ''
   defaults: Optional[Callable[[], ml_collections.ConfigDict]] = None
   check_config: Callable[[ml_collections.ConfigDict], None] = no_checks
+  structural_fields: tuple[str, ...] = ()
   prepare_data: Callable[..., Data] = train_split_only
   steps_per_epoch: Callable[[ml_collections.ConfigDict, Data], int] = (
       one_batch_per_step

@@ -339,6 +339,7 @@ METHOD = base.Method(
     section='deepcluster',
     defaults=defaults,
     check_config=check_config,
+    structural_fields=('deepcluster.num_clusters',),
     init_extra=init_extra,
     train_batches=train_batches,
     epoch_start=epoch_start,

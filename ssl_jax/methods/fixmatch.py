@@ -321,6 +321,7 @@ METHOD = base.Method(
     section='fixmatch',
     defaults=defaults,
     check_config=check_config,
+    structural_fields=('fixmatch.mu',),
     prepare_data=prepare_data,
     steps_per_epoch=steps_per_epoch,
     init_extra=init_extra,

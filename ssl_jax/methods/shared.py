@@ -61,6 +61,14 @@ def probe_loss(
 
   The loss of every classification head here: online probes, the supervised
   and FixMatch classifiers and DeepCluster's cluster head.
+
+  Args:
+    logits: [N, C] (any float dtype; computed in float32).
+    labels: int [N], -1 where unknown.
+
+  Returns:
+    ``(mean cross-entropy, accuracy)`` over the labelled examples (0 where
+    none is labelled).
   """
   valid = labels >= 0
   safe = jnp.where(valid, labels, 0)
@@ -84,7 +92,19 @@ def apply_gradients(
     schedule: optax.Schedule,
     metrics: dict[str, Any],
 ) -> tuple[TrainState, dict[str, Any]]:
-  """Applies ``tx`` and advances the step; adds LR and grad norm to ``metrics``."""
+  """Applies ``tx`` and advances the step; adds LR and grad norm to ``metrics``.
+
+  Args:
+    state: the state the gradients were taken at.
+    grads: gradients of the loss in ``state.params``.
+    batch_stats: the BatchNorm statistics of this step's forward pass.
+    tx: the optimiser.
+    schedule: the LR schedule (for logging).
+    metrics: the step's metrics so far.
+
+  Returns:
+    The next state and the metrics with ``learning_rate`` and ``grad_norm``.
+  """
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   metrics = dict(
       metrics,

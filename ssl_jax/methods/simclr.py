@@ -7,6 +7,7 @@ import jax
 import ml_collections
 import optax
 
+from ssl_jax import errors
 from ssl_jax import losses
 from ssl_jax.methods import base
 from ssl_jax.methods import shared
@@ -32,7 +33,7 @@ def train_step(
     batch: ``{'image': uint8 [B,H,W,C], 'label': int32 [B]}`` (label -1 where
       unknown), sharded over the data axis.
     key: the PRNG key of this step.
-    model: the module from :func:`build_model`.
+    model: a ``shared.TwoViewModel``.
     tx: the optimiser.
     config: the experiment config (``temperature``).
     schedule: the LR schedule (for logging only).
@@ -57,9 +58,18 @@ def train_step(
   )
 
 
+def check_config(config: ml_collections.ConfigDict) -> None:
+  """One-line error for a temperature NT-Xent cannot use."""
+  if not config.temperature > 0:
+    raise errors.ConfigError(
+        f'temperature={config.temperature!r} must be > 0 (SimCLR uses 0.1-0.5).'
+    )
+
+
 METHOD = base.Method(
     name='simclr',
     build_model=shared.build_two_view_model,
     train_step=train_step,
+    check_config=check_config,
     images_per_step=shared.two_views_per_image,
 )

@@ -204,19 +204,22 @@ def resolve(name: str, mesh: jax.sharding.Mesh) -> str:
     mesh: the run's device mesh.
 
   Returns:
-    ``'onednn'`` where it was asked for, the mesh is one CPU device and
-    oneDNN loads; ``'xla'`` otherwise (logged when it differs from ``name``).
+    ``'onednn'`` where it was asked for, the process has one CPU device
+    and oneDNN loads; ``'xla'`` otherwise (logged when it differs from
+    ``name``).
   """
   if name != 'onednn':
     return 'xla'
-  if mesh.devices.flat[0].platform != 'cpu' or mesh.devices.size != 1:
-    # A custom call cannot be split over a batch-sharded mesh, and GPUs and
-    # TPUs have their own convolutions.
+  # The same rule as tracing applies (conv_general_dilated): the CPU backend
+  # and one device in the process, as a custom call cannot be split over a
+  # batch-sharded mesh, and GPUs and TPUs have their own convolutions.
+  if jax.default_backend() != 'cpu' or not _single_device():
     logging.info(
-        "cpu_convolutions='onednn' applies to one CPU device; this "
-        "mesh (%d %s devices) uses XLA's.",
+        "cpu_convolutions='onednn' applies to a process with one CPU device; "
+        "this one (%d %s devices, a mesh of %d) uses XLA's.",
+        jax.device_count(),
+        jax.default_backend(),
         mesh.devices.size,
-        mesh.devices.flat[0].platform,
     )
     return 'xla'
   return 'onednn' if onednn.load() else 'xla'

@@ -12,6 +12,7 @@ from ssl_jax.models import onednn
 
 
 def main() -> None:
+  """Loads (building once) the library; exits 1 where it cannot."""
   logging.basicConfig(level=logging.INFO, format='%(message)s')
   if not onednn.load():
     sys.exit(

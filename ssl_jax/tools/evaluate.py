@@ -13,6 +13,7 @@ import os
 import time
 from typing import Any, Optional
 
+from clu import metric_writers
 import jax
 import ml_collections
 
@@ -25,7 +26,19 @@ from ssl_jax.training import train
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
-  """The config a run saved in ``workdir/config.json``, over today's defaults."""
+  """The config a run saved in ``workdir/config.json``, over today's defaults.
+
+  Args:
+    workdir: a run directory.
+
+  Returns:
+    The run's config; fields added since it ran take their defaults.
+
+  Raises:
+    errors.DataError: there is no ``config.json``.
+    errors.ConfigError: it has fields no registered method or evaluator
+      defines.
+  """
   path = os.path.join(workdir, 'config.json')
   if not os.path.exists(path):
     raise errors.DataError(
@@ -33,10 +46,20 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     )
   config = default.get_config()
   with open(path) as f:
-    config.update_from_flattened_dict({
-        k: tuple(v) if isinstance(v, list) else v
-        for k, v in checkpoint.flatten(json.load(f)).items()
-    })
+    saved = checkpoint.flatten(json.load(f))
+  unknown = sorted(
+      k for k in saved if k not in checkpoint.flatten(config.to_dict())
+  )
+  if unknown:
+    raise errors.ConfigError(
+        f'{path} has fields this installation does not define ({unknown[0]!r}'
+        f'{" and more" if len(unknown) > 1 else ""}): a method or evaluator '
+        'registered by other code; call evaluate_workdir() from a program '
+        'that registers it first.'
+    )
+  config.update_from_flattened_dict(
+      {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()}
+  )
   return config
 
 
@@ -62,10 +85,18 @@ def evaluate_workdir(
   config = load_config(workdir)
   if evals is not None:
     config.evals = evals
+  names = names or [
+      n for n in evaluators.enabled(config) if n != 'linear_probe'
+  ]
+  unknown = [n for n in names if n not in evaluators.EVALUATORS]
+  if unknown:
+    raise errors.ConfigError(
+        f'unknown evaluator {unknown[0]!r}; use one of '
+        f'{sorted(evaluators.EVALUATORS)}.'
+    )
   start = time.time()
   run = run_lib.build(config)
   step, variables = run.restore_variables(workdir, step)
-  from clu import metric_writers  # pylint: disable=g-import-not-at-top
   # TensorBoard's "eval" run beside the training curves.
   writer = metric_writers.create_default_writer(
       os.path.join(workdir, 'eval'),
@@ -75,9 +106,6 @@ def evaluate_workdir(
   ctx = train.evaluation_context(
       run, workdir, run.replicate(variables), step, writer=writer
   )
-  names = names or [
-      n for n in evaluators.enabled(config) if n != 'linear_probe'
-  ]
   results = evaluators.run(ctx, names)
   writer.write_scalars(
       step, {k: v for k, v in results.items() if isinstance(v, (int, float))}

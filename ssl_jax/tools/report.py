@@ -15,6 +15,7 @@ from typing import Sequence
 from absl import app
 from absl import flags
 
+from ssl_jax import methods
 from ssl_jax.tools import report_sections as sections
 from ssl_jax.tools import runs as runs_lib
 
@@ -63,7 +64,8 @@ def build_report(
       (
           "Figures are test accuracy (%) from each run's results.json;"
           f' `{sections.MISSING}` means the run did not report it. Classifier:'
-          " the method's own head (supervised, FixMatch, DeepCluster)."
+          " the method's own head (methods with their own evaluation: "
+          f'{", ".join(m.name for m in methods.METHODS.values() if m.evaluate)}).'
           ' Fine-tune: mean ± std over label draws. Wall time:'
           ' train/wall_seconds.'
       ),

@@ -29,6 +29,7 @@ _CURVE_IGNORED = frozenset({
     'checkpoint_every_steps',
     'keep_checkpoints',
     'probe.batch_size',
+    'cpu_convolutions',
 })
 _SETTING = re.compile(
     r'^(finetune|frozen)/((frac|per_class)='
@@ -106,6 +107,7 @@ def _uses_labels(method: str) -> bool:
 
 
 def main_table(runs: Sequence[Run]) -> list[str]:
+  """The main comparison: one row per run, headline test figures."""
   header = [
       'Run',
       'Method',
@@ -148,6 +150,7 @@ def main_table(runs: Sequence[Run]) -> list[str]:
 
 
 def few_label_table(runs: Sequence[Run]) -> list[str]:
+  """Fine-tuned and frozen-probe accuracy at each label setting."""
   rows = []
   for run in runs:
     for setting, _, _ in _settings(run):
@@ -170,6 +173,7 @@ def few_label_table(runs: Sequence[Run]) -> list[str]:
 
 
 def transfer_table(runs: Sequence[Run]) -> list[str]:
+  """Probe (and fine-tune) accuracy on each transfer target."""
   datasets = sorted({
       m.group(1)
       for run in runs
@@ -205,6 +209,7 @@ def transfer_table(runs: Sequence[Run]) -> list[str]:
 
 
 def embedding_table(runs: Sequence[Run]) -> list[str]:
+  """Silhouette, Dunn and k-means NMI/ARI of the test embeddings."""
   names = sorted({
       k.split('/', 1)[1]
       for run in runs
@@ -306,6 +311,7 @@ def _link(target: str, out_dir: str) -> str:
 def curve_section(
     runs: Sequence[Run], files_dir: str, out_dir: str
 ) -> list[str]:
+  """Accuracy against label fraction: curves over runs, and per run."""
   curves = label_fraction_curves(runs)
   path = os.path.join(files_dir, 'label_fraction.png')
   if curves:
@@ -365,6 +371,7 @@ def curve_section(
 
 
 def run_figures(runs: Sequence[Run], out_dir: str) -> list[str]:
+  """Links to the PNGs each run wrote."""
   lines = []
   for run in runs:
     pngs = sorted(glob.glob(os.path.join(run.path, '*.png'))) + sorted(

@@ -23,8 +23,6 @@ import sys
 import time
 from typing import Any, Callable, Optional, Sequence
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')  # TF is imported by tfds.
-
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags  # pylint: disable=g-import-not-at-top
 from absl import logging  # pylint: disable=g-import-not-at-top
@@ -376,6 +374,7 @@ def _parse_flags(argv: list[str]) -> list[str]:
 
 
 if __name__ == '__main__':
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')  # TF is imported by tfds.
   _c, _w, _g = _define_flags()
   app.run(
       functools.partial(main, config_flag=_c, workdir_flag=_w, grid_flag=_g),

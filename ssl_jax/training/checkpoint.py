@@ -7,7 +7,7 @@ so a run killed mid-save never leaves a half-written checkpoint as the latest.
 import json
 import os
 import time
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from absl import logging
 import jax
@@ -32,8 +32,6 @@ STRUCTURAL_FIELDS = (
     'optimizer.name',
     # 1.0 or not changes the optimiser state's structure.
     'optimizer.bias_norm_lr_scale',
-    'deepcluster.num_clusters',
-    'fixmatch.mu',
 )
 
 
@@ -52,7 +50,10 @@ def flatten(d: dict, prefix: str = '') -> dict[str, Any]:
 
 
 def check_config(
-    workdir: str, config: ml_collections.ConfigDict, allow_changes: bool = False
+    workdir: str,
+    config: ml_collections.ConfigDict,
+    allow_changes: bool = False,
+    structural: Sequence[str] = (),
 ) -> None:
   """Checks ``config`` against the one saved beside the workdir's checkpoints.
 
@@ -61,6 +62,8 @@ def check_config(
     config: the config of this run.
     allow_changes: only warn when structural fields differ (the checkpoint
       must still hold arrays of the same shapes).
+    structural: more structural fields: the method's own
+      (``Method.structural_fields``).
 
   Raises:
     IncompatibleCheckpointError: a structural field differs from the saved run.
@@ -78,7 +81,10 @@ def check_config(
         k
         for k in diff
         if k in old
-        and any(k == f or k.startswith(f + '.') for f in STRUCTURAL_FIELDS)
+        and any(
+            k == f or k.startswith(f + '.')
+            for f in (*STRUCTURAL_FIELDS, *structural)
+        )
     ]
     if bad and not allow_changes:
       details = ', '.join(f'{k}: {old.get(k)!r} -> {new.get(k)!r}' for k in bad)

@@ -51,10 +51,12 @@ class Run:
 
   @property
   def num_classes(self) -> int:
+    """Classes of the dataset (the probes' and heads' outputs)."""
     return self.dataset['num_classes']
 
   @property
   def class_names(self) -> Optional[tuple[str, ...]]:
+    """The dataset's class names, where known."""
     return self.dataset.get('class_names')
 
   @property
@@ -78,12 +80,27 @@ class Run:
   def optimizer(
       self, steps_per_epoch: int
   ) -> tuple[optax.Schedule, optax.GradientTransformation]:
-    """The LR schedule (a pure function of the step) and the optimiser."""
+    """The LR schedule (a pure function of the step) and the optimiser.
+
+    Args:
+      steps_per_epoch: the method's steps per epoch (its ``steps_per_epoch``
+        of the prepared data), which epoch-based settings convert with.
+
+    Returns:
+      ``(schedule, tx)``.
+    """
     schedule = optim.learning_rate_schedule(self.config, steps_per_epoch)
     return schedule, optim.make_optimizer(self.config, schedule)
 
   def init_variables(self, key: jax.Array) -> tuple[Any, Any]:
-    """Freshly initialised ``(params, batch_stats)`` (no ``init_from``)."""
+    """Freshly initialised ``(params, batch_stats)`` (no ``init_from``).
+
+    Args:
+      key: the init key.
+
+    Returns:
+      ``(params, batch_stats)`` on the host.
+    """
     return step_lib.init_variables(self.config, self.model, key, self.channels)
 
   def create_state(
@@ -92,7 +109,16 @@ class Run:
       key: jax.Array,
       data: Optional[base.Data] = None,
   ) -> base.TrainState:
-    """The step-0 state (``init_from`` loaded), replicated over the mesh."""
+    """The step-0 state (``init_from`` loaded), replicated over the mesh.
+
+    Args:
+      tx: the optimiser (its state is initialised here).
+      key: the init key.
+      data: the method's prepared splits (for its ``init_extra``).
+
+    Returns:
+      The replicated :class:`base.TrainState`.
+    """
     return step_lib.replicate(
         step_lib.create_state(
             self.config, self.model, tx, key, self.channels, data
@@ -103,12 +129,21 @@ class Run:
   def compile_step(
       self, tx: optax.GradientTransformation, schedule: optax.Schedule
   ):
-    """The jit-compiled, donating train step (see ``step.compile_train_step``)."""
+    """The jit-compiled, donating train step (see ``step.compile_train_step``).
+
+    Args:
+      tx: the optimiser.
+      schedule: the LR schedule (logged by the step).
+
+    Returns:
+      ``(state, batch, key) -> (state, metrics)``, jitted over the mesh.
+    """
     return step_lib.compile_train_step(
         self.config, self.model, tx, schedule, self.mesh
     )
 
   def replicate(self, tree: Any) -> Any:
+    """``tree`` placed fully replicated over the mesh (see ``step.replicate``)."""
     return step_lib.replicate(tree, self.mesh)
 
   def restore_variables(

@@ -15,6 +15,7 @@ import ml_collections
 import numpy as np
 
 from ssl_jax import errors
+from ssl_jax import methods
 from ssl_jax.evaluation import context
 from ssl_jax.evaluation import evaluators
 from ssl_jax.evaluation import knn
@@ -63,7 +64,12 @@ def train_and_evaluate(
   is_chief = jax.process_index() == 0
   if is_chief:
     checkpoint.make_workdir(workdir)
-    checkpoint.check_config(workdir, config, allow_config_change)
+    checkpoint.check_config(
+        workdir,
+        config,
+        allow_config_change,
+        methods.get(config.method).structural_fields,
+    )
   run = run_lib.build(config)
   method, mesh = run.method, run.mesh
   train_split = run.load(config.data.train_split, cache=config.data.cache)
@@ -375,7 +381,7 @@ def _knn_monitor(run: run_lib.Run, train_split):
 
 def _skipped_images(data: dict[str, Any]) -> int:
   """Bad records skipped so far in the training splits (``data.bad_images``)."""
-  return sum(getattr(split, 'num_skipped', 0) for split in data.values())
+  return sum(split.num_skipped for split in data.values())
 
 
 def _interval_scalars(fetched: list[dict[str, Any]]) -> dict[str, float]:

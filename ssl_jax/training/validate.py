@@ -107,10 +107,6 @@ def validate(
         f'{name}={value!r} must be a positive integer.',
     )
   _check(
-      config.temperature > 0,
-      f'temperature={config.temperature!r} must be > 0 (SimCLR uses 0.1-0.5).',
-  )
-  _check(
       config.learning_rate > 0,
       f'learning_rate={config.learning_rate!r} must be > 0.',
   )

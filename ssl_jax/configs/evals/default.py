@@ -23,9 +23,8 @@ def get_config() -> ml_collections.ConfigDict:
   e.knn.temperature = 0.1
   e.knn.every_steps = 0  # > 0: online kNN monitor during pretraining.
   e.knn.monitor_bank = 5000  # Monitor: train images in the bank...
-  e.knn.monitor_queries = (
-      1000  # ...and other train images queried (never test).
-  )
+  # ...and other train images queried (never test).
+  e.knn.monitor_queries = 1000
 
   e.sklearn_probe = ml_collections.ConfigDict()
   e.sklearn_probe.enabled = False  # scikit-learn LogisticRegression probe.
@@ -35,21 +34,18 @@ def get_config() -> ml_collections.ConfigDict:
       1.0,
       10.0,
   )  # Inverse L2, chosen on validation.
-  e.sklearn_probe.max_train = (
-      10000  # Train images used (seeded subset; lbfgs is O(N)).
-  )
+  # Train images used (seeded subset; lbfgs is O(N)).
+  e.sklearn_probe.max_train = 10000
   e.sklearn_probe.max_iter = 1000
 
   e.embedding = ml_collections.ConfigDict()
-  e.embedding.enabled = (
-      True  # Silhouette, Dunn, k-means NMI/ARI of test embeddings.
-  )
+  # Silhouette, Dunn, k-means NMI/ARI of test embeddings.
+  e.embedding.enabled = True
   e.embedding.max_points = 5000
 
   e.pictures = ml_collections.ConfigDict()
-  e.pictures.enabled = (
-      True  # t-SNE, neighbour grid, confusion matrix, curves (PNG).
-  )
+  # t-SNE, neighbour grid, confusion matrix, curves (PNG).
+  e.pictures.enabled = True
   e.pictures.tsne_points = 2000
   e.pictures.tsne_steps = ()  # Extra checkpoint steps shown beside the final one.
   e.pictures.queries = 8  # Neighbour grid rows (test images)...
@@ -74,9 +70,8 @@ def get_config() -> ml_collections.ConfigDict:
   # 'uc_merced:train[:80%]:train[80%:]'); images are resized to the encoder's
   # image_size and converted to its channels.
   e.transfer.targets = ()
-  e.transfer.data_dir = (  # tfds data_dir of the targets ('': config.data_dir).
-      ''
-  )
+  # tfds data_dir of the targets ('': config.data_dir).
+  e.transfer.data_dir = ''
   e.transfer.finetune = False
   e.transfer.finetune_steps = 300
 
