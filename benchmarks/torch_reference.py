@@ -1,6 +1,6 @@
 """Times a minimal PyTorch SimCLR train step, as a reference for the JAX step.
 
-  /work/torchvenv/bin/python benchmarks/torch_reference.py --encoder=convnet \
+  /path/to/torch/venv/bin/python benchmarks/torch_reference.py --encoder=convnet \
       --batch_size=256 [--threads=2 --channels_last --dtype=bfloat16 --compile]
 
 Needs only torch and numpy. As the JAX step that ``benchmarks/suite.py``
