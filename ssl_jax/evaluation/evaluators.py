@@ -15,6 +15,7 @@ from absl import logging
 import ml_collections
 import numpy as np
 
+from ssl_jax import errors
 from ssl_jax.data import input_pipeline
 from ssl_jax.evaluation import embedding_metrics
 from ssl_jax.evaluation import finetune
@@ -238,6 +239,15 @@ def enabled(config: ml_collections.ConfigDict) -> list[str]:
   ]
 
 
+def check_names(names: list[str]) -> None:
+  """Raises a one-line ``errors.ConfigError`` for a name not in the registry."""
+  unknown = [n for n in names if n not in EVALUATORS]
+  if unknown:
+    raise errors.ConfigError(
+        f'unknown evaluator {unknown[0]!r}; use one of {sorted(EVALUATORS)}.'
+    )
+
+
 def run(ctx: Context, names: Optional[list[str]] = None) -> dict[str, Any]:
   """Runs evaluators by name (default: those enabled) and collects their figures.
 
@@ -251,8 +261,10 @@ def run(ctx: Context, names: Optional[list[str]] = None) -> dict[str, Any]:
   Returns:
     A flat dict of every figure.
   """
+  names = enabled(ctx.config) if names is None else names
+  check_names(names)
   results = {}
-  for name in enabled(ctx.config) if names is None else names:
+  for name in names:
     start = time.time()
     try:
       results.update(EVALUATORS[name](ctx))

@@ -88,12 +88,7 @@ def evaluate_workdir(
   names = names or [
       n for n in evaluators.enabled(config) if n != 'linear_probe'
   ]
-  unknown = [n for n in names if n not in evaluators.EVALUATORS]
-  if unknown:
-    raise errors.ConfigError(
-        f'unknown evaluator {unknown[0]!r}; use one of '
-        f'{sorted(evaluators.EVALUATORS)}.'
-    )
+  evaluators.check_names(names)  # Before the checkpoint is restored.
   start = time.time()
   run = run_lib.build(config)
   step, variables = run.restore_variables(workdir, step)
