@@ -8,9 +8,8 @@ import os
 import re
 import sys
 
-os.environ.setdefault(
-    'TF_CPP_MIN_LOG_LEVEL', '1'
-)  # TF is imported by clu/tfds.
+# TensorFlow is optional; where it is installed, tfds' builders import it.
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
 
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags  # pylint: disable=g-import-not-at-top

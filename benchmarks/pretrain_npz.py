@@ -4,10 +4,10 @@
       --config=configs/simclr_cifar10.py --config.num_epochs=30 \
       --config.optimizer.warmup_epochs=3 --config.dtype=bfloat16 --out=/tmp/gpu
 
-For accelerator images without TensorFlow (which clu's summary writer and
-tfds' builders need): the same compiled step (``ssl_jax.training.step``), input
-pipeline batches, LR schedule and linear probe as ``main.py``, but the data
-come from the npz (decoded once with PIL, as ``prepare_data`` does) and the
+For accelerator images without a prepared tfds dataset (or the TensorFlow
+that tfds' builders need): the same compiled step
+(``ssl_jax.training.step``), input pipeline batches, LR schedule and linear
+probe as ``main.py``, but the data come from the npz (decoded once with PIL, as ``prepare_data`` does) and the
 log goes to stdout and ``--out/results.json`` instead of TensorBoard. No
 checkpoints: it is a measurement, not a resumable run.
 """

@@ -8,7 +8,7 @@ import jax
 import numpy as np
 from PIL import Image
 import pytest
-import tensorflow as tf
+from tensorflow_datasets.proto import tf_example_pb2
 
 from ssl_jax.data import batching
 from ssl_jax.data import input_pipeline
@@ -52,7 +52,7 @@ def data_dir(tmp_path_factory):
   }
   writer = array_record_module.ArrayRecordWriter(shard, 'group_size:1')
   for i, record in enumerate(records):
-    example = tf.train.Example.FromString(record)
+    example = tf_example_pb2.Example.FromString(record)
     if i in new_images:
       png = example.features.feature['image'].bytes_list.value
       png[0] = new_images[i](png[0])

@@ -2,11 +2,11 @@
 
 import os
 
-from clu import metric_writers
 import numpy as np
 from PIL import Image
 
 from ssl_jax.evaluation import pictures
+from ssl_jax.training import summary
 
 
 def _check_png(path, rgb):
@@ -88,7 +88,7 @@ def test_curves(tmp_path):
 
 def test_read_scalars_round_trip(tmp_path):
   workdir = str(tmp_path)
-  writer = metric_writers.create_default_writer(workdir, asynchronous=False)
+  writer = summary.create(workdir)
   for step, loss in [(2, 1.5), (0, 3.0), (1, 2.0)]:
     writer.write_scalars(step, {'loss': loss, 'lr': 0.1 * step})
   writer.write_texts(0, {'note': 'hello'})

@@ -35,7 +35,7 @@ class Context:
       (``ssl_jax.training.train.train_and_evaluate``); fine-tunes run
       through it.
     restore: ``step -> variables`` of another checkpoint of the run.
-    writer: optional clu writer for pictures.
+    writer: optional :class:`ssl_jax.training.summary.Writer` for pictures.
     train_split: the labelled split features are fitted on (default: loaded).
   """
 

@@ -2,9 +2,9 @@
 
 Each plotting function saves a PNG to ``path`` (creating its parent
 directories) and returns the rendered figure as uint8 [H, W, 3], so that the
-caller can also send it to TensorBoard (clu's ``writer.write_images``).
-:func:`read_scalars` reads back the scalars that clu's metric writer logged,
-for :func:`curves`.
+caller can also send it to TensorBoard (``Writer.write_images`` of
+:mod:`ssl_jax.training.summary`). :func:`read_scalars` reads back the scalars
+that writer logged, for :func:`curves`.
 """
 
 import functools
@@ -348,9 +348,10 @@ def read_scalars(
 ) -> dict[str, list[tuple[int, float]]]:
   """Scalars from the TensorBoard event files at the top level of ``workdir``.
 
-  clu's metric writer logs scalars as tensor summaries; plain scalar
-  summaries are read too. Files are read in name (i.e. creation) order, so
-  where a restarted run wrote a step again, its latest value wins.
+  :mod:`ssl_jax.training.summary` writes plain scalar summaries; tensor
+  summaries (as clu's metric writer wrote them) are read too. Files are read
+  in name (i.e. creation) order, so where a restarted run wrote a step again,
+  its latest value wins.
 
   Args:
     workdir: folder holding ``events.out.tfevents.*`` files.

@@ -13,7 +13,6 @@ import os
 import time
 from typing import Any, Optional
 
-from clu import metric_writers
 import jax
 import ml_collections
 
@@ -22,6 +21,7 @@ from ssl_jax.configs import default
 from ssl_jax.evaluation import evaluators
 from ssl_jax.training import checkpoint
 from ssl_jax.training import run as run_lib
+from ssl_jax.training import summary
 from ssl_jax.training import train
 
 
@@ -93,10 +93,8 @@ def evaluate_workdir(
   run = run_lib.build(config)
   step, variables = run.restore_variables(workdir, step)
   # TensorBoard's "eval" run beside the training curves.
-  writer = metric_writers.create_default_writer(
-      os.path.join(workdir, 'eval'),
-      just_logging=jax.process_index() != 0,
-      asynchronous=False,
+  writer = summary.create(
+      os.path.join(workdir, 'eval'), just_logging=jax.process_index() != 0
   )
   ctx = train.evaluation_context(
       run, workdir, run.replicate(variables), step, writer=writer

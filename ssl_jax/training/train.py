@@ -8,8 +8,6 @@ import time
 from typing import Any
 
 from absl import logging
-from clu import metric_writers
-from clu import periodic_actions
 import jax
 import ml_collections
 import numpy as np
@@ -23,6 +21,7 @@ from ssl_jax.evaluation import probe
 from ssl_jax.training import checkpoint
 from ssl_jax.training import guards
 from ssl_jax.training import run as run_lib
+from ssl_jax.training import summary
 from ssl_jax.training import validate
 
 # Scalars the loop adds itself; the rest come from the method's step.
@@ -112,14 +111,9 @@ def train_and_evaluate(
 
   step_fn = run.compile_step(tx, schedule)
   aug_key = run.replicate(aug_key)
-  writer = metric_writers.create_default_writer(
-      workdir, just_logging=not is_chief, asynchronous=False
-  )
+  writer = summary.create(workdir, just_logging=not is_chief)
   if first_step == 0:
     writer.write_hparams(_flat_hparams(config))
-  progress = periodic_actions.ReportProgress(
-      num_train_steps=num_steps, writer=writer, every_secs=60
-  )
   make_batches = functools.partial(
       method.train_batches, config=config, data=data, sharding=run.data_sharding
   )
@@ -169,7 +163,6 @@ def train_and_evaluate(
         jax.block_until_ready(state)
         timer = (step + 1, time.time())
       done = step + 1
-      progress(done)
       log_now = done % config.log_every_steps == 0 or done == num_steps
       save_now = done % config.checkpoint_every_steps == 0 or done == num_steps
       stop_now = stop.should_stop(synced=log_now or save_now)
