@@ -92,7 +92,8 @@ def test_error_wrong_shape_and_channels(data_dir):
   with pytest.raises(
       input_pipeline.DataError,
       match=r'record 7 .* has shape \(31, 32, 3\), expected '
-      r'\(32, 32, 3\); pass --config.data.bad_images=skip',
+      r'\(32, 32, 3\); pass --config.data.resize=SIDE to resize every image, '
+      r'or --config.data.bad_images=skip',
   ):
     split.read([WRONG_SIZE])
   with pytest.raises(

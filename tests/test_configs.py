@@ -22,6 +22,7 @@ from ssl_jax.configs.evals import default as evals_default
 from ssl_jax.data import input_pipeline
 from ssl_jax.training import step as step_lib
 from ssl_jax.training import validate
+from tests import helpers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, 'benchmarks'))
@@ -55,13 +56,15 @@ def test_every_experiment_config_is_covered():
 
 @pytest.mark.slow
 @pytest.mark.parametrize('module', EXPERIMENTS)
-def test_config_trains_two_finite_steps_under_jit(module):
+def test_config_trains_two_finite_steps_under_jit(module, tmp_path):
   config = importlib.import_module(module).get_config()
+  if config.dataset == 'folder':  # A folder of the config's kind of images.
+    config.data_dir = helpers.make_folder(tmp_path, size=40)
   validate.check_fields(config, default.get_config())
   validate.validate(config, jax.device_count())
   config.batch_size = jax.device_count()  # 1 image per device; shapes as real.
   validate.validate(config, jax.device_count())
-  info = input_pipeline.DATASETS[config.dataset]
+  info = input_pipeline.dataset_info(config.dataset, config.data_dir)
   shape = dict(
       num_classes=info['num_classes'],
       channels=config.data.channels or info['image_shape'][-1],

@@ -22,7 +22,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         ('batch_size', 12, 'batch_size=12 is not divisible by the 8 devices'),
         ('batch_size', 0, 'batch_size=0 must be a positive integer'),
         ('image_size', 64, 'image_size=64 is larger than the cifar10 images'),
-        ('dataset', 'imagenette', "dataset='imagenette' is not supported"),
+        ('dataset', 'imagenet_typo', "dataset='imagenet_typo' is neither"),
+        ('dataset', 'folder', 'dataset=folder needs --config.data_dir=DIR'),
         ('optimizer.name', 'rmsprop', "optimizer.name='rmsprop'"),
         ('optimizer.warmup_epochs', 5, r'warmup_epochs=5(\.0)? must be in'),
         (
@@ -205,11 +206,12 @@ _BAD = [
     ),
     (
         'simclr_cifar10',
-        '--config.dataset=imagenette',
+        '--config.dataset=imagenet_typo',
         (
-            "dataset='imagenette' is not supported; use one of ['caltech101',"
-            " 'cifar10', 'cifar100', 'mnist', 'oxford_iiit_pet',"
-            " 'sklearn_digits', 'stl10', 'uc_merced']."
+            "dataset='imagenet_typo' is neither a tfds dataset nor 'folder' or"
+            " 'sklearn_digits'; use a name from `tfds.list_builders()`, or"
+            ' --config.dataset=folder --config.data_dir=DIR for your own'
+            ' images.'
         ),
     ),
 ]

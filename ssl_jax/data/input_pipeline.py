@@ -1,63 +1,81 @@
-"""Reading: random-access tfds sources -> uint8 images and labels.
+"""Reading: random-access tfds or folder sources -> uint8 images and labels.
 
 The host only reads uint8 images; augmentation runs on device in the train
-step. Reading is random access (``tfds.data_source``, array_record), so any
-example can be read by index: ``ssl_jax.data.batching`` builds on that to make the
+step. Reading is random access (``tfds.data_source``, array_record, or a
+folder of image files: ``ssl_jax.data.folder``), so any example can be read
+by index: ``ssl_jax.data.batching`` builds on that to make the
 batch of each step a pure function of ``(seed, step)``. This module also picks
 the class-balanced labelled subsets of the few-label settings.
 """
 
+from concurrent import futures
 import dataclasses
+import functools
+import os
 import time
-from typing import Optional
+from typing import Any, Optional
 
 from absl import logging
 import numpy as np
 
 from ssl_jax import errors
-
-_CIFAR10 = (
-    'airplane',
-    'automobile',
-    'bird',
-    'cat',
-    'deer',
-    'dog',
-    'frog',
-    'horse',
-    'ship',
-    'truck',
-)
-_STL10 = (
-    'airplane',
-    'bird',
-    'car',
-    'cat',
-    'deer',
-    'dog',
-    'horse',
-    'monkey',
-    'ship',
-    'truck',
-)
-
-# Facts the config validation needs before any data is read.
-DATASETS = {
-    'cifar10': dict(
-        image_shape=(32, 32, 3), num_classes=10, class_names=_CIFAR10
-    ),
-    'cifar100': dict(image_shape=(32, 32, 3), num_classes=100),
-    'stl10': dict(image_shape=(96, 96, 3), num_classes=10, class_names=_STL10),
-    'mnist': dict(image_shape=(28, 28, 1), num_classes=10),
-    'sklearn_digits': dict(image_shape=(16, 16, 1), num_classes=10),
-    # Transfer targets; mixed image sizes need --config.data.resize.
-    'oxford_iiit_pet': dict(image_shape=(None, None, 3), num_classes=37),
-    'caltech101': dict(image_shape=(None, None, 3), num_classes=102),
-    'uc_merced': dict(image_shape=(256, 256, 3), num_classes=21),
-}
-
+from ssl_jax.data import folder
 
 DataError = errors.DataError
+
+# Threads that decode uncached records: Pillow releases the GIL while decoding.
+_DECODE_THREADS = max(1, min(16, os.cpu_count() or 1))
+
+
+@functools.lru_cache(maxsize=32)
+def dataset_info(dataset: str, data_dir: str = '') -> dict[str, Any]:
+  """Facts about a dataset, read before any image of it is.
+
+  Args:
+    dataset: a tfds name (facts from its builder), ``'folder'`` (from the
+      listing of ``data_dir``) or ``'sklearn_digits'``.
+    data_dir: the tfds data_dir, or the dataset folder.
+
+  Returns:
+    ``{'image_shape': (H, W, C) (None: varies), 'num_classes',
+    'class_names', 'splits': {name: size}}``; tfds splits are known only once
+    the dataset is prepared in ``data_dir``.
+
+  Raises:
+    DataError: an unknown dataset name, or a folder that is missing or holds
+      no image.
+  """
+  if dataset == 'sklearn_digits':
+    return dict(
+        image_shape=(16, 16, 1),
+        num_classes=10,
+        class_names=tuple(str(d) for d in range(10)),
+        splits={'train': 1437, 'test': 360},
+    )
+  if dataset == 'folder':
+    return folder.info(data_dir)
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+  try:
+    builder = tfds.builder(dataset, data_dir=data_dir or None)
+  except tfds.core.registered.DatasetNotFoundError:
+    raise DataError(
+        f"dataset={dataset!r} is neither a tfds dataset nor 'folder' or "
+        "'sklearn_digits'; use a name from `tfds.list_builders()`, or "
+        '--config.dataset=folder --config.data_dir=DIR for your own images.'
+    ) from None
+  features = builder.info.features
+  if 'image' not in features or 'label' not in features:
+    raise DataError(
+        f'dataset {dataset!r} has features {sorted(features)}; ssl_jax reads '
+        "'image' and 'label'."
+    )
+  return dict(
+      image_shape=tuple(features['image'].shape),
+      num_classes=features['label'].num_classes,
+      class_names=tuple(features['label'].names),
+      splits={k: v.num_examples for k, v in builder.info.splits.items()},
+  )
 
 
 @dataclasses.dataclass
@@ -97,7 +115,31 @@ class Split:
     """Returns ``{'image': uint8 [n,H,W,C], 'label': int32 [n]}`` for indices."""
     if self.images is not None:
       return {'image': self.images[indices], 'label': self.labels[indices]}
-    return _stack([self._good_example(int(i)) for i in indices])
+    return _stack(_map(self._good_example, [int(i) for i in indices]))
+
+  def read_good(
+      self, indices: np.ndarray
+  ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Like :meth:`read`, but bad records are dropped instead of replaced.
+
+    Args:
+      indices: records to read.
+
+    Returns:
+      ``(the indices read, {'image', 'label'} of those)``.
+    """
+    if self.images is not None:
+      return np.asarray(indices), self.read(indices)
+    examples = _map(self._example, [int(i) for i in indices])
+    kept = [i for i, e in zip(indices, examples) if e is not None]
+    good = [e for e in examples if e is not None]
+    if not good:
+      shape = (0,) + tuple(d or 0 for d in self.image_shape or (0, 0, 0))
+      return np.zeros(0, np.int64), {
+          'image': np.zeros(shape, np.uint8),
+          'label': np.zeros(0, np.int32),
+      }
+    return np.asarray(kept, np.int64), _stack(good)
 
   def _good_example(self, i: int) -> tuple[np.ndarray, int]:
     for _ in range(len(self)):
@@ -126,10 +168,14 @@ class Split:
       why = f'has shape {image.shape}, expected {tuple(want)}'
       if want[-1] and image.shape[-1] != want[-1]:
         fix = f'--config.data.channels={want[-1]} to convert it, or '
+      elif image.shape[:2] != tuple(want[:2]):
+        fix = '--config.data.resize=SIDE to resize every image, or '
     where = (
         f'record {i} of {self.dataset} split {self.name!r} (index {k} of '
         f'source {self.name.split("+")[j].strip()!r})'
     )
+    if isinstance(self.sources[j], folder.Source):
+      where = f'file {self.sources[j].path(k)!r} (record {i} of {self.name!r})'
     if self.bad_images != 'skip':
       raise DataError(
           f'{where} {why}; pass {fix}--config.data.bad_images=skip '
@@ -141,6 +187,14 @@ class Split:
       )
     self.skipped.add(i)
     return None
+
+
+def _map(fn, items: list) -> list:
+  """``[fn(x) for x in items]``, on decoding threads when there are many."""
+  if len(items) < 64 or _DECODE_THREADS == 1:
+    return [fn(x) for x in items]
+  with futures.ThreadPoolExecutor(_DECODE_THREADS) as pool:
+    return list(pool.map(fn, items, chunksize=16))
 
 
 def _stack(examples) -> dict[str, np.ndarray]:
@@ -252,9 +306,9 @@ def load_split(
   """Opens a split (``'a+b'`` concatenates) and optionally decodes it into RAM.
 
   Args:
-    dataset: a tfds name, or ``'sklearn_digits'``.
-    split: split name(s) joined by ``+``.
-    data_dir: the tfds data_dir (never downloads).
+    dataset: a tfds name, ``'folder'`` or ``'sklearn_digits'``.
+    split: split name(s) joined by ``+`` (for folders, split folder names).
+    data_dir: the tfds data_dir (never downloads), or the dataset folder.
     cache: decode every image once into a uint8 array in host memory.
     resize: centre-crop and resize every image to this side (0: keep).
     channels: convert every image to 1 or 3 channels (0: keep).
@@ -275,12 +329,31 @@ def load_split(
           [convert_image(x, resize, channels) for x in result.images]
       )
   else:
-    shape = DATASETS.get(dataset, {}).get('image_shape')
-    if shape is not None:
-      shape = (resize or shape[0], resize or shape[1], channels or shape[2])
+    if dataset == 'folder':
+      classes = folder.class_names(data_dir)
+      sources = [
+          folder.Source(os.path.join(data_dir, s.strip()), classes, resize)
+          for s in split.split('+')
+      ]
+    else:
+      sources = [
+          _tfds_source(dataset, s.strip(), data_dir) for s in split.split('+')
+      ]
+    shape = dataset_info(dataset, data_dir)['image_shape']
+    if not resize and None in shape[:2]:
+      raise DataError(
+          f'the images of dataset {dataset!r} have mixed sizes; set '
+          '--config.data.resize=SIDE to centre-crop and resize each as read.'
+      )
+    if not channels and shape[2] is None:
+      raise DataError(
+          f'the images of dataset {dataset!r} mix grayscale and colour; set '
+          '--config.data.channels=3 (or 1) to convert each as read.'
+      )
+    shape = (resize or shape[0], resize or shape[1], channels or shape[2])
     result = Split(
         split,
-        [_tfds_source(dataset, s.strip(), data_dir) for s in split.split('+')],
+        sources,
         resize=resize,
         channels=channels,
         dataset=dataset,
@@ -300,10 +373,10 @@ def _decode_all(split: Split) -> Split:
   examples, example = [], split._example  # pylint: disable=protected-access
   for lo in range(0, n, chunk):
     examples += [
-        e for e in map(example, range(lo, min(n, lo + chunk))) if e is not None
+        e for e in _map(example, range(lo, min(n, lo + chunk))) if e is not None
     ]
     done = min(n, lo + chunk)
-    if n > 4 * chunk:
+    if n > 4 * chunk:  # Progress with ETA only where it takes a while.
       rate = done / (time.time() - start)
       logging.info(
           'Decoding %s: %d/%d images, ETA %.0fs',

@@ -55,7 +55,9 @@ class Context:
   @property
   def info(self) -> dict[str, Any]:
     """Facts about the run's dataset (``num_classes``, ``class_names``)."""
-    return input_pipeline.DATASETS[self.config.dataset]
+    return input_pipeline.dataset_info(
+        self.config.dataset, self.config.data_dir
+    )
 
   @property
   def out_dir(self) -> str:

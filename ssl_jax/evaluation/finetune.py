@@ -181,21 +181,19 @@ def transfer(ctx: Context) -> Iterator[tuple[str, Any]]:
   cfg, config = ctx.config.evals.transfer, ctx.config
   channels = (
       config.data.channels
-      or input_pipeline.DATASETS[config.dataset]['image_shape'][-1]
+      or input_pipeline.dataset_info(config.dataset, config.data_dir)[
+          'image_shape'
+      ][-1]
   )
+  data_dir = cfg.data_dir or config.data_dir
   for spec in cfg.targets:
     name, train_name, test_name = parse_target(spec)
     try:
-      if name not in input_pipeline.DATASETS:
-        raise input_pipeline.DataError(
-            f'transfer target {name!r} is not supported; use one of '
-            f'{sorted(input_pipeline.DATASETS)}.'
-        )
-      info = input_pipeline.DATASETS[name]
+      info = input_pipeline.dataset_info(name, data_dir)
       load = lambda split, n=name: input_pipeline.load_split(  # pylint: disable=g-long-lambda
           n,
           split,
-          data_dir=cfg.data_dir or config.data_dir,
+          data_dir=data_dir,
           cache=True,
           resize=config.image_size,
           channels=channels,
@@ -233,8 +231,9 @@ def transfer(ctx: Context) -> Iterator[tuple[str, Any]]:
           cfg=config.evals.finetune,
           batch_size=config.evals.finetune.batch_size,
       )
-      ft.dataset, ft.data.resize, ft.data.channels = (
+      ft.dataset, ft.data_dir, ft.data.resize, ft.data.channels = (
           name,
+          data_dir,
           config.image_size,
           channels,
       )

@@ -37,7 +37,8 @@ class Run:
     model: the method's model for the dataset's classes.
     mesh: the device mesh (axis ``'data'``).
     dataset: facts about ``config.dataset`` (``image_shape``,
-      ``num_classes``, optional ``class_names``).
+      ``num_classes``, ``class_names``, ``splits``; see
+      ``input_pipeline.dataset_info``).
     channels: image channels the encoder sees (``data.channels`` or the
       dataset's).
   """
@@ -189,11 +190,13 @@ def build(
     config = config.copy_and_resolve_references()
     config.cpu_convolutions = convolutions
   method = methods.get(config.method)
-  dataset = input_pipeline.DATASETS[config.dataset]
+  dataset = input_pipeline.dataset_info(config.dataset, config.data_dir)
   return Run(
       config=config,
       method=method,
-      model=method.build_model(config, dataset['num_classes']),
+      # A folder without classes still gets a (never trained) one-class probe
+      # head: a zero-width softmax would put NaN into the gradients.
+      model=method.build_model(config, max(1, dataset['num_classes'])),
       mesh=mesh,
       dataset=dataset,
       channels=config.data.channels or dataset['image_shape'][-1],

@@ -297,6 +297,13 @@ def _final_evaluation(
   """The method's own figures, then every evaluator ``config`` enables."""
   config, method = run.config, run.method
   results = {}
+  if not run.num_classes:
+    logging.warning(
+        'dataset %r has no classes (no class folders): the evaluations, which '
+        'need labels, are skipped.',
+        config.dataset,
+    )
+    return results
   # FixMatch evaluates its EMA parameters; other methods the trained ones.
   variables = method.eval_variables(state)
   ctx = evaluation_context(

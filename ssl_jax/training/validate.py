@@ -154,13 +154,17 @@ def validate(
       0 < config.probe.val_fraction < 1,
       f'probe.val_fraction={config.probe.val_fraction!r} must be in (0, 1).',
   )
+  try:  # An unknown name, or a folder that is missing or holds no image.
+    info = input_pipeline.dataset_info(config.dataset, config.data_dir)
+  except errors.DataError as e:
+    raise ConfigError(str(e)) from None
+  shape = info['image_shape']
   _check(
-      config.dataset in input_pipeline.DATASETS,
-      f'dataset={config.dataset!r} is not supported; use one of '
-      f'{sorted(input_pipeline.DATASETS)}.',
+      config.data.channels or shape[2],
+      f'dataset={config.dataset!r} mixes grayscale and colour images; set '
+      '--config.data.channels=3 (or 1).',
   )
-  shape = input_pipeline.DATASETS[config.dataset]['image_shape']
-  side = config.data.resize or (min(shape[:2]) if shape[0] else 0)
+  side = config.data.resize or (0 if None in shape[:2] else min(shape[:2]))
   _check(
       side > 0,
       f'dataset={config.dataset!r} has images of mixed sizes; '

@@ -1,0 +1,225 @@
+"""Folders of image files as random-access splits (``dataset='folder'``).
+
+``data_dir`` holds one subfolder per split (``train``, ``test``,
+``unlabelled``, any name a config's split fields use). In a split folder,
+images inside a subfolder (at any depth) belong to the class named by that
+subfolder; images directly in the split folder are unlabelled (label -1). The
+classes of a dataset are the sorted names of the class subfolders of all its
+splits, so every split numbers them alike. Hidden files (``.DS_Store``) are
+ignored; any other file is a record, and one that does not decode is a bad
+record (``data.bad_images``).
+
+Listing uses ``os.scandir``, which reads file types from the directory itself
+(no ``stat`` per file), so 100,000 files list in well under a second. Decoding
+uses Pillow: every format it reads, 16-bit and palette images, EXIF rotation,
+and JPEG draft mode (DCT scaling) when images shrink to ``data.resize``.
+"""
+
+import dataclasses
+import functools
+import os
+from typing import Optional
+
+import numpy as np
+
+from ssl_jax import errors
+
+
+@dataclasses.dataclass(frozen=True)
+class Listing:
+  """The files of one split folder.
+
+  Attributes:
+    root: the split folder.
+    paths: file paths relative to ``root``, sorted.
+    classes: per file, its class folder name ('' for unlabelled files).
+  """
+
+  root: str
+  paths: tuple[str, ...]
+  classes: tuple[str, ...]
+
+
+def _walk(top: str, rel: str = ''):
+  """Yields ``(relative path, is_dir)`` of every non-hidden entry below top."""
+  with os.scandir(os.path.join(top, rel)) as it:
+    entries = sorted(
+        (e.name, e.is_dir()) for e in it if not e.name.startswith('.')
+    )
+  for name, is_dir in entries:
+    path = os.path.join(rel, name) if rel else name
+    if is_dir:
+      yield from _walk(top, path)
+    else:
+      yield path
+
+
+@functools.lru_cache(maxsize=64)
+def list_split(root: str) -> Listing:
+  """Lists a split folder (cached per path for the life of the process).
+
+  Args:
+    root: the split folder.
+
+  Returns:
+    Its :class:`Listing`.
+
+  Raises:
+    DataError: the folder does not exist.
+  """
+  if not os.path.isdir(root):
+    parent = os.path.dirname(root.rstrip(os.sep)) or '.'
+    have = split_names(parent) if os.path.isdir(parent) else ()
+    raise errors.DataError(
+        f'split folder {root!r} does not exist (dataset=folder; '
+        + (
+            f'{parent!r} holds the splits {", ".join(have)}'
+            if have
+            else f'{parent!r} holds no split folders'
+        )
+        + '); set --config.data_dir=DIR to the folder holding one subfolder'
+        ' per split, or use split names it has.'
+    )
+  paths = tuple(_walk(root))
+  classes = tuple(p.split(os.sep, 1)[0] if os.sep in p else '' for p in paths)
+  return Listing(root, paths, classes)
+
+
+def split_names(data_dir: str) -> tuple[str, ...]:
+  """Names of the split folders in ``data_dir``, sorted."""
+  with os.scandir(data_dir) as it:
+    return tuple(
+        sorted(e.name for e in it if e.is_dir() and not e.name.startswith('.'))
+    )
+
+
+def class_names(data_dir: str) -> tuple[str, ...]:
+  """The dataset's classes: sorted class folder names over all its splits."""
+  names = set()
+  for split in split_names(data_dir):
+    names.update(split_names(os.path.join(data_dir, split)))
+  return tuple(sorted(names))
+
+
+def decode(path: str, resize: int = 0) -> np.ndarray:
+  """An image file as uint8 [H, W, 1] (gray) or [H, W, 3] (colour).
+
+  Args:
+    path: any file Pillow reads.
+    resize: the side the image will be shrunk to (0: none); JPEGs then decode
+      at the smallest DCT scale that keeps both sides at least this large.
+
+  Returns:
+    The pixels: gray (``L``, ``1``, ``LA``, 16- and 32-bit) as one channel,
+    every other mode as RGB (alpha dropped, palettes expanded). 16-bit
+    values are scaled by 255/65535.
+  """
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  from PIL import ImageOps  # pylint: disable=g-import-not-at-top
+
+  with Image.open(path) as img:
+    if resize and img.format == 'JPEG':
+      img.draft(img.mode, (resize, resize))
+    img = ImageOps.exif_transpose(img)
+    mode = img.mode
+    if mode in ('L', 'RGB'):
+      return _hwc(np.asarray(img, np.uint8))
+    if mode in ('1', 'LA'):
+      return _hwc(np.asarray(img.convert('L'), np.uint8))
+    if mode.startswith('I;16') or mode in ('I', 'F'):
+      x = np.asarray(img, np.float64)
+      scale = 255.0 / (
+          65535.0 if mode.startswith('I;16') or x.max() > 255 else 1
+      )
+      return _hwc(np.clip(np.round(x * scale), 0, 255).astype(np.uint8))
+    return _hwc(np.asarray(img.convert('RGB'), np.uint8))
+
+
+def _hwc(x: np.ndarray) -> np.ndarray:
+  return x[..., None] if x.ndim == 2 else x
+
+
+class Source:
+  """A split folder as a random-access source of ``{'image', 'label'}``.
+
+  Args:
+    root: the split folder.
+    classes: the class names labels index (default: its own class folders).
+    resize: the side images will be shrunk to (0: none), for JPEG draft mode.
+  """
+
+  def __init__(
+      self,
+      root: str,
+      classes: Optional[tuple[str, ...]] = None,
+      resize: int = 0,
+  ):
+    self.listing = list_split(root)
+    self.classes = split_names(root) if classes is None else classes
+    index = {c: i for i, c in enumerate(self.classes)}
+    self.labels = np.asarray(
+        [index[c] if c else -1 for c in self.listing.classes], np.int32
+    )
+    self.resize = resize
+
+  def __len__(self) -> int:
+    return len(self.listing.paths)
+
+  def path(self, i: int) -> str:
+    """The file of record ``i``."""
+    return os.path.join(self.listing.root, self.listing.paths[i])
+
+  def __getitem__(self, i: int) -> dict:
+    return {'image': decode(self.path(i), self.resize), 'label': self.labels[i]}
+
+
+def info(data_dir: str) -> dict:
+  """Facts of a folder dataset, from its listing and its first good image.
+
+  Args:
+    data_dir: the dataset folder.
+
+  Returns:
+    ``{'image_shape', 'num_classes', 'class_names', 'splits'}``; the image
+    shape is that of the first image of every split, None where they differ.
+
+  Raises:
+    DataError: ``data_dir`` is not set, missing, or holds no image.
+  """
+  if not data_dir or not os.path.isdir(data_dir):
+    raise errors.DataError(
+        'dataset=folder needs --config.data_dir=DIR, a folder with one '
+        f'subfolder per split (train/, test/, ...); got {data_dir!r}.'
+    )
+  splits = {
+      s: len(list_split(os.path.join(data_dir, s)).paths)
+      for s in split_names(data_dir)
+  }
+  shapes = {_first_shape(data_dir, s) for s in splits if splits[s]} - {None}
+  if not shapes:
+    raise errors.DataError(
+        'no decodable image among the first files of the split folders of '
+        f'{data_dir!r} ({", ".join(splits) or "none"}).'
+    )
+  # Where the splits' first images disagree, a size or the channels vary.
+  shape = tuple(
+      dims.pop() if len(dims) == 1 else None for dims in map(set, zip(*shapes))
+  )
+  names = class_names(data_dir)
+  return dict(
+      image_shape=shape,
+      num_classes=len(names),
+      class_names=names,
+      splits=splits,
+  )
+
+
+def _first_shape(data_dir: str, split: str) -> Optional[tuple]:
+  """Shape of the first of the first 32 files of a split that decodes."""
+  listing = list_split(os.path.join(data_dir, split))
+  for rel in listing.paths[:32]:
+    try:
+      return decode(os.path.join(listing.root, rel)).shape
+    except Exception:  # pylint: disable=broad-except
+      continue
+  return None
