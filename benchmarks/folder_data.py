@@ -13,7 +13,7 @@ reads them:
 * ``listing_seconds``: listing the split and the dataset facts, cold caches of
   this process (the OS page cache is whatever earlier runs left);
 * ``uncached``: reading random batches of ``--batch`` as an uncached first
-  epoch does, on the decoding threads (and on one thread);
+  epoch does, in this process and on one worker process per core;
 * ``cache_fill``: decoding the whole split into RAM (``data.cache=True``);
 * ``cached``: reading random batches from RAM afterwards;
 
@@ -107,21 +107,21 @@ def measure(data_dir: str, batch: int, rounds: int) -> dict:
   n = info['splits']['train']
   rng = np.random.default_rng(0)
   batches = [rng.choice(n, batch, replace=False) for _ in range(rounds)]
-  split = input_pipeline.load_split('folder', 'train', data_dir, cache=False)
   out = dict(
       num_files=n,
       image_shape=list(info['image_shape']),
       listing_seconds=listing,
-      decode_threads=input_pipeline._DECODE_THREADS,  # pylint: disable=protected-access
-      uncached_images_per_second=_rate(split.read, batch * rounds, batches),
+      decode_workers=input_pipeline.decode_workers(0),
   )
-  threads = input_pipeline._DECODE_THREADS  # pylint: disable=protected-access
-  input_pipeline._DECODE_THREADS = 1  # pylint: disable=protected-access
-  few = max(1, rounds // 4)
-  out['uncached_one_thread_images_per_second'] = _rate(
-      split.read, batch * few, batches[:few]
-  )
-  input_pipeline._DECODE_THREADS = threads  # pylint: disable=protected-access
+  for workers in (1, 0):  # One process, then one per core.
+    split = input_pipeline.load_split(
+        'folder', 'train', data_dir, cache=False, workers=workers
+    )
+    split.read(batches[0])  # Starts the worker processes.
+    name = 'one_process' if workers == 1 else 'workers'
+    out[f'uncached_{name}_images_per_second'] = _rate(
+        split.read, batch * (rounds - 1), batches[1:]
+    )
   start = time.time()
   cached = input_pipeline.load_split('folder', 'train', data_dir, cache=True)
   fill = time.time() - start
@@ -132,7 +132,7 @@ def measure(data_dir: str, batch: int, rounds: int) -> dict:
   return out
 
 
-def step_demand(px: int, batch: int) -> float:
+def step_demand(px: int, batch: int, data_dir: str) -> float:
   """Images/s of this machine's compiled ResNet-18 SimCLR step at px."""
   sys.path.insert(0, HERE)
   import cases  # pylint: disable=g-import-not-at-top
@@ -143,6 +143,7 @@ def step_demand(px: int, batch: int) -> float:
 
   config = (simclr_cifar10 if px == 32 else simclr_folder).get_config()
   config.batch_size = batch
+  config.data_dir = data_dir
   step, state, data, key, _ = cases.compile_step(
       config, num_classes=10, channels=3
   )
@@ -190,7 +191,7 @@ def main():
     record[f'{px}px'] = measure(data_dir, args.batch, args.rounds)
     if not args.no_step:
       record[f'{px}px']['cpu_step_images_per_second'] = step_demand(
-          px, args.step_batch
+          px, args.step_batch, data_dir
       )
     print(json.dumps({f'{px}px': record[f'{px}px']}, indent=1), flush=True)
   if args.out:

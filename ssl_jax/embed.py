@@ -182,6 +182,7 @@ def embed_to_file(
       or (height if height == width and height else config.image_size),
       channels=embedder.run.channels,
       bad_images='skip',
+      workers=config.data.workers,
   )
   if images:
     source = folder.Source(images.rstrip(os.sep), resize=read['resize'])
@@ -192,6 +193,7 @@ def embed_to_file(
         channels=read['channels'],
         dataset='folder',
         bad_images='skip',
+        workers=input_pipeline.decode_workers(config.data.workers),
     )
     names = source.classes
   else:

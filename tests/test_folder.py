@@ -130,8 +130,9 @@ def test_odd_image_names_the_file_and_the_fix(tmp_path):
   assert '--config.data.channels=3 to convert it' in message
 
 
+@pytest.mark.parametrize('workers', [1, 2])
 @pytest.mark.parametrize('bad', ['corrupt.jpg', 'notes.txt'])
-def test_bad_file_is_named_or_skipped_and_counted(mixed, bad):
+def test_bad_file_is_named_or_skipped_and_counted(mixed, bad, workers):
   data_dir = mixed[0]
   path = os.path.join(data_dir, 'unlabelled', bad)
   with open(path, 'wb') as f:
@@ -139,7 +140,9 @@ def test_bad_file_is_named_or_skipped_and_counted(mixed, bad):
   with pytest.raises(
       errors.DataError, match=f"file '{path}'.*failed to decode"
   ):
-    input_pipeline.load_split('folder', 'unlabelled', data_dir, resize=30)
+    input_pipeline.load_split(
+        'folder', 'unlabelled', data_dir, resize=30, workers=workers
+    )
   for cache in (True, False):
     split = input_pipeline.load_split(
         'folder',
@@ -148,10 +151,29 @@ def test_bad_file_is_named_or_skipped_and_counted(mixed, bad):
         cache=cache,
         resize=30,
         bad_images='skip',
+        workers=workers,
     )
     images = split.read(np.arange(len(split)))['image']
     assert images.shape[1:] == (30, 30, 3)  # Uniform within the split.
     assert split.num_skipped == 1
+
+
+def test_worker_processes_read_what_one_process_reads(tmp_path):
+  data_dir = helpers.make_folder(tmp_path, size=20)
+  idx = np.random.default_rng(0).permutation(24)
+  one, two = (
+      input_pipeline.load_split(
+          'folder', 'train', data_dir, cache=False, resize=16, workers=w
+      )
+      for w in (1, 2)
+  )
+  want, got = one.read(idx), two.read(idx)
+  np.testing.assert_array_equal(want['image'], got['image'])
+  np.testing.assert_array_equal(want['label'], got['label'])
+  cached = input_pipeline.load_split(
+      'folder', 'train', data_dir, resize=16, workers=2
+  )
+  np.testing.assert_array_equal(cached.read(idx)['image'], want['image'])
 
 
 def test_missing_split_folder_is_one_line_naming_it(mixed):

@@ -74,6 +74,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.channels = 0  # Convert every image to 1 or 3 channels (0: keep).
   # Undecodable/wrong-shape record: 'error' names it; 'skip' drops and counts it.
   c.data.bad_images = 'error'
+  # Processes decoding folder images (0: one per CPU core; 1: the main process).
+  c.data.workers = 0
 
   c.augment = ml_collections.ConfigDict()
   # Side of the training views; 0: image_size. Smaller trains at lower resolution

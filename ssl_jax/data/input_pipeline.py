@@ -11,6 +11,7 @@ the class-balanced labelled subsets of the few-label settings.
 from concurrent import futures
 import dataclasses
 import functools
+import multiprocessing
 import os
 import time
 from typing import Any, Optional
@@ -23,8 +24,43 @@ from ssl_jax.data import folder
 
 DataError = errors.DataError
 
-# Threads that decode uncached records: Pillow releases the GIL while decoding.
-_DECODE_THREADS = max(1, min(16, os.cpu_count() or 1))
+# Folder images decode in worker processes: threads measured slower than one
+# thread (Python's per-image work holds the GIL; benchmarks/folder_data.py).
+_POOL: Optional[futures.ProcessPoolExecutor] = None
+_POOL_SIZE = 0
+
+
+def _process_pool(workers: int) -> futures.ProcessPoolExecutor:
+  """The shared decoding processes (spawned: the parent may run jax threads)."""
+  global _POOL, _POOL_SIZE
+  if _POOL is None or _POOL_SIZE != workers:
+    if _POOL is not None:
+      _POOL.shutdown(wait=False, cancel_futures=True)
+    _POOL = futures.ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context('spawn')
+    )
+    _POOL_SIZE = workers
+  return _POOL
+
+
+def _load_file(task: tuple[str, int, int]) -> tuple[Any, str]:
+  """``(path, resize, channels) -> (image, '')``, or ``(None, why)`` if bad."""
+  path, resize, channels = task
+  try:
+    return convert_image(folder.decode(path, resize), resize, channels), ''
+  except Exception as e:  # pylint: disable=broad-except
+    return None, f'{type(e).__name__}: {" ".join(str(e).split())}'
+
+
+def decode_workers(workers: int) -> int:
+  """Processes that decode folder images: ``workers``, or 0 for one per core."""
+  if workers > 0:
+    return workers
+  return (
+      len(os.sched_getaffinity(0))
+      if hasattr(os, 'sched_getaffinity')
+      else (os.cpu_count() or 1)
+  )
 
 
 @functools.lru_cache(maxsize=32)
@@ -87,7 +123,8 @@ class Split:
   record (fails to decode, or does not fit ``image_shape``; None: any) raises
   a :class:`DataError`, or with ``bad_images='skip'`` joins ``skipped`` and is
   dropped (cached) or replaced by the next good record (uncached: batches stay
-  full and a pure function of the step).
+  full and a pure function of the step). Folder images are decoded by
+  ``workers`` processes (1: in this process).
   """
 
   name: str
@@ -99,6 +136,7 @@ class Split:
   dataset: str = ''
   image_shape: Optional[tuple] = None
   bad_images: str = 'error'
+  workers: int = 1
   skipped: set = dataclasses.field(default_factory=set, repr=False)
 
   def __len__(self):
@@ -115,7 +153,13 @@ class Split:
     """Returns ``{'image': uint8 [n,H,W,C], 'label': int32 [n]}`` for indices."""
     if self.images is not None:
       return {'image': self.images[indices], 'label': self.labels[indices]}
-    return _stack(_map(self._good_example, [int(i) for i in indices]))
+    indices = [int(i) for i in indices]
+    examples = self._examples(indices)
+    # A bad record (now in ``skipped``) is replaced by the next good one.
+    return _stack([
+        e if e is not None else self._good_example(i)
+        for i, e in zip(indices, examples)
+    ])
 
   def read_good(
       self, indices: np.ndarray
@@ -130,7 +174,7 @@ class Split:
     """
     if self.images is not None:
       return np.asarray(indices), self.read(indices)
-    examples = _map(self._example, [int(i) for i in indices])
+    examples = self._examples([int(i) for i in indices])
     kept = [i for i, e in zip(indices, examples) if e is not None]
     good = [e for e in examples if e is not None]
     if not good:
@@ -149,14 +193,56 @@ class Split:
       i = (i + 1) % len(self)
     raise DataError(f'every record of split {self.name!r} is bad.')
 
-  def _example(self, i: int) -> Optional[tuple[np.ndarray, int]]:
-    """Record ``i`` as (image, label), or None if it is bad and skipped."""
-    j, k, fix, want = 0, i, '', self.image_shape
+  def _locate(self, i: int) -> tuple[int, int]:
+    """``(source, index in it)`` of record ``i``."""
+    j, k = 0, i
     while k >= len(self.sources[j]):
       k, j = k - len(self.sources[j]), j + 1
+    return j, k
+
+  def _examples(self, indices: list[int]) -> list:
+    """:meth:`_example` of each index; folder files decode in ``workers``."""
+    located = [self._locate(i) for i in indices]
+    if (
+        self.workers <= 1
+        or len(indices) < 2 * self.workers
+        or not all(
+            isinstance(self.sources[j], folder.Source) for j, _ in located
+        )
+    ):
+      return [self._example(i) for i in indices]
+    tasks = [
+        (self.sources[j].path(k), self.resize, self.channels)
+        for j, k in located
+    ]
+    chunk = max(1, len(tasks) // (4 * self.workers))
+    loaded = _process_pool(self.workers).map(_load_file, tasks, chunksize=chunk)
+    return [self._example(i, done) for i, done in zip(indices, loaded)]
+
+  def _example(
+      self, i: int, loaded: Optional[tuple[Any, str]] = None
+  ) -> Optional[tuple[np.ndarray, int]]:
+    """Record ``i`` as (image, label), or None if it is bad and skipped.
+
+    Args:
+      i: the record.
+      loaded: ``_load_file``'s result for it, where a worker decoded it.
+
+    Returns:
+      ``(image, label)``, or None for a bad record with ``bad_images='skip'``.
+    """
+    (j, k), fix, want = self._locate(i), '', self.image_shape
     try:
-      example = self.sources[j][k]
-      image = convert_image(example['image'], self.resize, self.channels)
+      if loaded is None:
+        example = self.sources[j][k]
+        image = convert_image(example['image'], self.resize, self.channels)
+        label = example['label']
+      elif loaded[0] is None:
+        raise _Failed(loaded[1])
+      else:
+        image, label = loaded[0], self.sources[j].labels[k]
+    except _Failed as e:
+      why = f'failed to decode ({e})'
     except Exception as e:  # pylint: disable=broad-except
       why = f'failed to decode ({type(e).__name__}: {" ".join(str(e).split())})'
     else:
@@ -164,7 +250,7 @@ class Split:
           image.ndim == len(want)
           and all(w is None or w == g for g, w in zip(image.shape, want))
       ):
-        return image, int(example['label'])
+        return image, int(label)
       why = f'has shape {image.shape}, expected {tuple(want)}'
       if want[-1] and image.shape[-1] != want[-1]:
         fix = f'--config.data.channels={want[-1]} to convert it, or '
@@ -189,12 +275,8 @@ class Split:
     return None
 
 
-def _map(fn, items: list) -> list:
-  """``[fn(x) for x in items]``, on decoding threads when there are many."""
-  if len(items) < 64 or _DECODE_THREADS == 1:
-    return [fn(x) for x in items]
-  with futures.ThreadPoolExecutor(_DECODE_THREADS) as pool:
-    return list(pool.map(fn, items, chunksize=16))
+class _Failed(Exception):
+  """A worker process's decoding error, as text."""
 
 
 def _stack(examples) -> dict[str, np.ndarray]:
@@ -302,6 +384,7 @@ def load_split(
     resize: int = 0,
     channels: int = 0,
     bad_images: str = 'error',
+    workers: int = 0,
 ) -> Split:
   """Opens a split (``'a+b'`` concatenates) and optionally decodes it into RAM.
 
@@ -314,6 +397,7 @@ def load_split(
     channels: convert every image to 1 or 3 channels (0: keep).
     bad_images: a record that fails to decode or has the wrong shape raises
       (``'error'``), or is dropped and counted (``'skip'``, see :class:`Split`).
+    workers: processes decoding folder images (0: one per CPU core).
 
   Returns:
     A :class:`Split`; ``num_skipped`` counts the bad records skipped.
@@ -359,6 +443,7 @@ def load_split(
         dataset=dataset,
         image_shape=shape,
         bad_images=bad_images,
+        workers=decode_workers(workers) if dataset == 'folder' else 1,
     )
     if len(result) and cache:
       result = _decode_all(result)
@@ -370,11 +455,18 @@ def load_split(
 def _decode_all(split: Split) -> Split:
   """The split decoded into RAM, without the bad records it skipped."""
   n, chunk, start = len(split), 4096, time.time()
-  examples, example = [], split._example  # pylint: disable=protected-access
+  images, labels, kept = None, np.zeros(n, np.int32), 0
   for lo in range(0, n, chunk):
-    examples += [
-        e for e in _map(example, range(lo, min(n, lo + chunk))) if e is not None
+    good = [
+        e
+        for e in split._examples(list(range(lo, min(n, lo + chunk))))  # pylint: disable=protected-access
+        if e is not None
     ]
+    if good and images is None:  # Filled in place: one copy of the pixels.
+      images = np.empty((n,) + good[0][0].shape, np.uint8)
+    for image, label in good:
+      images[kept], labels[kept] = image, label
+      kept += 1
     done = min(n, lo + chunk)
     if n > 4 * chunk:  # Progress with ETA only where it takes a while.
       rate = done / (time.time() - start)
@@ -385,10 +477,9 @@ def _decode_all(split: Split) -> Split:
           n,
           (n - done) / rate,
       )
-  if not examples:
+  if not kept:
     raise DataError(f'every record of split {split.name!r} is bad.')
-  data = _stack(examples)
-  return dataclasses.replace(split, images=data['image'], labels=data['label'])
+  return dataclasses.replace(split, images=images[:kept], labels=labels[:kept])
 
 
 def labelled_indices(

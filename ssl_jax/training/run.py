@@ -76,6 +76,7 @@ class Run:
         resize=c.data.resize,
         channels=c.data.channels,
         bad_images=c.data.bad_images,
+        workers=c.data.workers,
     )
 
   def optimizer(

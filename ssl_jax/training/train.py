@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from absl import logging
+from clu import parameter_overview
 import jax
 import ml_collections
 import numpy as np
@@ -94,6 +95,8 @@ def train_and_evaluate(
   schedule, tx = run.optimizer(steps_per_epoch)
   init_key, aug_key = jax.random.split(jax.random.key(config.seed))
   state = run.create_state(tx, init_key, data)
+  num_params = parameter_overview.count_parameters(state.params)
+  logging.info('%s: %d trainable parameters', config.method, num_params)
   random_init = jax.device_get(
       dict(zip(('params', 'batch_stats'), run.init_variables(init_key)))
       if config.init_from
@@ -232,6 +235,7 @@ def train_and_evaluate(
     results['train/images_per_second'] = (
         (num_steps - timer[0]) * config.batch_size / (time.time() - timer[1])
     )
+  results['train/num_params'] = num_params
   results['train/cpu_convolutions'] = run.config.cpu_convolutions
   results['train/wall_seconds'] = time.time() - start
   results['train/steps'] = num_steps

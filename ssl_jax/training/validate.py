@@ -191,6 +191,10 @@ def validate(
       f"data.bad_images={config.data.bad_images!r} must be 'error' or 'skip'.",
   )
   _check(
+      config.data.workers >= 0,
+      f'data.workers={config.data.workers!r} must be >= 0 (0: one per core).',
+  )
+  _check(
       config.data.labels_per_class >= 0,
       f'data.labels_per_class={config.data.labels_per_class!r} must be >= 0.',
   )
