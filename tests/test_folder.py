@@ -346,3 +346,28 @@ def test_embed_command_line_skips_a_bad_file(trained, tmp_path):
   assert '1 files skipped' in done.stdout
   got = np.load(out)
   assert (got['labels'] == -1).all() and len(got['paths']) == 4
+
+
+@pytest.mark.slow
+def test_script_without_main_guard_falls_back_to_one_process(tmp_path):
+  data_dir = helpers.make_folder(tmp_path / 'data', size=20)
+  script = tmp_path / 'unguarded.py'
+  script.write_text(
+      'import sys\n'
+      f'sys.path.insert(0, {ROOT!r})\n'
+      'from ssl_jax.data import input_pipeline\n'
+      'split = input_pipeline.load_split(\n'
+      f'    "folder", "train", {data_dir!r}, cache=False, workers=2)\n'
+      'print("read", split.read(list(range(24)))["image"].shape)\n'
+  )
+  # The spawned workers import the script and fail; only the parent reads.
+  done = subprocess.run(
+      [sys.executable, str(script)],
+      capture_output=True,
+      text=True,
+      timeout=300,
+      cwd=str(tmp_path),
+  )
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert done.stdout.count('read (24, 20, 20, 3)') == 1
+  assert "if __name__ == '__main__':" in done.stderr

@@ -14,7 +14,7 @@ import functools
 import multiprocessing
 import os
 import time
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from absl import logging
 import numpy as np
@@ -28,6 +28,7 @@ DataError = errors.DataError
 # thread (Python's per-image work holds the GIL; benchmarks/folder_data.py).
 _POOL: Optional[futures.ProcessPoolExecutor] = None
 _POOL_SIZE = 0
+_POOL_BROKEN = False  # Worker processes failed: decode in this process.
 
 
 def _process_pool(workers: int) -> futures.ProcessPoolExecutor:
@@ -41,6 +42,20 @@ def _process_pool(workers: int) -> futures.ProcessPoolExecutor:
     )
     _POOL_SIZE = workers
   return _POOL
+
+
+def _give_up_on_workers(error: Exception) -> None:
+  """Decodes in this process from now on, saying why once."""
+  global _POOL_BROKEN
+  if not _POOL_BROKEN:
+    logging.warning(
+        'Decoding images in this process: the worker processes failed (%s). '
+        'A script that reads folder datasets must run under '
+        "`if __name__ == '__main__':` (the workers are spawned and import "
+        'it), or pass data.workers=1.',
+        type(error).__name__,
+    )
+  _POOL_BROKEN = True
 
 
 def _load_file(task: tuple[str, int, int]) -> tuple[Any, str]:
@@ -201,23 +216,54 @@ class Split:
     return j, k
 
   def _examples(self, indices: list[int]) -> list:
-    """:meth:`_example` of each index; folder files decode in ``workers``."""
+    """:meth:`_example` of each index (see :meth:`_iter_examples`)."""
+    return list(self._iter_examples(indices))
+
+  def _iter_examples(self, indices) -> Iterator[Any]:
+    """Yields :meth:`_example` of each index, in order.
+
+    Folder files decode in ``workers`` processes, streamed: this process
+    checks finished records while the workers decode the next ones.
+
+    Args:
+      indices: the records.
+
+    Yields:
+      ``(image, label)``, or None for a skipped bad record.
+    """
+    indices = list(indices)
     located = [self._locate(i) for i in indices]
     if (
         self.workers <= 1
+        or _POOL_BROKEN
         or len(indices) < 2 * self.workers
         or not all(
             isinstance(self.sources[j], folder.Source) for j, _ in located
         )
     ):
-      return [self._example(i) for i in indices]
+      yield from map(self._example, indices)
+      return
     tasks = [
         (self.sources[j].path(k), self.resize, self.channels)
         for j, k in located
     ]
-    chunk = max(1, len(tasks) // (4 * self.workers))
-    loaded = _process_pool(self.workers).map(_load_file, tasks, chunksize=chunk)
-    return [self._example(i, done) for i, done in zip(indices, loaded)]
+    chunk = max(1, min(64, len(tasks) // (4 * self.workers)))
+    done = 0
+    try:
+      loaded = _process_pool(self.workers).map(
+          _load_file, tasks, chunksize=chunk
+      )
+      for result in loaded:
+        example = self._example(indices[done], result)
+        done += 1
+        yield example
+    except (futures.process.BrokenProcessPool, RuntimeError) as e:
+      if multiprocessing.current_process().name != 'MainProcess':
+        # A worker importing an unguarded script: fail, so that its parent
+        # falls back, instead of running the whole script here.
+        raise
+      _give_up_on_workers(e)
+      yield from map(self._example, indices[done:])
 
   def _example(
       self, i: int, loaded: Optional[tuple[Any, str]] = None
@@ -384,7 +430,7 @@ def load_split(
     resize: int = 0,
     channels: int = 0,
     bad_images: str = 'error',
-    workers: int = 0,
+    workers: int = 1,
 ) -> Split:
   """Opens a split (``'a+b'`` concatenates) and optionally decodes it into RAM.
 
@@ -397,7 +443,8 @@ def load_split(
     channels: convert every image to 1 or 3 channels (0: keep).
     bad_images: a record that fails to decode or has the wrong shape raises
       (``'error'``), or is dropped and counted (``'skip'``, see :class:`Split`).
-    workers: processes decoding folder images (0: one per CPU core).
+    workers: processes decoding folder images (0: one per CPU core; more
+      than 1 needs the calling script under ``if __name__ == '__main__':``).
 
   Returns:
     A :class:`Split`; ``num_skipped`` counts the bad records skipped.
@@ -454,21 +501,17 @@ def load_split(
 
 def _decode_all(split: Split) -> Split:
   """The split decoded into RAM, without the bad records it skipped."""
-  n, chunk, start = len(split), 4096, time.time()
+  n, start = len(split), time.time()
   images, labels, kept = None, np.zeros(n, np.int32), 0
-  for lo in range(0, n, chunk):
-    good = [
-        e
-        for e in split._examples(list(range(lo, min(n, lo + chunk))))  # pylint: disable=protected-access
-        if e is not None
-    ]
-    if good and images is None:  # Filled in place: one copy of the pixels.
-      images = np.empty((n,) + good[0][0].shape, np.uint8)
-    for image, label in good:
-      images[kept], labels[kept] = image, label
+  examples = split._iter_examples(range(n))  # pylint: disable=protected-access
+  for done, example in enumerate(examples, 1):
+    if example is not None:
+      if images is None:  # Filled in place: one copy of the pixels.
+        images = np.empty((n,) + example[0].shape, np.uint8)
+      images[kept], labels[kept] = example
       kept += 1
-    done = min(n, lo + chunk)
-    if n > 4 * chunk:  # Progress with ETA only where it takes a while.
+    # Progress with ETA only where it takes a while.
+    if n > 16384 and (done % 8192 == 0 or done == n):
       rate = done / (time.time() - start)
       logging.info(
           'Decoding %s: %d/%d images, ETA %.0fs',
