@@ -64,6 +64,7 @@ def test_writes_results_and_checkpoints(uninterrupted):
   ):
     assert np.isfinite(saved[key]), key
   assert saved['train/steps'] == 8 and saved['train/first_step'] == 0
+  assert saved['train/num_params'] > 0
   assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['4', '8']
   assert os.path.exists(os.path.join(workdir, 'config.json'))
   assert any(f.startswith('events.out') for f in os.listdir(workdir))

@@ -95,7 +95,7 @@ def train_and_evaluate(
   schedule, tx = run.optimizer(steps_per_epoch)
   init_key, aug_key = jax.random.split(jax.random.key(config.seed))
   state = run.create_state(tx, init_key, data)
-  num_params = parameter_overview.count_parameters(state.params)
+  num_params = int(parameter_overview.count_parameters(state.params))
   logging.info('%s: %d trainable parameters', config.method, num_params)
   random_init = jax.device_get(
       dict(zip(('params', 'batch_stats'), run.init_variables(init_key)))
