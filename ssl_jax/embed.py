@@ -23,6 +23,7 @@ In Python, for use in other JAX code::
 
 import dataclasses
 import functools
+import json
 import os
 import time
 from typing import Any, Optional
@@ -98,7 +99,18 @@ def load(
   Returns:
     The :class:`Embedder`.
   """
-  run = run_lib.build(evaluate.load_config(workdir))
+  config = evaluate.load_config(workdir)
+  try:
+    run = run_lib.build(config)
+  except errors.DataError:  # The data is elsewhere: the facts the run kept.
+    path = os.path.join(workdir, 'dataset.json')
+    if not os.path.exists(path):
+      raise
+    with open(path) as f:
+      facts = json.load(f)
+    facts['image_shape'] = tuple(facts['image_shape'])
+    facts['class_names'] = tuple(facts['class_names'])
+    run = run_lib.build(config, dataset=facts)
   step, variables = run.restore_variables(workdir, step)
   devices = run.mesh.size
   batch_size = -(-batch_size // devices) * devices

@@ -371,3 +371,19 @@ def test_script_without_main_guard_falls_back_to_one_process(tmp_path):
   assert done.returncode == 0, done.stderr[-2000:]
   assert done.stdout.count('read (24, 20, 20, 3)') == 1
   assert "if __name__ == '__main__':" in done.stderr
+
+
+@pytest.mark.slow
+def test_embed_loads_where_the_training_data_is_gone(trained, tmp_path):
+  data_dir, full_dir, _ = trained
+  workdir = str(tmp_path / 'moved')
+  shutil.copytree(full_dir, workdir)
+  path = os.path.join(workdir, 'config.json')
+  with open(path) as f:
+    config = json.load(f)
+  config['data_dir'] = str(tmp_path / 'gone')
+  with open(path, 'w') as f:
+    json.dump(config, f)
+  images = input_pipeline.load_split('folder', 'test', data_dir).images
+  want = embed.load(full_dir)(images)
+  np.testing.assert_allclose(embed.load(workdir)(images), want, rtol=1e-6)

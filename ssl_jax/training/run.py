@@ -172,7 +172,9 @@ class Run:
 
 
 def build(
-    config: ml_collections.ConfigDict, mesh: Optional[jax.sharding.Mesh] = None
+    config: ml_collections.ConfigDict,
+    mesh: Optional[jax.sharding.Mesh] = None,
+    dataset: Optional[dict[str, Any]] = None,
 ) -> Run:
   """Builds the :class:`Run` of ``config`` (on all devices unless ``mesh``).
 
@@ -181,6 +183,9 @@ def build(
   Args:
     config: a validated experiment config.
     mesh: the device mesh (default: a 1-D mesh over every device).
+    dataset: the dataset's facts (default: read by
+      ``input_pipeline.dataset_info``; a workdir keeps them in
+      ``dataset.json``, so its encoder loads where the data is absent).
 
   Returns:
     The run.
@@ -191,7 +196,8 @@ def build(
     config = config.copy_and_resolve_references()
     config.cpu_convolutions = convolutions
   method = methods.get(config.method)
-  dataset = input_pipeline.dataset_info(config.dataset, config.data_dir)
+  if dataset is None:
+    dataset = input_pipeline.dataset_info(config.dataset, config.data_dir)
   return Run(
       config=config,
       method=method,

@@ -92,6 +92,7 @@ def train_and_evaluate(
 
   if is_chief:
     checkpoint.save_config(workdir, config)
+    write_json(os.path.join(workdir, 'dataset.json'), run.dataset)
   schedule, tx = run.optimizer(steps_per_epoch)
   init_key, aug_key = jax.random.split(jax.random.key(config.seed))
   state = run.create_state(tx, init_key, data)
