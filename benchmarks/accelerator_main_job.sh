@@ -24,9 +24,10 @@ export PYTHONUNBUFFERED=1
 mkdir -p "$out"
 python3 -c "import jax; print(jax.devices())"
 python3 -m ssl_jax.tools.prepare_data --npz="$npz" --data_dir=/tmp/tfds
-python3 main.py --config=configs/simclr_cifar10.py --workdir=/tmp/run \
+run=$(mktemp -d)/run  # A fresh workdir: never resumes an earlier run.
+python3 main.py --config=configs/simclr_cifar10.py --workdir="$run" \
   --config.data_dir=/tmp/tfds --config.dtype=bfloat16 \
   --config.num_epochs="$epochs" --config.evals.pictures.enabled=False "$@" \
   2>&1 | grep -v "Got images" | tee "$out/log.txt"
-cp /tmp/run/results.json /tmp/run/config.json "$out/"
-cp /tmp/run/events.out.* "$out/" 2>/dev/null || true
+cp "$run/results.json" "$run/config.json" "$out/"
+cp "$run"/events.out.* "$out/" 2>/dev/null || true

@@ -13,8 +13,10 @@ reads them:
 * ``listing_seconds``: listing the split and the dataset facts, cold caches of
   this process (the OS page cache is whatever earlier runs left);
 * ``uncached``: reading random batches of ``--batch`` as an uncached first
-  epoch does, in this process and on one worker process per core;
-* ``cache_fill``: decoding the whole split into RAM (``data.cache=True``);
+  epoch does, in this process, on one worker process per core
+  (``data.workers=0``), and, for comparison, on a thread per core;
+* ``cache_fill``: decoding the whole split into RAM (``data.cache=True``), in
+  this process and on the worker processes;
 * ``cached``: reading random batches from RAM afterwards;
 
 against the demand of the ResNet-18 SimCLR step: this machine's, timed here at
@@ -23,6 +25,7 @@ from ``benchmarks/results/h200_suite_gpu_core.jsonl``.
 """
 
 import argparse
+import concurrent.futures
 import io
 import json
 import os
@@ -35,6 +38,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
+from ssl_jax.data import decoding  # noqa: E402  # pylint: disable=g-import-not-at-top,wrong-import-position
 from ssl_jax.data import folder  # noqa: E402  # pylint: disable=g-import-not-at-top,wrong-import-position
 from ssl_jax.data import input_pipeline  # noqa: E402  # pylint: disable=g-import-not-at-top,wrong-import-position
 
@@ -111,7 +115,7 @@ def measure(data_dir: str, batch: int, rounds: int) -> dict:
       num_files=n,
       image_shape=list(info['image_shape']),
       listing_seconds=listing,
-      decode_workers=input_pipeline.decode_workers(0),
+      decode_workers=decoding.num_workers(0),
   )
   for workers in (1, 0):  # One process, then one per core.
     split = input_pipeline.load_split(
@@ -122,11 +126,22 @@ def measure(data_dir: str, batch: int, rounds: int) -> dict:
     out[f'uncached_{name}_images_per_second'] = _rate(
         split.read, batch * (rounds - 1), batches[1:]
     )
-  start = time.time()
-  cached = input_pipeline.load_split('folder', 'train', data_dir, cache=True)
-  fill = time.time() - start
-  out['cache_fill_seconds'] = fill
-  out['cache_fill_images_per_second'] = n / fill
+  # The alternative not taken: the one-process decoding on a thread per core.
+  one = input_pipeline.load_split('folder', 'train', data_dir, cache=False)
+  with concurrent.futures.ThreadPoolExecutor(out['decode_workers']) as pool:
+    threaded = lambda idx: list(pool.map(one._example, [int(i) for i in idx]))  # pylint: disable=protected-access
+    out['uncached_threads_images_per_second'] = _rate(
+        threaded, batch * rounds, batches
+    )
+  for workers in (1, 0):
+    start = time.time()
+    cached = input_pipeline.load_split(
+        'folder', 'train', data_dir, cache=True, workers=workers
+    )
+    fill = time.time() - start
+    name = 'one_process' if workers == 1 else 'workers'
+    out[f'cache_fill_{name}_seconds'] = fill
+    out[f'cache_fill_{name}_images_per_second'] = n / fill
   out['cache_megabytes'] = cached.images.nbytes / 2**20
   out['cached_images_per_second'] = _rate(cached.read, batch * rounds, batches)
   return out

@@ -29,9 +29,11 @@ import time
 from typing import Any, Optional
 
 from absl import logging
+import jax
 import numpy as np
 
 from ssl_jax import errors
+from ssl_jax.data import decoding
 from ssl_jax.data import folder
 from ssl_jax.data import input_pipeline
 from ssl_jax.evaluation import probe
@@ -71,15 +73,20 @@ class Embedder:
       float32 [N, D] pre-projection features.
     """
     images = np.asarray(images)
-    if images.ndim != 4 or images.shape[-1] != self.run.channels:
+    if (
+        images.dtype != np.uint8
+        or images.ndim != 4
+        or images.shape[-1] != self.run.channels
+    ):
       raise errors.DataError(
-          f'images have shape {images.shape}; expected uint8 [N, H, W, '
-          f'{self.run.channels}] (the channels this encoder was trained on).'
+          f'images are {images.dtype} {images.shape}; expected uint8 [N, H, '
+          f'W, {self.run.channels}] (0-255, the channels this encoder was '
+          'trained on).'
       )
     return probe.extract_features(
         self.run.model,
         self.variables,
-        images.astype(np.uint8),
+        images,
         image_size=self.image_size,
         batch_size=self.batch_size,
         mesh=self.run.mesh,
@@ -197,6 +204,8 @@ def embed_to_file(
       workers=config.data.workers,
   )
   if images:
+    if not os.path.isdir(images):
+      raise errors.DataError(f'--images={images!r} is not a folder.')
     source = folder.Source(images.rstrip(os.sep), resize=read['resize'])
     data = input_pipeline.Split(
         images,
@@ -205,7 +214,7 @@ def embed_to_file(
         channels=read['channels'],
         dataset='folder',
         bad_images='skip',
-        workers=input_pipeline.decode_workers(config.data.workers),
+        workers=decoding.num_workers(config.data.workers),
     )
     names = source.classes
   else:
@@ -225,14 +234,15 @@ def embed_to_file(
       if images
       else {'indices': kept}
   )
-  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-  np.savez(
-      out,
-      embeddings=embeddings.astype(np.float32),
-      labels=labels,
-      class_names=np.asarray(names, str),
-      **where,
-  )
+  if jax.process_index() == 0:
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    np.savez(
+        out,
+        embeddings=embeddings.astype(np.float32),
+        labels=labels,
+        class_names=np.asarray(names, str),
+        **where,
+    )
   seconds = time.time() - start
   return dict(
       num_images=len(kept),
@@ -245,7 +255,12 @@ def embed_to_file(
 
 
 def main(argv, *, flag_values):
-  """The command line."""
+  """The command line: embeds ``--images`` or ``--split`` into ``--out``.
+
+  Args:
+    argv: leftover arguments (none are accepted).
+    flag_values: the parsed flags.
+  """
   if len(argv) > 1:
     raise SystemExit(f'Unexpected arguments: {argv[1:]}')
   f = flag_values

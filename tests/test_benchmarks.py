@@ -145,6 +145,8 @@ def test_folder_data_benchmark_smoke(tmp_path):
   for key in (
       'uncached_one_process_images_per_second',
       'uncached_workers_images_per_second',
+      'uncached_threads_images_per_second',
+      'cache_fill_workers_images_per_second',
       'cached_images_per_second',
   ):
     assert record[key] > 0

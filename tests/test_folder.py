@@ -206,7 +206,7 @@ def _folder_config(data_dir, **overrides):
   return helpers.tiny_config(**{
       'dataset': 'folder',
       'data_dir': data_dir,
-      'data.cache': False,  # Decoded per batch, on host threads.
+      'data.cache': False,  # Decoded per batch, in worker processes.
       'optimizer.name': 'lars',
       'learning_rate': 0.5,
       'checkpoint_every_steps': 4,
@@ -310,6 +310,8 @@ def test_embed_a_folder_and_a_split(trained, tmp_path):
   # The same images through the Python API and through a split of the run.
   embedder = embed.load(workdir)
   images = input_pipeline.load_split('folder', 'test', data_dir).images
+  with pytest.raises(errors.DataError, match='expected uint8'):
+    embedder(images / 255.0)
   np.testing.assert_allclose(
       embedder(images), got['embeddings'], rtol=1e-5, atol=1e-5
   )
@@ -387,3 +389,44 @@ def test_embed_loads_where_the_training_data_is_gone(trained, tmp_path):
   images = input_pipeline.load_split('folder', 'test', data_dir).images
   want = embed.load(full_dir)(images)
   np.testing.assert_allclose(embed.load(workdir)(images), want, rtol=1e-6)
+
+
+def test_loose_images_are_left_out_of_what_probes_fit_and_report(mixed):
+  split = input_pipeline.load_split(
+      'folder', 'train+unlabelled', mixed[0], resize=12, channels=3
+  )
+  labelled = input_pipeline.labelled_only(split)
+  assert len(labelled) == 6 and (labelled.labels >= 0).all()
+  alone = input_pipeline.load_split('folder', 'unlabelled', mixed[0], resize=12)
+  with pytest.raises(errors.DataError, match='has no labelled images'):
+    input_pipeline.labelled_only(alone)
+
+
+def test_missing_data_dir_is_a_data_error(tmp_path):
+  with pytest.raises(errors.DataError, match='needs --config.data_dir=DIR'):
+    input_pipeline.load_split('folder', 'train', str(tmp_path / 'nope'))
+
+
+def test_missing_probe_split_is_caught_before_training(tmp_path):
+  data_dir = helpers.make_folder(tmp_path, splits=(('train', 2, 4),), size=16)
+  config = helpers.tiny_config(dataset='folder', data_dir=data_dir)
+  with pytest.raises(
+      validate.ConfigError, match="split 'test' is not a folder"
+  ):
+    validate.validate(config, num_devices=8)
+  unlabelled = helpers.make_folder(
+      tmp_path / 'u', splits=(('train', 0, 8),), size=16
+  )
+  validate.validate(  # No classes: no evaluations, so no test split needed.
+      helpers.tiny_config(dataset='folder', data_dir=unlabelled), num_devices=8
+  )
+
+
+def test_renumbered_classes_refuse_to_resume(tmp_path):
+  facts = dict(image_shape=(8, 8, 3), class_names=('a', 'b'), splits={})
+  train._save_dataset_facts(str(tmp_path), facts)  # pylint: disable=protected-access
+  train._save_dataset_facts(str(tmp_path), facts)  # pylint: disable=protected-access
+  with pytest.raises(errors.DataError, match='classes of the dataset changed'):
+    train._save_dataset_facts(  # pylint: disable=protected-access
+        str(tmp_path), dict(facts, class_names=('a', 'b', 'c'))
+    )

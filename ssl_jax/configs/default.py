@@ -16,9 +16,11 @@ def get_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.method = 'simclr'  # Key of ssl_jax.methods.METHODS.
   c.encoder = 'resnet18'  # Key of ssl_jax.models.ENCODERS.
-  # tfds name, or 'sklearn_digits' (installs with the project).
+  # A tfds name, 'folder' (your images in data_dir) or 'sklearn_digits'
+  # (installs with the project).
   c.dataset = 'cifar10'
-  # tfds data_dir; '' uses tfds' default (~/tensorflow_datasets).
+  # tfds data_dir ('': ~/tensorflow_datasets), or the folder holding one
+  # subfolder per split for dataset='folder'.
   c.data_dir = ''
   c.image_size = 32  # Encoder input side for evaluation (and training views).
   c.batch_size = 256  # Global batch (all devices and processes).
@@ -56,7 +58,7 @@ def get_config() -> ml_collections.ConfigDict:
       c[method.section] = method.defaults()
 
   c.data = ml_collections.ConfigDict()
-  # Split(s) for pretraining, tfds syntax ('unlabelled+train').
+  # Split(s) for pretraining, joined by '+' ('unlabelled+train').
   c.data.train_split = 'train'
   c.data.probe_train_split = 'train'  # Labelled split for the linear probe.
   # Split the probe is reported on (never used to choose).

@@ -13,7 +13,8 @@ Use more splits with ``--config.data.train_split=unlabelled+train``.
 Every image is centre-cropped and resized to 96 px as it is read (any size,
 JPEG/PNG/TIFF/..., grayscale and RGBA become RGB), and the whole split is
 decoded once into host RAM (96*96*3 bytes per image: 2.8 GB per 100,000; set
-``--config.data.cache=False`` to decode each batch on host threads instead).
+``--config.data.cache=False`` to decode each batch as it is needed, in
+``data.workers`` processes).
 An unreadable or non-image file stops the run naming it;
 ``--config.data.bad_images=skip`` skips and counts such files. Scale the
 epochs to the folder: 200 epochs of 100,000 images at batch 512 is 39,000

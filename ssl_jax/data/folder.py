@@ -40,12 +40,15 @@ class Listing:
   classes: tuple[str, ...]
 
 
+def _hidden(name: str) -> bool:
+  # Dot files and the resource forks macOS's zip puts beside the images.
+  return name.startswith('.') or name == '__MACOSX'
+
+
 def _walk(top: str, rel: str = ''):
-  """Yields ``(relative path, is_dir)`` of every non-hidden entry below top."""
+  """Yields the relative path of every file below ``top``, sorted."""
   with os.scandir(os.path.join(top, rel)) as it:
-    entries = sorted(
-        (e.name, e.is_dir()) for e in it if not e.name.startswith('.')
-    )
+    entries = sorted((e.name, e.is_dir()) for e in it if not _hidden(e.name))
   for name, is_dir in entries:
     path = os.path.join(rel, name) if rel else name
     if is_dir:
@@ -86,15 +89,29 @@ def list_split(root: str) -> Listing:
 
 
 def split_names(data_dir: str) -> tuple[str, ...]:
-  """Names of the split folders in ``data_dir``, sorted."""
+  """The subfolders of a folder (its splits, or a split's classes).
+
+  Args:
+    data_dir: a folder.
+
+  Returns:
+    The names of its non-hidden subfolders, sorted.
+  """
   with os.scandir(data_dir) as it:
     return tuple(
-        sorted(e.name for e in it if e.is_dir() and not e.name.startswith('.'))
+        sorted(e.name for e in it if e.is_dir() and not _hidden(e.name))
     )
 
 
 def class_names(data_dir: str) -> tuple[str, ...]:
-  """The dataset's classes: sorted class folder names over all its splits."""
+  """The dataset's classes.
+
+  Args:
+    data_dir: the dataset folder.
+
+  Returns:
+    The sorted class folder names over all its splits.
+  """
   names = set()
   for split in split_names(data_dir):
     names.update(split_names(os.path.join(data_dir, split)))
@@ -110,9 +127,9 @@ def decode(path: str, resize: int = 0) -> np.ndarray:
       at the smallest DCT scale that keeps both sides at least this large.
 
   Returns:
-    The pixels: gray (``L``, ``1``, ``LA``, 16- and 32-bit) as one channel,
+    The pixels: gray (``L``, ``1``, ``LA``, 16-bit, float) as one channel,
     every other mode as RGB (alpha dropped, palettes expanded). 16-bit
-    values are scaled by 255/65535.
+    values are scaled by 255/65535, float ones clipped to [0, 255].
   """
   from PIL import Image  # pylint: disable=g-import-not-at-top
   from PIL import ImageOps  # pylint: disable=g-import-not-at-top
@@ -126,12 +143,11 @@ def decode(path: str, resize: int = 0) -> np.ndarray:
       return _hwc(np.asarray(img, np.uint8))
     if mode in ('1', 'LA'):
       return _hwc(np.asarray(img.convert('L'), np.uint8))
-    if mode.startswith('I;16') or mode in ('I', 'F'):
-      x = np.asarray(img, np.float64)
-      scale = 255.0 / (
-          65535.0 if mode.startswith('I;16') or x.max() > 255 else 1
-      )
-      return _hwc(np.clip(np.round(x * scale), 0, 255).astype(np.uint8))
+    if mode.startswith('I'):  # 16-bit (Pillow opens some as 32-bit 'I').
+      x = np.asarray(img, np.float64) * (255.0 / 65535.0)
+      return _hwc(np.clip(np.round(x), 0, 255).astype(np.uint8))
+    if mode == 'F':  # Float pixels: taken as 0-255 values.
+      return _hwc(np.clip(np.round(np.asarray(img)), 0, 255).astype(np.uint8))
     return _hwc(np.asarray(img.convert('RGB'), np.uint8))
 
 
@@ -166,7 +182,14 @@ class Source:
     return len(self.listing.paths)
 
   def path(self, i: int) -> str:
-    """The file of record ``i``."""
+    """The file of record ``i``.
+
+    Args:
+      i: the record.
+
+    Returns:
+      Its path.
+    """
     return os.path.join(self.listing.root, self.listing.paths[i])
 
   def __getitem__(self, i: int) -> dict:

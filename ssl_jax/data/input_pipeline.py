@@ -8,10 +8,8 @@ batch of each step a pure function of ``(seed, step)``. This module also picks
 the class-balanced labelled subsets of the few-label settings.
 """
 
-from concurrent import futures
 import dataclasses
 import functools
-import multiprocessing
 import os
 import time
 from typing import Any, Iterator, Optional
@@ -20,62 +18,11 @@ from absl import logging
 import numpy as np
 
 from ssl_jax import errors
+from ssl_jax.data import decoding
 from ssl_jax.data import folder
+from ssl_jax.data import tfds_data
 
 DataError = errors.DataError
-
-# Folder images decode in worker processes: threads measured slower than one
-# thread (Python's per-image work holds the GIL; benchmarks/folder_data.py).
-_POOL: Optional[futures.ProcessPoolExecutor] = None
-_POOL_SIZE = 0
-_POOL_BROKEN = False  # Worker processes failed: decode in this process.
-
-
-def _process_pool(workers: int) -> futures.ProcessPoolExecutor:
-  """The shared decoding processes (spawned: the parent may run jax threads)."""
-  global _POOL, _POOL_SIZE
-  if _POOL is None or _POOL_SIZE != workers:
-    if _POOL is not None:
-      _POOL.shutdown(wait=False, cancel_futures=True)
-    _POOL = futures.ProcessPoolExecutor(
-        workers, mp_context=multiprocessing.get_context('spawn')
-    )
-    _POOL_SIZE = workers
-  return _POOL
-
-
-def _give_up_on_workers(error: Exception) -> None:
-  """Decodes in this process from now on, saying why once."""
-  global _POOL_BROKEN
-  if not _POOL_BROKEN:
-    logging.warning(
-        'Decoding images in this process: the worker processes failed (%s). '
-        'A script that reads folder datasets must run under '
-        "`if __name__ == '__main__':` (the workers are spawned and import "
-        'it), or pass data.workers=1.',
-        type(error).__name__,
-    )
-  _POOL_BROKEN = True
-
-
-def _load_file(task: tuple[str, int, int]) -> tuple[Any, str]:
-  """``(path, resize, channels) -> (image, '')``, or ``(None, why)`` if bad."""
-  path, resize, channels = task
-  try:
-    return convert_image(folder.decode(path, resize), resize, channels), ''
-  except Exception as e:  # pylint: disable=broad-except
-    return None, f'{type(e).__name__}: {" ".join(str(e).split())}'
-
-
-def decode_workers(workers: int) -> int:
-  """Processes that decode folder images: ``workers``, or 0 for one per core."""
-  if workers > 0:
-    return workers
-  return (
-      len(os.sched_getaffinity(0))
-      if hasattr(os, 'sched_getaffinity')
-      else (os.cpu_count() or 1)
-  )
 
 
 @functools.lru_cache(maxsize=32)
@@ -105,28 +52,7 @@ def dataset_info(dataset: str, data_dir: str = '') -> dict[str, Any]:
     )
   if dataset == 'folder':
     return folder.info(data_dir)
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-
-  try:
-    builder = tfds.builder(dataset, data_dir=data_dir or None)
-  except tfds.core.registered.DatasetNotFoundError:
-    raise DataError(
-        f"dataset={dataset!r} is neither a tfds dataset nor 'folder' or "
-        "'sklearn_digits'; use a name from `tfds.list_builders()`, or "
-        '--config.dataset=folder --config.data_dir=DIR for your own images.'
-    ) from None
-  features = builder.info.features
-  if 'image' not in features or 'label' not in features:
-    raise DataError(
-        f'dataset {dataset!r} has features {sorted(features)}; ssl_jax reads '
-        "'image' and 'label'."
-    )
-  return dict(
-      image_shape=tuple(features['image'].shape),
-      num_classes=features['label'].num_classes,
-      class_names=tuple(features['label'].names),
-      splits={k: v.num_examples for k, v in builder.info.splits.items()},
-  )
+  return tfds_data.info(dataset, data_dir)
 
 
 @dataclasses.dataclass
@@ -235,7 +161,7 @@ class Split:
     located = [self._locate(i) for i in indices]
     if (
         self.workers <= 1
-        or _POOL_BROKEN
+        or decoding.Workers.broken
         or len(indices) < 2 * self.workers
         or not all(
             isinstance(self.sources[j], folder.Source) for j, _ in located
@@ -247,23 +173,8 @@ class Split:
         (self.sources[j].path(k), self.resize, self.channels)
         for j, k in located
     ]
-    chunk = max(1, min(64, len(tasks) // (4 * self.workers)))
-    done = 0
-    try:
-      loaded = _process_pool(self.workers).map(
-          _load_file, tasks, chunksize=chunk
-      )
-      for result in loaded:
-        example = self._example(indices[done], result)
-        done += 1
-        yield example
-    except (futures.process.BrokenProcessPool, RuntimeError) as e:
-      if multiprocessing.current_process().name != 'MainProcess':
-        # A worker importing an unguarded script: fail, so that its parent
-        # falls back, instead of running the whole script here.
-        raise
-      _give_up_on_workers(e)
-      yield from map(self._example, indices[done:])
+    for i, result in zip(indices, decoding.stream(tasks, self.workers)):
+      yield self._example(i, result)
 
   def _example(
       self, i: int, loaded: Optional[tuple[Any, str]] = None
@@ -272,7 +183,8 @@ class Split:
 
     Args:
       i: the record.
-      loaded: ``_load_file``'s result for it, where a worker decoded it.
+      loaded: ``decoding.load_file``'s result for it, where a worker decoded
+        it (None: decode it here).
 
     Returns:
       ``(image, label)``, or None for a bad record with ``bad_images='skip'``.
@@ -281,7 +193,9 @@ class Split:
     try:
       if loaded is None:
         example = self.sources[j][k]
-        image = convert_image(example['image'], self.resize, self.channels)
+        image = decoding.convert_image(
+            example['image'], self.resize, self.channels
+        )
         label = example['label']
       elif loaded[0] is None:
         raise _Failed(loaded[1])
@@ -332,43 +246,6 @@ def _stack(examples) -> dict[str, np.ndarray]:
   }
 
 
-def convert_image(image, resize: int = 0, channels: int = 0) -> np.ndarray:
-  """A uint8 HWC image, centre-cropped and resized, with the channels asked for.
-
-  Args:
-    image: uint8 [H, W] or [H, W, C].
-    resize: output side (0: keep the size).
-    channels: 1 or 3 (0: keep); grayscale is repeated to RGB, RGB is
-      averaged with ITU-R 601 luma weights, alpha is dropped.
-
-  Returns:
-    uint8 [resize, resize, channels] (or the kept size/channels).
-  """
-  image = np.asarray(image, np.uint8)
-  image = image[..., None] if image.ndim == 2 else image
-  if channels and image.shape[-1] != channels:
-    if image.shape[-1] < 3:  # Gray (+ alpha).
-      image = np.repeat(image[..., :1], channels, axis=-1)
-    elif channels == 3:  # RGBA.
-      image = image[..., :3]
-    else:
-      luma = image[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114])
-      image = np.round(luma)[..., None].astype(np.uint8)
-  if resize and image.shape[:2] != (resize, resize):
-    # PIL: one image at a time, whatever its size (pets and caltech101 vary).
-    from PIL import Image  # pylint: disable=g-import-not-at-top
-
-    h, w = image.shape[:2]
-    side = min(h, w)
-    top, left = (h - side) // 2, (w - side) // 2
-    crop = image[top : top + side, left : left + side]
-    out = Image.fromarray(crop[..., 0] if crop.shape[-1] == 1 else crop).resize(
-        (resize, resize), Image.BILINEAR
-    )
-    image = np.asarray(out, np.uint8).reshape(resize, resize, -1)
-  return image
-
-
 def _sklearn_digits(split: str) -> Split:
   """The 1,797 8x8 handwritten digits bundled with scikit-learn, at 16x16."""
   from sklearn import datasets  # pylint: disable=g-import-not-at-top
@@ -385,41 +262,6 @@ def _sklearn_digits(split: str) -> Split:
         f"sklearn_digits has splits 'train' and 'test', not {split!r}."
     )
   return Split(split, [], images[idx], labels[idx])
-
-
-def _tfds_source(dataset: str, split: str, data_dir: str):
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-
-  try:
-    return tfds.data_source(
-        dataset, split=split, data_dir=data_dir or None, download=False
-    )
-  except Exception as e:  # tfds raises several types for "not prepared".
-    where = data_dir or '~/tensorflow_datasets'
-    try:
-      prepared = tfds.builder(dataset, data_dir=data_dir or None).is_prepared()
-    except Exception:  # pylint: disable=broad-except
-      prepared = False
-    if prepared:  # tfds says "Paths sequence can not be of 0 length" if empty.
-      raise DataError(
-          f'split {split!r} of dataset {dataset!r} in data_dir '
-          f'{where!r} is empty or unknown ({type(e).__name__}: '
-          f'{" ".join(str(e).split())}).'
-      ) from None
-    fix = (
-        'python -m ssl_jax.tools.prepare_data --npz=cifar10_jpeg_q75.npz '
-        f'--data_dir={where}'
-        if dataset == 'cifar10'
-        else (
-            f'python -m ssl_jax.tools.prepare_data --dataset={dataset}'
-            f' --data_dir={where}'
-        )
-    )
-    raise DataError(
-        f'dataset {dataset!r} split {split!r} is not prepared (array_record) in'
-        f' data_dir {where!r} ({type(e).__name__}). Prepare it with: {fix}, or'
-        ' pass --config.data_dir=DIR where it is.'
-    ) from None
 
 
 def load_split(
@@ -457,9 +299,10 @@ def load_split(
     result = _sklearn_digits(split)
     if resize or channels:
       result.images = np.stack(
-          [convert_image(x, resize, channels) for x in result.images]
+          [decoding.convert_image(x, resize, channels) for x in result.images]
       )
   else:
+    shape = dataset_info(dataset, data_dir)['image_shape']  # Checks data_dir.
     if dataset == 'folder':
       classes = folder.class_names(data_dir)
       sources = [
@@ -468,9 +311,9 @@ def load_split(
       ]
     else:
       sources = [
-          _tfds_source(dataset, s.strip(), data_dir) for s in split.split('+')
+          tfds_data.source(dataset, s.strip(), data_dir)
+          for s in split.split('+')
       ]
-    shape = dataset_info(dataset, data_dir)['image_shape']
     if not resize and None in shape[:2]:
       raise DataError(
           f'the images of dataset {dataset!r} have mixed sizes; set '
@@ -490,7 +333,7 @@ def load_split(
         dataset=dataset,
         image_shape=shape,
         bad_images=bad_images,
-        workers=decode_workers(workers) if dataset == 'folder' else 1,
+        workers=decoding.num_workers(workers) if dataset == 'folder' else 1,
     )
     if len(result) and cache:
       result = _decode_all(result)
@@ -523,6 +366,37 @@ def _decode_all(split: Split) -> Split:
   if not kept:
     raise DataError(f'every record of split {split.name!r} is bad.')
   return dataclasses.replace(split, images=images[:kept], labels=labels[:kept])
+
+
+def labelled_only(split: Split) -> Split:
+  """The records of a cached split that have a label (>= 0).
+
+  Args:
+    split: a cached split (folders may mix labelled and loose images).
+
+  Returns:
+    ``split`` itself if every record is labelled, else a new cached split.
+
+  Raises:
+    DataError: no record of the split has a label.
+  """
+  keep = split.labels >= 0
+  if keep.all():
+    return split
+  if not keep.any():
+    raise DataError(
+        f'split {split.name!r} of {split.dataset or "the dataset"} has no '
+        'labelled images, and the evaluations need labels: put its images in '
+        'class folders, or name labelled splits in --config.data.'
+        'probe_train_split and --config.data.probe_test_split.'
+    )
+  return Split(
+      f'{split.name}[labelled]',
+      [],
+      split.images[keep],
+      split.labels[keep],
+      dataset=split.dataset,
+  )
 
 
 def labelled_indices(
@@ -565,11 +439,12 @@ def labelled_subset(
   """
   if fraction >= 1 and per_class <= 0:
     return split
-  labels = (
-      split.labels
-      if split.labels is not None
-      else split.read(np.arange(len(split)))['label']
-  )
+  if split.labels is not None:
+    labels = split.labels
+  elif all(isinstance(s, folder.Source) for s in split.sources):
+    labels = np.concatenate([s.labels for s in split.sources])
+  else:
+    labels = split.read(np.arange(len(split)))['label']
   idx = labelled_indices(labels, fraction, seed, per_class)
   data = split.read(idx)
   what = (

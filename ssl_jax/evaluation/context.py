@@ -67,14 +67,17 @@ class Context:
   @functools.cached_property
   def probe_train(self) -> input_pipeline.Split:
     """The labelled split probes are fitted on (cached)."""
-    if self.train_split is not None:
-      return self.train_split
-    return self.load(self.config.data.probe_train_split, cache=True)
+    split = self.train_split
+    if split is None:
+      split = self.load(self.config.data.probe_train_split, cache=True)
+    return input_pipeline.labelled_only(split)
 
   @functools.cached_property
   def probe_test(self) -> input_pipeline.Split:
     """The split probes are reported on, never chosen on (cached)."""
-    return self.load(self.config.data.probe_test_split, cache=True)
+    return input_pipeline.labelled_only(
+        self.load(self.config.data.probe_test_split, cache=True)
+    )
 
   def features(self, images: np.ndarray, variables=None) -> np.ndarray:
     """Frozen features of uint8 ``images``.

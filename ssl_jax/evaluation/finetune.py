@@ -197,6 +197,8 @@ def transfer(ctx: Context) -> Iterator[tuple[str, Any]]:
           cache=True,
           resize=config.image_size,
           channels=channels,
+          bad_images=config.data.bad_images,
+          workers=config.data.workers,
       )
       train, test = load(train_name), load(test_name)
     except input_pipeline.DataError as e:

@@ -349,7 +349,7 @@ def read_scalars(
   """Scalars from the TensorBoard event files at the top level of ``workdir``.
 
   :mod:`ssl_jax.training.summary` writes plain scalar summaries; tensor
-  summaries (as clu's metric writer wrote them) are read too. Files are read
+  summaries (those of workdirs written through clu) are read too. Files are read
   in name (i.e. creation) order, so where a restarted run wrote a step again,
   its latest value wins.
 

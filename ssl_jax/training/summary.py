@@ -3,11 +3,11 @@
 Hand-written because clu's ``metric_writers`` import TensorFlow; the event
 files are written through tensorboardX, which does not. :func:`create` gives
 the writer of one process: every process logs, only the chief (process 0)
-writes ``events.out.tfevents.*`` files, as clu's ``create_default_writer``
-did. The methods mirror those of clu's writers, so evaluators keep calling
-``ctx.writer.write_images(step, {...})``. Tags are written as given (clu's
-were; tensorboardX's ``add_*`` would rename ``l2=0.01`` to ``l2_0.01``), so
-TensorBoard's tags are the keys of ``results.json``.
+writes ``events.out.tfevents.*`` files. The methods have the names and
+arguments of clu's writers (``write_scalars``, ``write_images``, ...), the
+interface evaluators know. Tags are written as given (tensorboardX's
+``add_*`` would rename ``l2=0.01`` to ``l2_0.01``), so TensorBoard's tags are
+the keys of ``results.json``.
 """
 
 from collections.abc import Mapping
@@ -127,7 +127,7 @@ class Writer:
     if self._file is None:
       return
     # SummaryWriter.add_hparams would put them in a new run (a sub-folder
-    # named by the time); these go beside the scalars, as clu's did.
+    # named by the time); beside the scalars, TensorBoard shows them together.
     for proto in tbx_summary.hparams(values, {}):
       self._file.add_summary(proto)
 
@@ -157,7 +157,7 @@ class Writer:
 
 
 def create(logdir: str, just_logging: bool = False) -> Writer:
-  """The writer of one process (``clu.metric_writers.create_default_writer``).
+  """The writer of one process: files on the chief, log lines everywhere.
 
   Args:
     logdir: folder for the event files (a run's workdir, or its ``eval/``).

@@ -15,6 +15,7 @@ import numpy as np
 
 from ssl_jax import errors
 from ssl_jax import methods
+from ssl_jax.data import input_pipeline
 from ssl_jax.evaluation import context
 from ssl_jax.evaluation import evaluators
 from ssl_jax.evaluation import knn
@@ -92,7 +93,7 @@ def train_and_evaluate(
 
   if is_chief:
     checkpoint.save_config(workdir, config)
-    write_json(os.path.join(workdir, 'dataset.json'), run.dataset)
+    _save_dataset_facts(workdir, run.dataset)
   schedule, tx = run.optimizer(steps_per_epoch)
   init_key, aug_key = jax.random.split(jax.random.key(config.seed))
   state = run.create_state(tx, init_key, data)
@@ -123,7 +124,12 @@ def train_and_evaluate(
   )
   epoch_start = method.epoch_start
   monitor_every = config.evals.knn.every_steps
-  monitor = _knn_monitor(run, train_split) if monitor_every else None
+  # Labels are needed: a folder without classes has no monitor.
+  monitor = (
+      _knn_monitor(run, train_split)
+      if monitor_every and run.num_classes
+      else None
+  )
   batches = None
   pending, fetched, results, timer = [], [], {}, None
   last_log = (first_step, time.time())
@@ -355,7 +361,9 @@ def _knn_monitor(run: run_lib.Run, train_split):
       if config.data.probe_train_split == config.data.train_split
       and train_split.labels is not None
       and (train_split.labels >= 0).all()
-      else run.load(config.data.probe_train_split, cache=True)
+      else input_pipeline.labelled_only(
+          run.load(config.data.probe_train_split, cache=True)
+      )
   )
   perm = np.random.default_rng([config.seed, 17]).permutation(len(split))
   n_bank = min(cfg.monitor_bank, len(split) // 2)
@@ -382,6 +390,21 @@ def _knn_monitor(run: run_lib.Run, train_split):
     )
 
   return monitor
+
+
+def _save_dataset_facts(workdir: str, facts: dict[str, Any]) -> None:
+  """Writes ``dataset.json``; refuses a resume whose classes were renumbered."""
+  path = os.path.join(workdir, 'dataset.json')
+  if os.path.exists(path):
+    with open(path) as f:
+      before = json.load(f).get('class_names', [])
+    if list(before) != list(facts['class_names']):
+      raise errors.DataError(
+          f'the classes of the dataset changed since {workdir!r} was trained '
+          f'({len(before)} then, {len(facts["class_names"])} now; labels would '
+          'be renumbered): restore the class folders, or use a new --workdir.'
+      )
+  write_json(path, facts)
 
 
 def _skipped_images(data: dict[str, Any]) -> int:

@@ -159,6 +159,17 @@ def validate(
   except errors.DataError as e:
     raise ConfigError(str(e)) from None
   shape = info['image_shape']
+  if config.dataset == 'folder':
+    needed = [config.data.train_split]
+    if info['num_classes']:  # The evaluations are skipped without classes.
+      needed += [config.data.probe_train_split, config.data.probe_test_split]
+    for name in '+'.join(needed).split('+'):
+      _check(
+          name.strip() in info['splits'],
+          f'split {name.strip()!r} is not a folder in data_dir='
+          f'{config.data_dir!r} (it holds {sorted(info["splits"])}); name '
+          'existing split folders in --config.data.*_split.',
+      )
   _check(
       config.data.channels or shape[2],
       f'dataset={config.dataset!r} mixes grayscale and colour images; set '
