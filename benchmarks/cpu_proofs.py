@@ -52,6 +52,18 @@ ROWS = {
         'Barlow Twins',
         'none (probe: 100 %)',
     ),
+    'vicreg': (
+        'vicreg_cifar10_cpu',
+        (),
+        'VICReg',
+        'none (probe: 100 %)',
+    ),
+    'byol': (
+        'byol_cifar10_cpu',
+        (),
+        'BYOL',
+        'none (probe: 100 %)',
+    ),
     'deepcluster': (
         'deepcluster_cifar10_cpu',
         (),
@@ -66,7 +78,13 @@ ROWS = {
     ),
 }
 # Minimum probe gain over the random-init probe (points), where a row has one.
-GAIN_TARGETS = {'simclr': 14.0, 'barlow_twins': 10.0, 'deepcluster': 5.0}
+GAIN_TARGETS = {
+    'simclr': 14.0,
+    'barlow_twins': 10.0,
+    'vicreg': 10.0,
+    'byol': 10.0,
+    'deepcluster': 5.0,
+}
 BUDGET_SECONDS = 30 * 60
 
 

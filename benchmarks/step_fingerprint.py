@@ -21,6 +21,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = (
     'simclr_cifar10_cpu',
     'barlow_twins_cifar10_cpu',
+    'vicreg_cifar10_cpu',
+    'byol_cifar10_cpu',
     'deepcluster_cifar10_cpu',
     'fixmatch_cifar10_cpu',
     'supervised_cifar10_cpu',

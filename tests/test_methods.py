@@ -47,6 +47,10 @@ def test_method_runs_two_sharded_steps_and_writes_results(name, tmp_path):
     assert 0.0 <= saved['train/final_mask_rate'] <= 1.0
   if name == 'deepcluster':
     assert saved['train/last_deepcluster/nonempty_clusters'] == 4
+  if name == 'byol':  # The mean of steps 0 and 1 of 2: 0.99 and 0.995.
+    assert saved['train/final_target_momentum'] == pytest.approx(0.9925)
+  if name == 'vicreg':
+    assert saved['train/final_invariance'] >= 0
 
 
 def test_supervised_refuses_unlabelled_split(tmp_path, monkeypatch):

@@ -6,10 +6,12 @@ method is that module, one line in :data:`METHODS` (or a call to
 """
 
 from ssl_jax.methods import barlow_twins
+from ssl_jax.methods import byol
 from ssl_jax.methods import deepcluster
 from ssl_jax.methods import fixmatch
 from ssl_jax.methods import simclr
 from ssl_jax.methods import supervised
+from ssl_jax.methods import vicreg
 from ssl_jax.methods.base import Method
 
 # In the report's order: the supervised baseline first.
@@ -19,6 +21,8 @@ METHODS: dict[str, Method] = {
         supervised.METHOD,
         simclr.METHOD,
         barlow_twins.METHOD,
+        vicreg.METHOD,
+        byol.METHOD,
         deepcluster.METHOD,
         fixmatch.METHOD,
     )
