@@ -15,7 +15,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.mark.parametrize(
     'field,value,match',
     [
-        ('method', 'byol', "method='byol' is not registered"),
+        ('method', 'swav', "method='swav' is not registered"),
         ('encoder', 'vit', "encoder='vit' is not registered"),
         ('temperature', 0.0, 'temperature=0.0 must be > 0'),
         ('temperature', -1.0, 'temperature=-1.0 must be > 0'),
@@ -175,10 +175,11 @@ _BAD = [
     ),
     (
         'simclr_cifar10',
-        '--config.method=byol',
+        '--config.method=swav',
         (
-            "method='byol' is not registered; use one of ['barlow_twins', "
-            "'deepcluster', 'fixmatch', 'simclr', 'supervised']."
+            "method='swav' is not registered; use one of ['barlow_twins', "
+            "'byol', 'deepcluster', 'fixmatch', 'simclr', 'supervised', "
+            "'vicreg']."
         ),
     ),
     (
