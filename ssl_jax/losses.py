@@ -43,6 +43,13 @@ def _check_pair(name: str, z_a: jax.Array, z_b: jax.Array) -> None:
     )
 
 
+def _summer(axis_name: Optional[str]):
+  """``x -> x`` summed over the devices of ``axis_name`` (identity if None)."""
+  if axis_name is None:
+    return lambda x: x
+  return lambda x: jax.lax.psum(x, axis_name)
+
+
 def _nt_xent_logits(z_a, z_b, temperature, axis_name):
   """Returns masked logits [2n, 2N] and the column of each row's positive."""
   _check_pair('nt_xent', z_a, z_b)
@@ -155,11 +162,7 @@ def barlow_twins(
   """
   _check_pair('barlow_twins', z_a, z_b)
   z_a, z_b = z_a.astype(jnp.float32), z_b.astype(jnp.float32)
-  reduce = (
-      (lambda x: x)
-      if axis_name is None
-      else (lambda x: jax.lax.psum(x, axis_name))
-  )
+  reduce = _summer(axis_name)
   n = reduce(jnp.asarray(z_a.shape[0], jnp.float32))
 
   def standardise(z):
@@ -246,11 +249,7 @@ def vicreg(
   """
   _check_pair('vicreg', z_a, z_b)
   z_a, z_b = z_a.astype(jnp.float32), z_b.astype(jnp.float32)
-  reduce = (
-      (lambda x: x)
-      if axis_name is None
-      else (lambda x: jax.lax.psum(x, axis_name))
-  )
+  reduce = _summer(axis_name)
   n = reduce(jnp.asarray(z_a.shape[0], jnp.float32))
   d = z_a.shape[1]
   invariance = reduce(jnp.sum((z_a - z_b) ** 2)) / (n * d)
