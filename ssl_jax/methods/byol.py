@@ -36,37 +36,6 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     )
 
 
-class ByolModel(nn.Module):
-  """Encoder, projector, predictor and an online probe on frozen features.
-
-  Attributes:
-    encoder: images -> features (the evaluated representation).
-    projector: features -> projections (the target's output).
-    predictor: projections -> predictions (the online network's output).
-    num_classes: classes of the online probe.
-  """
-
-  encoder: nn.Module
-  projector: nn.Module
-  predictor: nn.Module
-  num_classes: int
-
-  @nn.compact
-  def __call__(self, x, train: bool = True):
-    features = self.encoder(x, train=train)
-    projection = self.projector(features, train=train)
-    prediction = self.predictor(projection, train=train)
-    probe_logits = nn.Dense(self.num_classes, name='probe')(
-        jax.lax.stop_gradient(features).astype(jnp.float32)
-    )
-    return {
-        'features': features,
-        'projection': projection,
-        'prediction': prediction,
-        'probe_logits': probe_logits,
-    }
-
-
 def build_model(config: ml_collections.ConfigDict, num_classes: int):
   """Encoder + ``config.projector`` + a predictor to the projection width."""
   predictor = heads.ProjectionHead(
@@ -75,11 +44,11 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int):
       use_bn=True,
       dtype=jnp.dtype(config.dtype),
   )
-  return ByolModel(
+  return shared.TwoViewModel(
       models.get_encoder(config),
       models.get_projector(config),
-      predictor,
       num_classes,
+      predictor=predictor,
   )
 
 
@@ -138,7 +107,7 @@ def train_step(
     batch: ``{'image': uint8 [B,H,W,C], 'label': int32 [B]}`` (label -1 where
       unknown), sharded over the data axis.
     key: the PRNG key of this step.
-    model: a :class:`ByolModel`.
+    model: a ``shared.TwoViewModel`` with a predictor.
     tx: the optimiser.
     config: the experiment config (``config.byol``).
     schedule: the LR schedule (for logging only).

@@ -20,11 +20,13 @@ class TwoViewModel(nn.Module):
     encoder: images -> features (the representation that is evaluated).
     projector: features -> embeddings for the loss.
     num_classes: classes of the online probe.
+    predictor: optional projections -> ``'prediction'`` (BYOL's online head).
   """
 
   encoder: nn.Module
   projector: nn.Module
   num_classes: int
+  predictor: Optional[nn.Module] = None
 
   @nn.compact
   def __call__(self, x, train: bool = True):
@@ -33,11 +35,14 @@ class TwoViewModel(nn.Module):
     probe_logits = nn.Dense(self.num_classes, name='probe')(
         jax.lax.stop_gradient(features).astype(jnp.float32)
     )
-    return {
+    out = {
         'features': features,
         'projection': projection,
         'probe_logits': probe_logits,
     }
+    if self.predictor is not None:
+      out['prediction'] = self.predictor(projection, train=train)
+    return out
 
 
 def build_two_view_model(
