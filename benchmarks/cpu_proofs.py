@@ -64,6 +64,18 @@ ROWS = {
         'BYOL',
         'none (probe: 100 %)',
     ),
+    'moco_v3': (
+        'moco_v3_cifar10_cpu',
+        (),
+        'MoCo v3',
+        'none (probe: 100 %)',
+    ),
+    'dino': (
+        'dino_cifar10_cpu',
+        (),
+        'DINO (2 global + 2 local crops)',
+        'none (probe: 100 %)',
+    ),
     'deepcluster': (
         'deepcluster_cifar10_cpu',
         (),
@@ -83,6 +95,8 @@ GAIN_TARGETS = {
     'barlow_twins': 10.0,
     'vicreg': 10.0,
     'byol': 10.0,
+    'moco_v3': 10.0,
+    'dino': 10.0,
     'deepcluster': 5.0,
 }
 BUDGET_SECONDS = 30 * 60

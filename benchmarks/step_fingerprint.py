@@ -23,6 +23,8 @@ CONFIGS = (
     'barlow_twins_cifar10_cpu',
     'vicreg_cifar10_cpu',
     'byol_cifar10_cpu',
+    'moco_v3_cifar10_cpu',
+    'dino_cifar10_cpu',
     'deepcluster_cifar10_cpu',
     'fixmatch_cifar10_cpu',
     'supervised_cifar10_cpu',

@@ -4,13 +4,13 @@ import jax
 import numpy as np
 import pytest
 
-from ssl_jax.methods import byol
+from ssl_jax.methods import momentum
 from ssl_jax.training import run as run_lib
 from tests import helpers
 
 
 def test_momentum_is_a_cosine_from_base_to_one():
-  tau = lambda s: float(byol.target_momentum(s, 100, 0.99))
+  tau = lambda s: float(momentum.target_momentum(s, 100, 0.99))
   assert tau(0) == pytest.approx(0.99)
   assert tau(50) == pytest.approx(0.995)
   assert tau(100) == pytest.approx(1.0)

@@ -6,8 +6,10 @@ import numpy as np
 import optax
 import pytest
 
+from ssl_jax import models
 from ssl_jax.configs import default
 from ssl_jax.training import optim
+from tests import helpers
 
 
 def _config(**opt):
@@ -86,6 +88,20 @@ def test_decay_mask_by_rank():
       {'k': jnp.ones((3, 3, 2, 4)), 'b': jnp.ones(4), 's': jnp.ones(4)}
   )
   assert mask == {'k': True, 'b': False, 's': False}
+
+
+def test_decay_mask_leaves_out_the_attention_biases_of_a_vit():
+  config = helpers.tiny_config(encoder='vit_tiny')
+  model = models.get_encoder(config)
+  params = jax.eval_shape(
+      lambda: model.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)))
+  )['params']
+  mask = optim.decay_mask(params)
+  query = mask['block0']['MultiHeadDotProductAttention_0']['query']
+  assert query == {'kernel': True, 'bias': False}  # bias is [heads, head_dim].
+  assert mask['position_embedding'] and mask['cls']
+  assert mask['patch_embedding'] == {'kernel': True, 'bias': False}
+  assert not any(jax.tree.leaves(mask['norm']))
 
 
 @pytest.mark.parametrize('name', ['sgd', 'adam', 'adamw'])

@@ -178,8 +178,8 @@ _BAD = [
         '--config.method=swav',
         (
             "method='swav' is not registered; use one of ['barlow_twins', "
-            "'byol', 'deepcluster', 'fixmatch', 'simclr', 'supervised', "
-            "'vicreg']."
+            "'byol', 'deepcluster', 'dino', 'fixmatch', 'moco_v3', 'simclr', "
+            "'supervised', 'vicreg']."
         ),
     ),
     (
@@ -187,8 +187,46 @@ _BAD = [
         '--config.encoder=vit',
         (
             "encoder='vit' is not registered; use one of ['convnet',"
-            " 'resnet18', 'resnet50', 'wrn28_2', 'wrn45_2']."
+            " 'resnet18', 'resnet50', 'vit_small', 'vit_tiny', 'wrn28_2',"
+            " 'wrn45_2']."
         ),
+    ),
+    (
+        'moco_v3_vit_cifar10',
+        '--config.model.patch_size=5',
+        (
+            'image_size=32 is not a multiple of model.patch_size=5; choose a'
+            " patch size that divides it (encoder='vit_small')."
+        ),
+    ),
+    (
+        'dino_vit_cifar10',
+        '--config.dino.local_size=10',
+        (
+            'dino.local_size=10 gives local crops of side 10: it must be >= 0'
+            ' and a multiple of model.patch_size=4.'
+        ),
+    ),
+    (
+        'dino_cifar10',
+        '--config.dino.teacher_temperature=0',
+        (
+            'dino.teacher_temperature=0.0 must be > 0 (DINO: student 0.1,'
+            ' teacher 0.04 to 0.07).'
+        ),
+    ),
+    (
+        'dino_cifar10',
+        '--config.dino.local_view.crop_scale=(0.5,0.1)',
+        (
+            'dino.local_view.crop_scale=(0.5, 0.1) must satisfy 0 < min <='
+            ' max <= 1.'
+        ),
+    ),
+    (
+        'moco_v3_cifar10',
+        '--config.moco_v3.base_momentum=1.0',
+        'moco_v3.base_momentum=1.0 must be in [0, 1), e.g. 0.99 or 0.996.',
     ),
     (
         'simclr_cifar10',

@@ -6,8 +6,9 @@
 Same encoder, views and optimiser as the SimCLR CPU proof
 (``configs/cifar10_cpu_common.py``); a 1024-wide projector to 256 dimensions,
 a 1024-wide predictor, the target's momentum from 0.99 to 1, asymmetric
-solarize (0 / 0.2), 10 epochs (the target's forward pass costs about a third
-of a step more, and 10 epochs still train within 30 minutes on 2 cores). The README's comparison table has the measured figures.
+solarize (0 / 0.2), 10 epochs (the target's forward pass costs about a
+third of a step more; 10 epochs still train within 30 minutes on 2 cores).
+The README's comparison table has the measured figures.
 """
 
 from ssl_jax.configs import cifar10_cpu_common

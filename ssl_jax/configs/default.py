@@ -44,12 +44,15 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.conv_widths = ()  # ...unless given per layer here, e.g. (64, 128, 256, 512).
   c.model.dense = 128  # ConvNet final dense width (0: none).
   c.model.cifar_stem = True  # ResNet: 3x3 stride-1 stem, no max-pool.
+  # ViT: side of the square patches (4 for 32 px images, 8 or 16 for larger).
+  c.model.patch_size = 4
   c.model.dropout = 0.0  # Supervised: dropout before the classifier.
 
   c.projector = ml_collections.ConfigDict()
   c.projector.hidden_dims = (2048,)  # Hidden widths of the projection MLP.
   c.projector.out_dim = 128  # Projection output width.
   c.projector.use_bn = True  # BatchNorm in the projector.
+  c.projector.out_bn = False  # BatchNorm (no scale, no bias) on its output.
 
   # Each method's own settings, under its section (config.barlow,
   # config.deepcluster, config.fixmatch, ...): see its module's defaults().

@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from ssl_jax import errors
+
 Array = jax.Array
 PRNGKey = jax.Array
 
@@ -53,6 +55,41 @@ def view_config(**overrides) -> ml_collections.ConfigDict:
   cfg.lock()
   cfg.update(overrides)
   return cfg
+
+
+def check_view(name: str, view: ml_collections.ConfigDict, side: int) -> None:
+  """Raises a one-line ``errors.ConfigError`` on a bad value in ``view``.
+
+  Args:
+    name: the view's config path (``augment.view1``), for the message.
+    view: a :func:`view_config`.
+    side: the side of the views it makes.
+  """
+  for field in (
+      'flip_prob',
+      'jitter_prob',
+      'grayscale_prob',
+      'blur_prob',
+      'noise_prob',
+      'solarize_prob',
+  ):
+    value = view[field]
+    if not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
+      raise errors.ConfigError(
+          f'{name}.{field}={value!r} must be a probability in [0, 1].'
+      )
+  grid = view.jigsaw_grid
+  if not (grid == 0 or (grid > 1 and side % grid == 0)):
+    raise errors.ConfigError(
+        f'{name}.jigsaw_grid={grid} must be 0 (off) or a divisor > 1 of the'
+        f' view side {side}.'
+    )
+  lo, hi = view.crop_scale
+  if not 0 < lo <= hi <= 1:
+    raise errors.ConfigError(
+        f'{name}.crop_scale={tuple(view.crop_scale)} must satisfy 0 < min <='
+        ' max <= 1.'
+    )
 
 
 def _maybe_apply(

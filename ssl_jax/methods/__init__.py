@@ -8,7 +8,9 @@ method is that module, one line in :data:`METHODS` (or a call to
 from ssl_jax.methods import barlow_twins
 from ssl_jax.methods import byol
 from ssl_jax.methods import deepcluster
+from ssl_jax.methods import dino
 from ssl_jax.methods import fixmatch
+from ssl_jax.methods import moco_v3
 from ssl_jax.methods import simclr
 from ssl_jax.methods import supervised
 from ssl_jax.methods import vicreg
@@ -23,6 +25,8 @@ METHODS: dict[str, Method] = {
         barlow_twins.METHOD,
         vicreg.METHOD,
         byol.METHOD,
+        moco_v3.METHOD,
+        dino.METHOD,
         deepcluster.METHOD,
         fixmatch.METHOD,
     )

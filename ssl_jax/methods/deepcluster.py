@@ -309,7 +309,7 @@ def train_step(
         'online_probe/accuracy': p_acc,
     }
     total = loss + (p_loss if config.online_probe else 0.0)
-    return total, (new_vars['batch_stats'], metrics)
+    return total, (new_vars.get('batch_stats', {}), metrics)
 
   grads, (batch_stats, metrics) = jax.grad(loss_fn, has_aux=True)(state.params)
   return shared.apply_gradients(

@@ -268,7 +268,7 @@ def train_step(
         ),
         'pseudo_label_accuracy_all': right.sum() / jnp.maximum(known.sum(), 1),
     }
-    return metrics['loss'], (new_vars['batch_stats'], metrics)
+    return metrics['loss'], (new_vars.get('batch_stats', {}), metrics)
 
   grads, (batch_stats, metrics) = jax.grad(loss_fn, has_aux=True)(state.params)
   state, metrics = shared.apply_gradients(

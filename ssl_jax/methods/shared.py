@@ -211,7 +211,7 @@ def two_view_step(
         loss=loss,
         **{'online_probe/loss': p_loss, 'online_probe/accuracy': p_acc},
     )
-    return total, (new_vars['batch_stats'], metrics)
+    return total, (new_vars.get('batch_stats', {}), metrics)
 
   grads, (batch_stats, metrics) = jax.grad(loss_fn, has_aux=True)(state.params)
   return apply_gradients(

@@ -122,7 +122,10 @@ def train_step(
         rngs={'dropout': dropout_key},
     )
     loss, acc = shared.probe_loss(out['logits'], labels)
-    return loss, (new_vars['batch_stats'], {'loss': loss, 'accuracy': acc})
+    return loss, (
+        new_vars.get('batch_stats', {}),
+        {'loss': loss, 'accuracy': acc},
+    )
 
   grads, (batch_stats, metrics) = jax.grad(loss_fn, has_aux=True)(state.params)
   return shared.apply_gradients(

@@ -9,6 +9,7 @@ import ml_collections
 from ssl_jax.models import convnet
 from ssl_jax.models import heads
 from ssl_jax.models import resnet
+from ssl_jax.models import vit
 from ssl_jax.models import wide_resnet
 
 ProjectionHead = heads.ProjectionHead
@@ -29,6 +30,9 @@ ENCODERS: dict[str, Callable[[ml_collections.ConfigDict], nn.Module]] = {
     ),
     'wrn28_2': lambda c: wide_resnet.wrn(28, 2, **_common(c)),
     'wrn45_2': lambda c: wide_resnet.wrn45_2(**_common(c)),
+    # ViTs have no convolutions but the patch embedding (XLA's, always).
+    'vit_tiny': lambda c: _vit('tiny', c),
+    'vit_small': lambda c: _vit('small', c),
 }
 
 
@@ -36,6 +40,30 @@ def _common(config: ml_collections.ConfigDict) -> dict[str, Any]:
   return dict(
       dtype=jnp.dtype(config.dtype), convolutions=config.cpu_convolutions
   )
+
+
+_VITS = ('vit_tiny', 'vit_small')
+
+
+def _vit(size: str, config: ml_collections.ConfigDict) -> nn.Module:
+  return vit.vit(
+      size,
+      patch_size=config.model.patch_size,
+      image_size=config.image_size,
+      dtype=jnp.dtype(config.dtype),
+  )
+
+
+def input_multiple(config: ml_collections.ConfigDict) -> int:
+  """Image sides the encoder of ``config`` takes are multiples of this.
+
+  Args:
+    config: the experiment config.
+
+  Returns:
+    ``model.patch_size`` for the ViTs, 1 for the convolutional encoders.
+  """
+  return config.model.patch_size if config.encoder in _VITS else 1
 
 
 def register_encoder(
@@ -79,5 +107,6 @@ def get_projector(config: ml_collections.ConfigDict) -> nn.Module:
       hidden_dims=tuple(p.hidden_dims),
       out_dim=p.out_dim,
       use_bn=p.use_bn,
+      out_bn=p.out_bn,
       dtype=jnp.dtype(config.dtype),
   )

@@ -13,12 +13,14 @@ class ProjectionHead(nn.Module):
     hidden_dims: widths of the hidden layers (empty for a linear projector).
     out_dim: output width.
     use_bn: BatchNorm after each hidden dense layer (global over devices).
+    out_bn: BatchNorm without scale or bias on the output (MoCo v3's).
     dtype: computation dtype.
   """
 
   hidden_dims: Sequence[int] = (2048,)
   out_dim: int = 128
   use_bn: bool = True
+  out_bn: bool = False
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -30,4 +32,54 @@ class ProjectionHead(nn.Module):
             use_running_average=not train, momentum=0.9, dtype=self.dtype
         )(x)
       x = nn.relu(x)
-    return nn.Dense(self.out_dim, dtype=self.dtype)(x)
+    x = nn.Dense(self.out_dim, use_bias=not self.out_bn, dtype=self.dtype)(x)
+    if self.out_bn:
+      x = nn.BatchNorm(
+          use_running_average=not train,
+          momentum=0.9,
+          use_scale=False,
+          use_bias=False,
+          dtype=self.dtype,
+      )(x)
+    return x
+
+
+class DINOHead(nn.Module):
+  """DINO's head: an MLP to a bottleneck, l2-normalised, then K prototypes.
+
+  The prototype layer is weight-normalised (each prototype a unit vector
+  direction, ``flax.linen.WeightNorm``); with ``norm_last_layer`` its scale
+  is fixed at 1, the setting DINO recommends for stability.
+
+  Attributes:
+    hidden_dims: widths of the hidden layers (GELU).
+    bottleneck_dim: width of the normalised bottleneck.
+    out_dim: number of prototypes K.
+    use_bn: BatchNorm after each hidden layer (DINO's ResNet setting).
+    norm_last_layer: fix the prototypes' norm at 1 (no learned scale).
+    dtype: computation dtype.
+  """
+
+  hidden_dims: Sequence[int] = (2048, 2048)
+  bottleneck_dim: int = 256
+  out_dim: int = 4096
+  use_bn: bool = False
+  norm_last_layer: bool = True
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool = True):
+    for width in self.hidden_dims:
+      x = nn.Dense(width, dtype=self.dtype)(x)
+      if self.use_bn:
+        x = nn.BatchNorm(
+            use_running_average=not train, momentum=0.9, dtype=self.dtype
+        )(x)
+      x = nn.gelu(x)
+    x = nn.Dense(self.bottleneck_dim, dtype=self.dtype)(x)
+    x = x.astype(jnp.float32)
+    x = x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+    return nn.WeightNorm(
+        nn.Dense(self.out_dim, use_bias=False, name='prototypes'),
+        use_scale=not self.norm_last_layer,
+    )(x)

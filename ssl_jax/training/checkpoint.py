@@ -160,6 +160,9 @@ def load_encoder(
   out = {}
   for part, mine_tree in (('params', params), ('batch_stats', batch_stats)):
     new, old = mine_tree.get('encoder'), restored.get(part, {}).get('encoder')
+    if new is None and old is None:  # No BatchNorm in the encoder (ViTs).
+      out[part] = mine_tree
+      continue
     mine = jax.tree.map(lambda x: x.shape, new)
     theirs = jax.tree.map(lambda x: x.shape, old) if old is not None else None
     if mine != theirs:

@@ -65,10 +65,11 @@ def learning_rate_schedule(
 
 
 def decay_mask(params):
-  """True for weight matrices and conv kernels; False for biases and norms.
+  """True for weight matrices, conv kernels and embeddings; False for biases and norms.
 
-  Biases and normalisation scales/offsets are the 1-D leaves, so the rank is
-  the rule (as in SimCLR and BYOL) and no parameter names are needed.
+  Biases and normalisation scales/offsets are the 1-D leaves, and the
+  attention's per-head biases ([heads, head_dim]) are named ``bias``: both
+  are left out (as in SimCLR, BYOL and DINO).
 
   Args:
     params: a parameter pytree.
@@ -76,7 +77,12 @@ def decay_mask(params):
   Returns:
     A pytree of bools with the structure of ``params``.
   """
-  return jax.tree.map(lambda p: p.ndim > 1, params)
+
+  def decayed(path, p):
+    name = getattr(path[-1], 'key', None) if path else None
+    return p.ndim > 1 and name not in ('bias', 'scale')
+
+  return jax.tree_util.tree_map_with_path(decayed, params)
 
 
 def make_optimizer(

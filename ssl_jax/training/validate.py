@@ -8,6 +8,7 @@ import ml_collections
 from ssl_jax import errors
 from ssl_jax import methods
 from ssl_jax import models
+from ssl_jax.data import augment
 from ssl_jax.data import input_pipeline
 from ssl_jax.models import conv
 from ssl_jax.training import checkpoint
@@ -222,25 +223,14 @@ def validate(
   )
   view_side = train_size or config.image_size
   for view in ('view1', 'view2'):
-    v = config.augment[view]
-    for field in (
-        'flip_prob',
-        'jitter_prob',
-        'grayscale_prob',
-        'blur_prob',
-        'noise_prob',
-        'solarize_prob',
-    ):
-      _probability(f'augment.{view}.{field}', v[field])
+    augment.check_view(f'augment.{view}', config.augment[view], view_side)
+  multiple = models.input_multiple(config)
+  for name, value in (
+      ('image_size', config.image_size),
+      ('augment.train_size', view_side),
+  ):
     _check(
-        v.jigsaw_grid == 0
-        or (v.jigsaw_grid > 1 and view_side % v.jigsaw_grid == 0),
-        f'augment.{view}.jigsaw_grid={v.jigsaw_grid} must be 0 (off) or a '
-        f'divisor > 1 of the training view side {view_side}.',
-    )
-    lo, hi = v.crop_scale
-    _check(
-        0 < lo <= hi <= 1,
-        f'augment.{view}.crop_scale={tuple(v.crop_scale)}'
-        ' must satisfy 0 < min <= max <= 1.',
+        multiple > 0 and value % multiple == 0,
+        f'{name}={value} is not a multiple of model.patch_size={multiple};'
+        f' choose a patch size that divides it (encoder={config.encoder!r}).',
     )

@@ -1,0 +1,132 @@
+"""Vision Transformers (Dosovitskiy et al., 2021): ViT-Tiny and ViT-Small.
+
+Pre-norm blocks, a learned [CLS] token whose final LayerNorm output is the
+representation, and learned position embeddings for the grid of
+``image_size / patch_size`` patches, resized (bicubic) for inputs of another
+size: DINO's local crops, or training views smaller than the evaluation
+images.
+"""
+
+import functools
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+# name -> (width, depth, heads); the MLP is 4x the width.
+SIZES = {
+    'tiny': (192, 12, 3),
+    'small': (384, 12, 6),
+}
+
+
+class EncoderBlock(nn.Module):
+  """LayerNorm -> self-attention -> residual; LayerNorm -> MLP -> residual."""
+
+  num_heads: int
+  mlp_dim: int
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    y = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype)(x)
+    y = nn.MultiHeadDotProductAttention(
+        num_heads=self.num_heads,
+        dtype=self.dtype,
+        deterministic=True,
+        force_fp32_for_softmax=True,
+    )(y)
+    x = x + y
+    y = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype)(x)
+    y = nn.gelu(nn.Dense(self.mlp_dim, dtype=self.dtype)(y))
+    return x + nn.Dense(x.shape[-1], dtype=self.dtype)(y)
+
+
+class ViT(nn.Module):
+  """A ViT encoder: images [B, H, W, C] -> [CLS] features [B, width].
+
+  Attributes:
+    patch_size: side of the square patches; H and W must be multiples of it.
+    width: token width.
+    depth: number of blocks.
+    num_heads: attention heads per block.
+    grid: patches per side the position embeddings are learned for
+      (``image_size // patch_size``).
+    dtype: computation dtype (parameters stay float32).
+  """
+
+  patch_size: int = 4
+  width: int = 192
+  depth: int = 12
+  num_heads: int = 3
+  grid: int = 8
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool = True):
+    del train  # No BatchNorm or dropout.
+    b, h, w, _ = x.shape
+    p = self.patch_size
+    if h % p or w % p:
+      raise ValueError(
+          f'ViT: image side {h}x{w} is not a multiple of model.patch_size={p};'
+          ' choose a patch size that divides the image and crop sizes.'
+      )
+    x = nn.Conv(
+        self.width,
+        (p, p),
+        strides=(p, p),
+        padding='VALID',
+        dtype=self.dtype,
+        name='patch_embedding',
+    )(x.astype(self.dtype))
+    gh, gw = h // p, w // p
+    pos = self.param(
+        'position_embedding',
+        nn.initializers.normal(stddev=0.02),
+        (1, self.grid, self.grid, self.width),
+    )
+    if (gh, gw) != (self.grid, self.grid):
+      pos = jax.image.resize(pos, (1, gh, gw, self.width), 'bicubic')
+    x = (x + pos.astype(self.dtype)).reshape(b, gh * gw, self.width)
+    cls = self.param(
+        'cls', nn.initializers.normal(stddev=1e-6), (1, 1, self.width)
+    )
+    x = jnp.concatenate(
+        [jnp.broadcast_to(cls.astype(self.dtype), (b, 1, self.width)), x],
+        axis=1,
+    )
+    block = functools.partial(
+        EncoderBlock,
+        num_heads=self.num_heads,
+        mlp_dim=4 * self.width,
+        dtype=self.dtype,
+    )
+    for i in range(self.depth):
+      x = block(name=f'block{i}')(x)
+    return nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name='norm')(x[:, 0])
+
+
+def vit(size: str, *, patch_size: int, image_size: int, dtype: Any) -> ViT:
+  """ViT-Tiny or ViT-Small for ``image_size`` inputs in ``patch_size`` patches.
+
+  Args:
+    size: ``'tiny'`` (192 wide, 3 heads) or ``'small'`` (384 wide, 6 heads);
+      both 12 blocks deep.
+    patch_size: side of the square patches.
+    image_size: the side the position embeddings are learned for.
+    dtype: computation dtype.
+
+  Returns:
+    The :class:`ViT` module.
+  """
+  width, depth, heads = SIZES[size]
+  return ViT(
+      patch_size=patch_size,
+      width=width,
+      depth=depth,
+      num_heads=heads,
+      grid=max(1, image_size // patch_size),
+      dtype=dtype,
+  )

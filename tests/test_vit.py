@@ -1,0 +1,105 @@
+"""ViT encoders: sizes, position embeddings at other resolutions, every method."""
+
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ssl_jax import models
+from ssl_jax.training import train
+from tests import helpers
+
+sys.path.insert(
+    0, os.path.join(os.path.dirname(os.path.dirname(__file__)), 'benchmarks')
+)
+import cases  # noqa: E402  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+def _params(encoder, image_size, patch_size):
+  config = helpers.tiny_config(
+      encoder=encoder,
+      image_size=image_size,
+      **{'model.patch_size': patch_size},
+  )
+  model = models.get_encoder(config)
+  x = jnp.zeros((1, image_size, image_size, 3))
+  return model, jax.eval_shape(lambda: model.init(jax.random.key(0), x))
+
+
+@pytest.mark.parametrize(
+    'encoder,width,millions', [('vit_tiny', 192, 5.5), ('vit_small', 384, 21.3)]
+)
+def test_sizes_match_the_published_models(encoder, width, millions):
+  model, variables = _params(encoder, 32, 4)
+  count = sum(np.prod(p.shape) for p in jax.tree.leaves(variables['params']))
+  # ViT-Ti/S are 5.7M/22.1M at 224 px in 16 px patches (196 positions, a
+  # 768-wide patch embedding); here 64 positions of 4x4x3 patches.
+  assert count / 1e6 == pytest.approx(millions, rel=0.03)
+  assert variables['params']['position_embedding'].shape == (1, 8, 8, width)
+  out = jax.eval_shape(
+      lambda v: model.apply(v, jnp.zeros((2, 32, 32, 3))), variables
+  )
+  assert out.shape == (2, width)
+  assert 'batch_stats' not in variables
+
+
+def test_other_input_sizes_resize_the_position_embeddings():
+  model, variables = _params('vit_tiny', 16, 4)
+  variables = model.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)))
+  x = jax.random.uniform(jax.random.key(1), (2, 8, 8, 3))
+  out = model.apply(variables, x)  # A 2x2 grid from the learned 4x4 one.
+  assert out.shape == (2, 192) and np.all(np.isfinite(out))
+  with pytest.raises(ValueError, match='not a multiple of model.patch_size=4'):
+    model.apply(variables, jnp.zeros((1, 10, 10, 3)))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('method', ['supervised', 'moco_v3', 'dino'])
+def test_methods_train_a_vit_under_jit(method):
+  config = helpers.tiny_config(
+      method=method, encoder='vit_tiny', **{'optimizer.warmup_epochs': 0}
+  )
+  config.optimizer.name = 'adamw'
+  step, state, batch, key, _ = cases.compile_step(config)
+  before = jax.device_get(state.params['encoder'])
+  state, metrics = step(state, batch, key)
+  assert np.isfinite(float(metrics['loss']))
+  moved = jax.tree.map(
+      lambda a, b: bool(np.any(a != b)),
+      before,
+      jax.device_get(state.params['encoder']),
+  )
+  assert all(jax.tree.leaves(moved))  # Every ViT parameter got a gradient.
+
+
+@pytest.mark.slow
+def test_a_vit_run_is_probed_and_fine_tuned(tmp_path):
+  config = helpers.tiny_config(
+      method='moco_v3',
+      encoder='vit_tiny',
+      dataset='sklearn_digits',
+      image_size=8,
+      batch_size=64,
+      num_epochs=1,
+      learning_rate=1e-3,
+      **{
+          'optimizer.name': 'adamw',
+          'optimizer.warmup_epochs': 0.0,
+          'checkpoint_every_steps': 100,
+          'evals.finetune.enabled': True,
+          'evals.finetune.label_fractions': (0.2,),
+          'evals.finetune.seeds': (0,),
+          'evals.finetune.num_steps': 3,
+      },
+  )
+  results = train.train_and_evaluate(config, str(tmp_path / 'run'))
+  for key in (
+      'linear_probe/test_accuracy',
+      'knn/test_accuracy',
+      'finetune/frac=0.2/test_accuracy_mean',
+      'frozen/frac=0.2/test_accuracy_mean',
+  ):
+    assert 0 <= results[key] <= 1, key
