@@ -1,4 +1,4 @@
-"""DINO: the teacher temperature's warm-up, multi-crop, the teacher and centre EMAs."""
+"""DINO: teacher temperature warm-up, multi-crop, teacher and centre EMAs."""
 
 import jax
 import jax.numpy as jnp
@@ -52,10 +52,14 @@ def test_step_moves_the_teacher_and_centres_on_its_global_crops():
   )
   assert int(state.extra['warmup_steps']) == 4  # 1 epoch of 4 steps.
   assert state.extra['center'].shape == (32,)
+  # A teacher unlike the student, so that the centre tells them apart.
   teacher = jax.device_get({
-      'params': state.extra['target_params'],
+      'params': jax.tree.map(lambda p: 1.5 * p, state.extra['target_params']),
       'batch_stats': state.extra['target_batch_stats'],
   })
+  state = state.replace(
+      extra=dict(state.extra, target_params=run.replicate(teacher['params']))
+  )
   rng = np.random.default_rng(0)
   images = rng.integers(0, 256, (16, 16, 16, 3), np.uint8)
   batch = jax.device_put(

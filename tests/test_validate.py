@@ -33,6 +33,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         ),
         ('augment.view2.crop_scale', (0.5, 0.2), 'crop_scale'),
         ('learning_rate', 0.0, 'learning_rate=0.0 must be > 0'),
+        ('model.patch_size', 0, 'model.patch_size=0 must be a positive'),
         (
             'keep_checkpoints_every',
             6,

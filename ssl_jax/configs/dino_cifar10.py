@@ -5,11 +5,15 @@
 
 Following solo-learn's CIFAR recipe (``scripts/pretrain/cifar/dino.yaml``): a
 2048-wide head to a 256-d bottleneck and 4096 prototypes, the teacher's
-momentum from 0.9995 to 1 (cosine), student temperature 0.1, the teacher's
-from 0.04 to 0.07 over 50 epochs, LARS (trust coefficient 0.02) at 0.3 for
-batch 256 with weight decay 1e-6, asymmetric solarize (0 / 0.2), no blur.
-To the two 32 px global crops it adds DINO's multi-crop, which solo-learn's
-CIFAR recipe leaves out: 4 local crops of 16 px from 5-40 % of the image.
+momentum from 0.9995 to 1 (cosine), LARS (trust coefficient 0.02) at 0.3
+for batch 256 with weight decay 1e-6, asymmetric solarize (0 / 0.2), no
+blur, crops from 0.2 of the image (solo-learn's: 0.08). The student's
+temperature is 0.1 and the teacher's is warmed from 0.04 to 0.07 over 50
+epochs (DINO's warm-up, lengthened for the 1000-epoch run). To the two
+32 px global crops it adds DINO's multi-crop, which solo-learn's CIFAR
+recipe leaves out: 4 local crops of 16 px from 5-40 % of the image.
+solo-learn's last-layer freezing in the first epoch and LARS ``clip_lr``
+are not offered.
 Published (solo-learn, ResNet-18, 1000 epochs, no local crops): 89.52 %
 online linear; not yet measured here at that length.
 """

@@ -25,6 +25,5 @@ def get_config():
   c.optimizer.lr_scaling = 'linear'
   c.optimizer.weight_decay = 0.1
   c.optimizer.warmup_epochs = 40.0
-  c.optimizer.b2 = 0.95
   c.projector.hidden_dims = (4096, 4096)
   return c

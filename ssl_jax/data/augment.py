@@ -64,6 +64,10 @@ def check_view(name: str, view: ml_collections.ConfigDict, side: int) -> None:
     name: the view's config path (``augment.view1``), for the message.
     view: a :func:`view_config`.
     side: the side of the views it makes.
+
+  Raises:
+    errors.ConfigError: a probability outside [0, 1], a jigsaw grid that does
+      not divide ``side``, or a crop scale outside (0, 1].
   """
   for field in (
       'flip_prob',

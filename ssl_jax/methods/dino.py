@@ -1,4 +1,4 @@
-"""DINO (Caron et al., 2021): self-distillation with a centred, sharpened teacher.
+"""DINO (Caron et al., 2021): self-distillation from a centred teacher.
 
 The student sees 2 global crops and N local crops of another size; the
 teacher, an EMA of the student, sees the global crops only. Each student
@@ -158,8 +158,10 @@ def train_step(
   """One DINO step: multi-crop self-distillation, then teacher and centre EMAs.
 
   The student encodes the global crops and the local crops in two passes
-  (their sides differ), so BatchNorm normalises each group over the whole
-  global batch, as DINO's multi-crop wrapper does.
+  (their sides differ), so the encoder's BatchNorm normalises each group
+  over the whole global batch, as DINO's multi-crop wrapper does. (That
+  wrapper runs the head once on all crops; with ``dino.use_bn`` the head's
+  BatchNorm here also normalises each group on its own.)
 
   Args:
     state: the replicated train state (``extra``: teacher, centre).

@@ -1,4 +1,4 @@
-"""MoCo v3 (Chen, Xie and He, 2021): queries against a momentum encoder's keys."""
+"""MoCo v3 (Chen, Xie and He, 2021): queries against momentum-encoder keys."""
 
 from typing import Any
 

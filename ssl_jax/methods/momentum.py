@@ -52,7 +52,7 @@ def init_target(
     ``{'target_params', 'target_batch_stats', 'num_steps'}``.
   """
   num_steps = int(config.num_epochs * base.one_batch_per_step(config, data))
-  # Copies: a buffer that appears twice in the donated state would be freed twice.
+  # Copies: a buffer twice in the donated state would be freed twice.
   return {
       'target_params': jax.tree.map(jnp.copy, params),
       'target_batch_stats': jax.tree.map(jnp.copy, batch_stats),

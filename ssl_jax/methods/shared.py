@@ -150,7 +150,7 @@ def two_view_step(
   global-batch loss. The online probe trains on stop-gradient features of the
   examples with a label (>= 0).
 
-  With ``target_variables`` (BYOL, MoCo, DINO), the same model with those
+  With ``target_variables`` (BYOL, MoCo v3), the same model with those
   variables (an EMA of the online ones, say) also encodes both views, in
   training mode and without gradient; its ``target_output`` of the other
   view is what each online ``online_output`` is pulled towards. The target's

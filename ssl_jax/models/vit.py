@@ -22,7 +22,13 @@ SIZES = {
 
 
 class EncoderBlock(nn.Module):
-  """LayerNorm -> self-attention -> residual; LayerNorm -> MLP -> residual."""
+  """LayerNorm -> self-attention -> residual; LayerNorm -> MLP -> residual.
+
+  Attributes:
+    num_heads: attention heads.
+    mlp_dim: hidden width of the MLP (exact GELU, as in ViT and DINO).
+    dtype: computation dtype.
+  """
 
   num_heads: int
   mlp_dim: int
@@ -39,7 +45,7 @@ class EncoderBlock(nn.Module):
     )(y)
     x = x + y
     y = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype)(x)
-    y = nn.gelu(nn.Dense(self.mlp_dim, dtype=self.dtype)(y))
+    y = nn.gelu(nn.Dense(self.mlp_dim, dtype=self.dtype)(y), approximate=False)
     return x + nn.Dense(x.shape[-1], dtype=self.dtype)(y)
 
 
@@ -88,7 +94,11 @@ class ViT(nn.Module):
         (1, self.grid, self.grid, self.width),
     )
     if (gh, gw) != (self.grid, self.grid):
-      pos = jax.image.resize(pos, (1, gh, gw, self.width), 'bicubic')
+      # No antialiasing: the grid is interpolated, as torch's interpolate
+      # does in the reference ViTs, not low-pass filtered when it shrinks.
+      pos = jax.image.resize(
+          pos, (1, gh, gw, self.width), 'bicubic', antialias=False
+      )
     x = (x + pos.astype(self.dtype)).reshape(b, gh * gw, self.width)
     cls = self.param(
         'cls', nn.initializers.normal(stddev=1e-6), (1, 1, self.width)

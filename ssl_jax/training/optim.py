@@ -65,7 +65,7 @@ def learning_rate_schedule(
 
 
 def decay_mask(params):
-  """True for weight matrices, conv kernels and embeddings; False for biases and norms.
+  """True for weights, kernels and embeddings; False for biases and norms.
 
   Biases and normalisation scales/offsets are the 1-D leaves, and the
   attention's per-head biases ([heads, head_dim]) are named ``bias``: both

@@ -22,13 +22,6 @@ def _check(ok: bool, message: str) -> None:
     raise ConfigError(message)
 
 
-def _probability(name: str, value) -> None:
-  _check(
-      isinstance(value, (int, float)) and 0.0 <= value <= 1.0,
-      f'{name}={value!r} must be a probability in [0, 1].',
-  )
-
-
 def check_fields(
     config: ml_collections.ConfigDict, reference: ml_collections.ConfigDict
 ) -> None:
@@ -214,6 +207,11 @@ def validate(
       0 < config.data.label_fraction <= 1,
       f'data.label_fraction={config.data.label_fraction!r} must be in (0, 1].',
   )
+  _check(
+      isinstance(config.model.patch_size, int) and config.model.patch_size > 0,
+      f'model.patch_size={config.model.patch_size!r} must be a positive'
+      ' integer.',
+  )
   methods.get(config.method).check_config(config)
   train_size = config.augment.train_size
   _check(
@@ -230,7 +228,7 @@ def validate(
       ('augment.train_size', view_side),
   ):
     _check(
-        multiple > 0 and value % multiple == 0,
+        value % multiple == 0,
         f'{name}={value} is not a multiple of model.patch_size={multiple};'
         f' choose a patch size that divides it (encoder={config.encoder!r}).',
     )

@@ -1,0 +1,76 @@
+"""MoCo v3: online queries against the momentum encoder's keys; output BN."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ssl_jax import losses
+from ssl_jax.data import augment
+from ssl_jax.models import heads
+from ssl_jax.training import run as run_lib
+from tests import helpers
+
+
+def test_loss_pairs_each_views_query_with_the_other_views_key():
+  config = helpers.tiny_config(
+      method='moco_v3',
+      **{
+          'projector.out_bn': True,
+          'moco_v3.predictor_hidden_dims': (16,),
+          'optimizer.warmup_epochs': 0,
+      },
+  )
+  run = run_lib.build(config)
+  schedule, tx = run.optimizer(4)
+  state = run.create_state(
+      tx, jax.random.key(0), {'train': np.zeros(4 * config.batch_size)}
+  )
+  # A momentum encoder unlike the online one, so that keys and queries differ.
+  target = jax.device_get({
+      'params': jax.tree.map(lambda p: 1.5 * p, state.extra['target_params']),
+      'batch_stats': state.extra['target_batch_stats'],
+  })
+  state = state.replace(
+      extra=dict(state.extra, target_params=run.replicate(target['params']))
+  )
+  online = jax.device_get(
+      {'params': state.params, 'batch_stats': state.batch_stats}
+  )
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 256, (16, 16, 16, 3), np.uint8)
+  batch = jax.device_put(
+      {'image': images, 'label': rng.integers(0, 10, (16,), np.int32)},
+      run.data_sharding,
+  )
+  key = jax.random.key(1)
+  step = run.compile_step(tx, schedule)
+  _, metrics = step(state, batch, run.replicate(key))
+
+  views = augment.make_views(
+      jax.random.fold_in(key, 0),  # Step 0's key.
+      jnp.asarray(images),
+      (config.augment.view1, config.augment.view2),
+      16,
+  )
+  x = jnp.concatenate(views)
+  out, _ = run.model.apply(online, x, train=True, mutable=['batch_stats'])
+  keys, _ = run.model.apply(target, x, train=True, mutable=['batch_stats'])
+  q_a, q_b = jnp.split(out['prediction'], 2)
+  k_a, k_b = jnp.split(keys['projection'], 2)
+  expected = losses.moco_v3(q_a, k_b, 0.2) + losses.moco_v3(q_b, k_a, 0.2)
+  assert float(metrics['loss']) == pytest.approx(float(expected), rel=1e-4)
+  same_view = losses.moco_v3(q_a, k_a, 0.2) + losses.moco_v3(q_b, k_b, 0.2)
+  assert float(metrics['loss']) != pytest.approx(float(same_view), rel=1e-3)
+
+
+def test_output_batchnorm_has_no_scale_or_bias_and_standardises():
+  head = heads.ProjectionHead(hidden_dims=(8,), out_dim=4, out_bn=True)
+  x = jax.random.normal(jax.random.key(0), (64, 5))
+  variables = head.init(jax.random.key(1), x)
+  assert set(variables['params']) == {'Dense_0', 'BatchNorm_0', 'Dense_1'}
+  assert set(variables['params']['Dense_1']) == {'kernel'}  # BN follows.
+  assert set(variables['batch_stats']) == {'BatchNorm_0', 'BatchNorm_1'}
+  y, _ = head.apply(variables, x, train=True, mutable=['batch_stats'])
+  np.testing.assert_allclose(y.mean(0), 0, atol=1e-5)
+  np.testing.assert_allclose(y.std(0), 1, atol=1e-2)
