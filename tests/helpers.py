@@ -70,3 +70,50 @@ def make_folder(
         x = rng.normal(base, 30, (size, size, 3)).clip(0, 255).astype(np.uint8)
         Image.fromarray(x).save(os.path.join(root, name, d, f'{i}.{ext}'), fmt)
   return str(root)
+
+
+def compiled_step(config, steps_per_epoch=4):
+  """``config``'s run, its first state and its compiled train step.
+
+  Args:
+    config: the experiment config.
+    steps_per_epoch: batches in the stand-in train split (methods size their
+      extra state by it).
+
+  Returns:
+    ``(run, state, step)``.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  from ssl_jax.training import run as run_lib  # pylint: disable=g-import-not-at-top
+
+  run = run_lib.build(config)
+  schedule, tx = run.optimizer(steps_per_epoch)
+  state = run.create_state(
+      tx,
+      jax.random.key(0),
+      {'train': np.zeros(steps_per_epoch * config.batch_size)},
+  )
+  return run, state, run.compile_step(tx, schedule)
+
+
+def with_unlike_target(run, state, scale=1.5):
+  """``state`` with its target parameters scaled, so they differ from online.
+
+  Args:
+    run: the run that made ``state``.
+    state: a state whose ``extra`` holds a momentum target.
+    scale: the factor on every target parameter.
+
+  Returns:
+    ``(state, target)``: the new state and the target's variables on the host.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+
+  target = jax.device_get({
+      'params': jax.tree.map(lambda p: scale * p, state.extra['target_params']),
+      'batch_stats': state.extra['target_batch_stats'],
+  })
+  extra = dict(state.extra, target_params=run.replicate(target['params']))
+  return state.replace(extra=extra), target

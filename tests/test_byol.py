@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 from ssl_jax.methods import momentum
-from ssl_jax.training import run as run_lib
 from tests import helpers
 
 
@@ -23,13 +22,9 @@ def test_step_moves_the_target_by_the_ema_of_the_new_online_weights():
       method='byol',
       **{'byol.base_momentum': 0.9, 'optimizer.warmup_epochs': 0},
   )
-  run = run_lib.build(config)
-  schedule, tx = run.optimizer(4)
-  data = {'train': np.zeros(4 * config.batch_size)}
-  state = run.create_state(tx, jax.random.key(0), data)
+  run, state, step = helpers.compiled_step(config)
   assert int(state.extra['num_steps']) == 8  # 2 epochs of 4 steps.
   before = jax.device_get(state.extra['target_params'])
-  step = run.compile_step(tx, schedule)
   rng = np.random.default_rng(0)
   batch = jax.device_put(
       {

@@ -7,7 +7,6 @@ import pytest
 
 from ssl_jax.data import augment
 from ssl_jax.methods import dino
-from ssl_jax.training import run as run_lib
 from tests import helpers
 
 
@@ -45,21 +44,11 @@ def test_views_encoded_count_the_local_crops():
 
 def test_step_moves_the_teacher_and_centres_on_its_global_crops():
   config = _config()
-  run = run_lib.build(config)
-  schedule, tx = run.optimizer(4)
-  state = run.create_state(
-      tx, jax.random.key(0), {'train': np.zeros(4 * config.batch_size)}
-  )
+  run, state, step = helpers.compiled_step(config)
   assert int(state.extra['warmup_steps']) == 4  # 1 epoch of 4 steps.
   assert state.extra['center'].shape == (32,)
   # A teacher unlike the student, so that the centre tells them apart.
-  teacher = jax.device_get({
-      'params': jax.tree.map(lambda p: 1.5 * p, state.extra['target_params']),
-      'batch_stats': state.extra['target_batch_stats'],
-  })
-  state = state.replace(
-      extra=dict(state.extra, target_params=run.replicate(teacher['params']))
-  )
+  state, teacher = helpers.with_unlike_target(run, state)
   rng = np.random.default_rng(0)
   images = rng.integers(0, 256, (16, 16, 16, 3), np.uint8)
   batch = jax.device_put(
@@ -67,7 +56,6 @@ def test_step_moves_the_teacher_and_centres_on_its_global_crops():
       run.data_sharding,
   )
   key = jax.random.key(1)
-  step = run.compile_step(tx, schedule)
   state, metrics = step(state, batch, run.replicate(key))
   assert float(metrics['teacher_temperature']) == pytest.approx(0.04)
   assert float(metrics['target_momentum']) == pytest.approx(0.9)
@@ -104,15 +92,10 @@ def test_step_moves_the_teacher_and_centres_on_its_global_crops():
 
 def test_without_local_crops_the_step_still_trains():
   config = _config(**{'dino.num_local_crops': 0})
-  run = run_lib.build(config)
-  schedule, tx = run.optimizer(4)
-  state = run.create_state(
-      tx, jax.random.key(0), {'train': np.zeros(4 * config.batch_size)}
-  )
+  run, state, step = helpers.compiled_step(config)
   batch = jax.device_put(
       run.method.example_batch(config, np.random.default_rng(0), 10, 3),
       run.data_sharding,
   )
-  step = run.compile_step(tx, schedule)
   state, metrics = step(state, batch, run.replicate(jax.random.key(1)))
   assert np.isfinite(float(metrics['loss']))

@@ -8,7 +8,6 @@ import pytest
 from ssl_jax import losses
 from ssl_jax.data import augment
 from ssl_jax.models import heads
-from ssl_jax.training import run as run_lib
 from tests import helpers
 
 
@@ -21,19 +20,9 @@ def test_loss_pairs_each_views_query_with_the_other_views_key():
           'optimizer.warmup_epochs': 0,
       },
   )
-  run = run_lib.build(config)
-  schedule, tx = run.optimizer(4)
-  state = run.create_state(
-      tx, jax.random.key(0), {'train': np.zeros(4 * config.batch_size)}
-  )
+  run, state, step = helpers.compiled_step(config)
   # A momentum encoder unlike the online one, so that keys and queries differ.
-  target = jax.device_get({
-      'params': jax.tree.map(lambda p: 1.5 * p, state.extra['target_params']),
-      'batch_stats': state.extra['target_batch_stats'],
-  })
-  state = state.replace(
-      extra=dict(state.extra, target_params=run.replicate(target['params']))
-  )
+  state, target = helpers.with_unlike_target(run, state)
   online = jax.device_get(
       {'params': state.params, 'batch_stats': state.batch_stats}
   )
@@ -44,7 +33,6 @@ def test_loss_pairs_each_views_query_with_the_other_views_key():
       run.data_sharding,
   )
   key = jax.random.key(1)
-  step = run.compile_step(tx, schedule)
   _, metrics = step(state, batch, run.replicate(key))
 
   views = augment.make_views(
