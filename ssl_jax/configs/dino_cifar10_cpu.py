@@ -14,8 +14,11 @@ Adam at 2e-3, 10 epochs. In 2-epoch pilots the head's BatchNorm and the
 doubled learning rate each raised the online probe by about 2 points and
 together by 4 (30.0 % to 34.1 %); ``norm_last_layer=False`` and 256
 prototypes changed it by under 0.2; without the local crops steps ran 1.2x
-faster to a similar 34.8 % (kept: multi-crop is DINO's). The README's comparison table has the
-measured figures.
+faster to a similar 34.8 % (kept: multi-crop is DINO's). The head's
+BatchNorm normalises the global and the local crops each on their own
+(``methods/dino.py``). The pilots are in
+``benchmarks/results/dino_cpu_pilots_98b2262.json``; the README's comparison
+table has the measured figures.
 """
 
 from ssl_jax.configs import cifar10_cpu_common
