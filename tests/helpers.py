@@ -117,3 +117,25 @@ def with_unlike_target(run, state, scale=1.5):
   })
   extra = dict(state.extra, target_params=run.replicate(target['params']))
   return state.replace(extra=extra), target
+
+
+def random_batch(run, size=16, side=16, seed=0):
+  """A batch of random uint8 images and labels, sharded as ``run`` trains.
+
+  Args:
+    run: the run whose data sharding the batch takes.
+    size: images in the batch.
+    side: their height and width.
+    seed: the NumPy seed.
+
+  Returns:
+    ``(images, batch)``: the host images and the device batch.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  rng = np.random.default_rng(seed)
+  images = rng.integers(0, 256, (size, side, side, 3), np.uint8)
+  labels = rng.integers(0, 10, (size,), np.int32)
+  batch = jax.device_put({'image': images, 'label': labels}, run.data_sharding)
+  return images, batch

@@ -25,14 +25,7 @@ def test_step_moves_the_target_by_the_ema_of_the_new_online_weights():
   run, state, step = helpers.compiled_step(config)
   assert int(state.extra['num_steps']) == 8  # 2 epochs of 4 steps.
   before = jax.device_get(state.extra['target_params'])
-  rng = np.random.default_rng(0)
-  batch = jax.device_put(
-      {
-          'image': rng.integers(0, 256, (16, 16, 16, 3), np.uint8),
-          'label': rng.integers(0, 10, (16,), np.int32),
-      },
-      run.data_sharding,
-  )
+  _, batch = helpers.random_batch(run)
   state, metrics = step(state, batch, run.replicate(jax.random.key(1)))
   tau = float(metrics['target_momentum'])
   assert tau == pytest.approx(0.9)  # Step 0 of 8.

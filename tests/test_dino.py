@@ -49,12 +49,7 @@ def test_step_moves_the_teacher_and_centres_on_its_global_crops():
   assert state.extra['center'].shape == (32,)
   # A teacher unlike the student, so that the centre tells them apart.
   state, teacher = helpers.with_unlike_target(run, state)
-  rng = np.random.default_rng(0)
-  images = rng.integers(0, 256, (16, 16, 16, 3), np.uint8)
-  batch = jax.device_put(
-      {'image': images, 'label': rng.integers(0, 10, (16,), np.int32)},
-      run.data_sharding,
-  )
+  images, batch = helpers.random_batch(run)
   key = jax.random.key(1)
   state, metrics = step(state, batch, run.replicate(key))
   assert float(metrics['teacher_temperature']) == pytest.approx(0.04)

@@ -26,12 +26,7 @@ def test_loss_pairs_each_views_query_with_the_other_views_key():
   online = jax.device_get(
       {'params': state.params, 'batch_stats': state.batch_stats}
   )
-  rng = np.random.default_rng(0)
-  images = rng.integers(0, 256, (16, 16, 16, 3), np.uint8)
-  batch = jax.device_put(
-      {'image': images, 'label': rng.integers(0, 10, (16,), np.int32)},
-      run.data_sharding,
-  )
+  images, batch = helpers.random_batch(run)
   key = jax.random.key(1)
   _, metrics = step(state, batch, run.replicate(key))
 
