@@ -9,6 +9,7 @@ import pytest
 from ssl_jax import models
 from ssl_jax.configs import default
 from ssl_jax.training import optim
+from ssl_jax.training import validate
 from tests import helpers
 
 
@@ -150,3 +151,31 @@ def test_lr_scaling():
   assert optim.scaled_learning_rate(1e-3, 4096, 'none') == 1e-3
   with pytest.raises(ValueError, match='lr_scaling'):
     optim.scaled_learning_rate(1.0, 1, 'cubic')
+
+
+@pytest.mark.parametrize(
+    'fields,match',
+    [
+        ({'lars_variant': 'lamb'}, "optimizer.lars_variant='lamb'"),
+        ({'clip_lr': True}, 'optimizer.clip_lr=True needs'),
+        (
+            {'clip_lr': True, 'lars_variant': 'solo_learn', 'name': 'sgd'},
+            "optimizer.clip_lr=True needs .*name='sgd'",
+        ),
+        ({'weight_decay': -1e-4}, 'optimizer.weight_decay=-0.0001 must be'),
+        ({'momentum': 1.0}, r'optimizer.momentum=1.0 must be in \[0, 1\)'),
+        ({'trust_coefficient': 0.0}, 'optimizer.trust_coefficient=0.0'),
+    ],
+)
+def test_bad_optimizer_setting_is_one_line(fields, match):
+  config = helpers.tiny_config(dataset='cifar10', num_epochs=2)
+  config.optimizer.update(fields)
+  with pytest.raises(validate.ConfigError, match=match) as e:
+    validate.validate(config, num_devices=8)
+  assert '\n' not in str(e.value)
+
+
+def test_solo_learn_clip_lr_config_is_valid():
+  config = helpers.tiny_config(dataset='cifar10', num_epochs=2)
+  config.optimizer.update(lars_variant='solo_learn', clip_lr=True)
+  validate.validate(config, num_devices=8)

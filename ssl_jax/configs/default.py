@@ -96,6 +96,11 @@ def get_config() -> ml_collections.ConfigDict:
   c.optimizer.weight_decay = 1e-6
   c.optimizer.momentum = 0.9  # LARS and SGD.
   c.optimizer.trust_coefficient = 1e-3  # LARS.
+  # LARS as google-research/simclr runs it ('simclr': optax.lars) or as
+  # solo-learn's LARSWrapper around SGD does ('solo_learn'); see optim.py.
+  c.optimizer.lars_variant = 'simclr'
+  # solo_learn LARS: clip each layer's rate at the scheduled one.
+  c.optimizer.clip_lr = False
   c.optimizer.b1 = 0.9  # Adam(W).
   c.optimizer.b2 = 0.999  # Adam(W).
   # Multiplies the LR of biases and norm parameters (the 1-D leaves).

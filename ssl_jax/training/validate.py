@@ -126,6 +126,7 @@ def validate(
       f'optimizer.lr_scaling={config.optimizer.lr_scaling!r}; use one of '
       f'{optim.LR_SCALINGS}.',
   )
+  optim.check_config(config.optimizer)
   _check(
       0 <= config.optimizer.warmup_epochs < config.num_epochs,
       f'optimizer.warmup_epochs={config.optimizer.warmup_epochs} must be in '
