@@ -1,5 +1,7 @@
 """LARS masks, the schedule as a pure function of the step, LR scaling."""
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -179,3 +181,82 @@ def test_solo_learn_clip_lr_config_is_valid():
   config = helpers.tiny_config(dataset='cifar10', num_epochs=2)
   config.optimizer.update(lars_variant='solo_learn', clip_lr=True)
   validate.validate(config, num_devices=8)
+
+
+def test_weight_decay_schedule_is_dinos_cosine():
+  c = _config(weight_decay=0.04, weight_decay_end=0.4)
+  c.num_epochs = 10
+  wd = optim.weight_decay_schedule(c, steps_per_epoch=5)
+  total = 50
+  for step in (0, 7, 25, 49, 50, 80):
+    t = min(step, total)
+    want = 0.4 + 0.5 * (0.04 - 0.4) * (1 + np.cos(np.pi * t / total))
+    np.testing.assert_allclose(float(wd(step)), want, rtol=1e-5)
+  assert optim.weight_decay_schedule(_config(), 5) == 1e-6
+
+
+@pytest.mark.parametrize('name', ['lars', 'adamw', 'sgd'])
+def test_scheduled_decay_is_applied_at_each_step(name):
+  """The decay a step applies is the schedule's value at that step."""
+  c = _config(name=name, weight_decay=0.1, weight_decay_end=0.5, momentum=0.0)
+  c.num_epochs = 1
+  rng = np.random.default_rng(5)
+  params = {'w': {'kernel': jnp.asarray(rng.normal(size=(3, 2)), jnp.float32)}}
+  # LARS normalises the step, so it needs a gradient for the decay to show.
+  grad = 0.0 if name != 'lars' else 0.3
+  zero = {'w': {'kernel': jnp.full((3, 2), grad)}}
+  outs = {}
+  for end in (0.1, 0.5):
+    c.optimizer.weight_decay_end = end
+    tx = optim.make_optimizer(c, lambda s: 1.0, steps_per_epoch=4)
+    state = tx.init(params)
+    for _ in range(3):
+      updates, state = tx.update(zero, state, params)
+    outs[end] = updates['w']['kernel']
+  if name == 'lars':
+    assert not np.allclose(outs[0.5], outs[0.1], rtol=1e-3)
+  else:
+    # A zero gradient moves the weights by the decay alone: more decay, more
+    # movement, once the schedule has left its start.
+    assert np.all(np.abs(outs[0.5]) > np.abs(outs[0.1]))
+
+
+def test_clip_each_by_norm_clips_leaf_by_leaf():
+  tx = optim.clip_each_by_norm(3.0)
+  grads = {'a': jnp.full((4,), 10.0), 'b': jnp.full((4,), 0.5)}
+  out, _ = tx.update(grads, tx.init(grads))
+  np.testing.assert_allclose(
+      np.linalg.norm(out['a']), 3.0 * 20.0 / (20.0 + 1e-6), rtol=1e-6
+  )
+  np.testing.assert_allclose(out['b'], grads['b'])  # Under the norm: kept.
+
+
+def test_frozen_rule_trains_nothing_then_starts_fresh_state():
+  """A delayed leaf: no update, no decay, then Adam as if its first step."""
+  c = _config(name='adamw', weight_decay=0.1)
+  params = {
+      'head': {'last_layer': {'kernel': jnp.ones((2, 2))}},
+      'body': {'kernel': jnp.ones((2, 2))},
+  }
+  tx = optim.make_optimizer(
+      c,
+      lambda s: 0.1,
+      steps_per_epoch=2,
+      frozen=(('last_layer', 1.0), ('never', math.inf)),
+  )
+  state = tx.init(params)
+  grads = jax.tree.map(jnp.ones_like, params)
+  moved = []
+  for _ in range(3):
+    updates, state = tx.update(grads, state, params)
+    moved.append(np.abs(updates['head']['last_layer']['kernel']).max())
+    assert np.abs(updates['body']['kernel']).max() > 0
+  assert moved[0] == 0 and moved[1] == 0
+  # First real step of a fresh AdamW: lr * (m_hat / sqrt(v_hat) + wd * w).
+  np.testing.assert_allclose(moved[2], 0.1 * (1.0 + 0.1), rtol=1e-4)
+  # A rule that matches nothing leaves the rest untouched.
+  frozen = optim.make_optimizer(
+      c, lambda s: 0.1, steps_per_epoch=2, frozen=(('body', math.inf),)
+  )
+  updates, _ = frozen.update(grads, frozen.init(params), params)
+  assert np.all(updates['body']['kernel'] == 0)

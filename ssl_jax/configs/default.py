@@ -101,6 +101,11 @@ def get_config() -> ml_collections.ConfigDict:
   c.optimizer.lars_variant = 'simclr'
   # solo_learn LARS: clip each layer's rate at the scheduled one.
   c.optimizer.clip_lr = False
+  # Weight decay at the last step, reached along a half cosine from
+  # weight_decay (DINO: 0.04 -> 0.4); unset: constant.
+  c.optimizer.weight_decay_end = ml_collections.config_dict.placeholder(float)
+  # > 0: clip each parameter's gradient to this norm on its own (DINO: 3.0).
+  c.optimizer.clip_grad_norm = 0.0
   c.optimizer.b1 = 0.9  # Adam(W).
   c.optimizer.b2 = 0.999  # Adam(W).
   # Multiplies the LR of biases and norm parameters (the 1-D leaves).

@@ -1,7 +1,8 @@
 """Optimisers and learning-rate schedules built from the config."""
 
 import math
-from typing import Any, NamedTuple
+import re
+from typing import Any, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -27,8 +28,8 @@ def check_config(opt: ml_collections.ConfigDict) -> None:
 
   Raises:
     errors.ConfigError: an unknown LARS variant, ``clip_lr`` where it has no
-      meaning, a negative weight decay, a momentum outside [0, 1) or a
-      trust coefficient that is not positive.
+      meaning, a negative weight decay or clipping norm, a momentum outside
+      [0, 1) or a trust coefficient that is not positive.
   """
 
   def check(ok, message):
@@ -54,6 +55,16 @@ def check_config(opt: ml_collections.ConfigDict) -> None:
   check(
       0 <= opt.momentum < 1,
       f'optimizer.momentum={opt.momentum!r} must be in [0, 1).',
+  )
+  check(
+      opt.weight_decay_end is None or opt.weight_decay_end >= 0,
+      f'optimizer.weight_decay_end={opt.weight_decay_end!r} must be >= 0'
+      ' (or unset for a constant decay).',
+  )
+  check(
+      opt.clip_grad_norm >= 0,
+      f'optimizer.clip_grad_norm={opt.clip_grad_norm!r} must be >= 0'
+      ' (0: no clipping).',
   )
   check(
       opt.trust_coefficient > 0,
@@ -146,7 +157,7 @@ class ScaleBySoloLearnLarsState(NamedTuple):
 def scale_by_solo_learn_lars(
     learning_rate: optax.Schedule,
     *,
-    weight_decay: float,
+    weight_decay: float | optax.Schedule,
     trust_coefficient: float,
     clip_lr: bool,
     mask: Any,
@@ -165,7 +176,8 @@ def scale_by_solo_learn_lars(
 
   Args:
     learning_rate: the schedule whose value ``lr_t`` the clip compares with.
-    weight_decay: the decay added to the masked leaves' gradients.
+    weight_decay: the decay added to the masked leaves' gradients (a float
+      or a schedule of the step).
     trust_coefficient: eta.
     clip_lr: clip the layer's rate at ``lr_t``.
     mask: a pytree of bools like the params, or a callable making one.
@@ -183,20 +195,19 @@ def scale_by_solo_learn_lars(
     if params is None:
       raise ValueError('scale_by_solo_learn_lars needs the params.')
     lr = learning_rate(state.count)
+    wd = weight_decay(state.count) if callable(weight_decay) else weight_decay
     leaf_mask = mask(params) if callable(mask) else mask
 
     def scale(g, w, masked):
       if not masked:
         return g
       w_norm, g_norm = jnp.linalg.norm(w), jnp.linalg.norm(g)
-      ratio = (
-          trust_coefficient * w_norm / (g_norm + weight_decay * w_norm + eps)
-      )
+      ratio = trust_coefficient * w_norm / (g_norm + wd * w_norm + eps)
       if clip_lr:
         # A zero rate (warm-up's first step) gives inf, clipped to 1, as in
         # solo-learn.
         ratio = jnp.minimum(ratio / lr, 1.0)
-      scaled = (g + weight_decay * w) * ratio
+      scaled = (g + wd * w) * ratio
       return jnp.where((w_norm > 0) & (g_norm > 0), scaled, g)
 
     updates = jax.tree.map(scale, updates, params, leaf_mask)
@@ -207,8 +218,79 @@ def scale_by_solo_learn_lars(
   return optax.GradientTransformation(init_fn, update_fn)
 
 
+def weight_decay_schedule(
+    config: ml_collections.ConfigDict, steps_per_epoch: int
+) -> float | optax.Schedule:
+  """The weight decay: constant, or cosine to ``optimizer.weight_decay_end``.
+
+  DINO's schedule: from ``weight_decay`` at step 0 to ``weight_decay_end`` at
+  the last step along a half cosine, without warm-up.
+
+  Args:
+    config: the experiment config.
+    steps_per_epoch: optimiser steps per epoch.
+
+  Returns:
+    A float, or an optax schedule of the step.
+  """
+  start, end = config.optimizer.weight_decay, config.optimizer.weight_decay_end
+  if end is None or end == start:
+    return start
+  total = max(1, int(config.num_epochs * steps_per_epoch))
+  cosine = optax.cosine_decay_schedule(start - end, total)
+  return lambda step: end + cosine(step)
+
+
+def clip_each_by_norm(max_norm: float) -> optax.GradientTransformation:
+  """Scales each leaf's gradient to norm at most ``max_norm``, leaf by leaf.
+
+  DINO's ``clip_gradients``: every parameter tensor is clipped on its own
+  (``optax.clip_by_global_norm`` clips the whole tree, ``clip_by_block_rms``
+  the RMS, hence this one).
+
+  Args:
+    max_norm: the largest norm a leaf's gradient keeps.
+
+  Returns:
+    A stateless optax gradient transformation.
+  """
+
+  def update_fn(updates, state, params=None):
+    del params
+
+    def clip(g):
+      return g * jnp.minimum(1.0, max_norm / (jnp.linalg.norm(g) + 1e-6))
+
+    return jax.tree.map(clip, updates), state
+
+  return optax.GradientTransformation(
+      lambda params: optax.EmptyState(), update_fn
+  )
+
+
+def _frozen_labels(frozen: Sequence[tuple[str, float]]):
+  """Labels each leaf by the first rule whose pattern its path matches."""
+  patterns = [re.compile(pattern) for pattern, _ in frozen]
+
+  def labels(params):
+    def label(path, _):
+      name = '/'.join(str(getattr(k, 'key', k)) for k in path)
+      for i, pattern in enumerate(patterns):
+        if pattern.search(name):
+          return f'frozen{i}'
+      return 'trained'
+
+    return jax.tree_util.tree_map_with_path(label, params)
+
+  return labels
+
+
 def make_optimizer(
-    config: ml_collections.ConfigDict, schedule: optax.Schedule
+    config: ml_collections.ConfigDict,
+    schedule: optax.Schedule,
+    *,
+    steps_per_epoch: int = 1,
+    frozen: Sequence[tuple[str, float]] = (),
 ) -> optax.GradientTransformation:
   """Builds the optimiser named by ``config.optimizer.name``.
 
@@ -221,36 +303,71 @@ def make_optimizer(
   then the rate), with ``optimizer.clip_lr`` its clip mode.
   ``optimizer.bias_norm_lr_scale`` multiplies the learning rate of those
   parameters (Barlow Twins' recipe gives them 0.0048 / 0.2 of the weights').
+  ``optimizer.clip_grad_norm`` clips each gradient tensor first
+  (:func:`clip_each_by_norm`) and ``optimizer.weight_decay_end`` makes the
+  decay a schedule (:func:`weight_decay_schedule`).
 
   Args:
     config: the experiment config.
     schedule: the learning-rate schedule.
+    steps_per_epoch: optimiser steps per epoch (for epoch-based settings).
+    frozen: the method's ``(path regex, epochs)`` rules: parameters whose
+      ``/``-joined path matches are not trained for that many epochs
+      (``math.inf``: never). As a PyTorch parameter without a gradient, they
+      get no decay and their optimiser state starts when they do; their rate
+      and decay schedules stay those of the global step.
 
   Returns:
     An optax gradient transformation.
   """
-  tx = _base_optimizer(config.optimizer, schedule)
-  if config.optimizer.bias_norm_lr_scale != 1.0:
-    # Every optimiser here is linear in its learning rate after the adaptive
-    # statistics, so scaling the update is scaling the learning rate.
-    tx = optax.chain(
-        tx,
-        optax.masked(
-            optax.scale(config.optimizer.bias_norm_lr_scale),
-            lambda params: jax.tree.map(lambda d: not d, decay_mask(params)),
-        ),
-    )
+  opt = config.optimizer
+  decay = weight_decay_schedule(config, steps_per_epoch)
+
+  def build(offset: int) -> optax.GradientTransformation:
+    lr = schedule if not offset else (lambda count: schedule(count + offset))
+    wd = decay
+    if callable(decay) and offset:
+      wd = lambda count: decay(count + offset)
+    tx = _base_optimizer(opt, lr, wd)
+    if opt.bias_norm_lr_scale != 1.0:
+      # Every optimiser here is linear in its learning rate after the adaptive
+      # statistics, so scaling the update is scaling the learning rate.
+      tx = optax.chain(
+          tx,
+          optax.masked(
+              optax.scale(opt.bias_norm_lr_scale),
+              lambda params: jax.tree.map(lambda d: not d, decay_mask(params)),
+          ),
+      )
+    return tx
+
+  tx = build(0)
+  if frozen:
+    transforms = {'trained': tx}
+    for i, (_, epochs) in enumerate(frozen):
+      if math.isinf(epochs):
+        transforms[f'frozen{i}'] = optax.set_to_zero()
+        continue
+      start = int(round(epochs * steps_per_epoch))
+      transforms[f'frozen{i}'] = optax.transforms.conditionally_mask(
+          build(start), lambda count, start=start: count >= start
+      )
+    tx = optax.multi_transform(transforms, _frozen_labels(frozen))
+  if opt.clip_grad_norm > 0:
+    tx = optax.chain(clip_each_by_norm(opt.clip_grad_norm), tx)
   return tx
 
 
 def _base_optimizer(
-    opt: ml_collections.ConfigDict, schedule: optax.Schedule
+    opt: ml_collections.ConfigDict,
+    schedule: optax.Schedule,
+    weight_decay: float | optax.Schedule,
 ) -> optax.GradientTransformation:
   if opt.name == 'lars' and opt.lars_variant == 'solo_learn':
     return optax.chain(
         scale_by_solo_learn_lars(
             schedule,
-            weight_decay=opt.weight_decay,
+            weight_decay=weight_decay,
             trust_coefficient=opt.trust_coefficient,
             clip_lr=opt.clip_lr,
             mask=decay_mask,
@@ -261,7 +378,7 @@ def _base_optimizer(
   if opt.name == 'lars':
     return optax.lars(
         learning_rate=schedule,
-        weight_decay=opt.weight_decay,
+        weight_decay=weight_decay,
         weight_decay_mask=decay_mask,
         trust_coefficient=opt.trust_coefficient,
         eps=0.0,
@@ -270,12 +387,12 @@ def _base_optimizer(
     )
   if opt.name == 'sgd':
     return optax.chain(
-        optax.add_decayed_weights(opt.weight_decay, mask=decay_mask),
+        optax.add_decayed_weights(weight_decay, mask=decay_mask),
         optax.sgd(schedule, momentum=opt.momentum, nesterov=True),
     )
   if opt.name == 'adam':
     return optax.chain(
-        optax.add_decayed_weights(opt.weight_decay, mask=decay_mask),
+        optax.add_decayed_weights(weight_decay, mask=decay_mask),
         optax.adam(schedule, b1=opt.b1, b2=opt.b2),
     )
   if opt.name == 'adamw':
@@ -283,7 +400,7 @@ def _base_optimizer(
         schedule,
         b1=opt.b1,
         b2=opt.b2,
-        weight_decay=opt.weight_decay,
+        weight_decay=weight_decay,
         mask=decay_mask,
     )
   raise ValueError(f'optimizer.name={opt.name!r}; use one of {OPTIMIZERS}.')
