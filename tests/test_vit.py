@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from ssl_jax import models
+from ssl_jax.models import vit
 from ssl_jax.training import train
 from tests import helpers
 
@@ -117,3 +118,21 @@ def test_a_vit_run_is_probed_and_fine_tuned(tmp_path):
       'frozen/frac=0.2/test_accuracy_mean',
   ):
     assert 0 <= results[key] <= 1, key
+
+
+def test_moco_v3_patch_init_is_xavier_over_a_flattened_patch():
+  model = vit.ViT(
+      patch_size=4,
+      width=64,
+      depth=1,
+      num_heads=2,
+      grid=2,
+      patch_init='xavier_uniform',
+  )
+  params = model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 3)))['params']
+  kernel = np.asarray(params['patch_embedding']['kernel'])
+  bound = np.sqrt(6.0 / (3 * 4 * 4 + 64))
+  assert np.abs(kernel).max() <= bound
+  assert np.abs(kernel).max() > 0.95 * bound  # Uniform, so it reaches it.
+  np.testing.assert_allclose(kernel.std(), bound / np.sqrt(3), rtol=0.05)
+  assert not np.any(params['patch_embedding']['bias'])

@@ -46,6 +46,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.cifar_stem = True  # ResNet: 3x3 stride-1 stem, no max-pool.
   # ViT: side of the square patches (4 for 32 px images, 8 or 16 for larger).
   c.model.patch_size = 4
+  # ViT patch embedding init: 'lecun_normal' or 'xavier_uniform' (MoCo v3's).
+  c.model.patch_init = 'lecun_normal'
   c.model.dropout = 0.0  # Supervised: dropout before the classifier.
 
   c.projector = ml_collections.ConfigDict()

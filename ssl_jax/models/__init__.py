@@ -51,6 +51,7 @@ def _vit(size: str, config: ml_collections.ConfigDict) -> nn.Module:
       patch_size=config.model.patch_size,
       image_size=config.image_size,
       dtype=jnp.dtype(config.dtype),
+      patch_init=config.model.patch_init,
   )
 
 

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 
 # name -> (width, depth, heads); the MLP is 4x the width.
+PATCH_INITS = ('lecun_normal', 'xavier_uniform')
 SIZES = {
     'tiny': (192, 12, 3),
     'small': (384, 12, 6),
@@ -59,6 +60,10 @@ class ViT(nn.Module):
     num_heads: attention heads per block.
     grid: patches per side the position embeddings are learned for
       (``image_size // patch_size``).
+    patch_init: the patch embedding's initialisation: ``'lecun_normal'``
+      (flax's default for a convolution) or ``'xavier_uniform'`` (MoCo v3's:
+      uniform in +-sqrt(6 / (C * P * P + width)), the kernel taken as a
+      linear map from a flattened patch, zero bias).
     dtype: computation dtype (parameters stay float32).
   """
 
@@ -67,6 +72,7 @@ class ViT(nn.Module):
   depth: int = 12
   num_heads: int = 3
   grid: int = 8
+  patch_init: str = 'lecun_normal'
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -79,6 +85,20 @@ class ViT(nn.Module):
           f'ViT: image side {h}x{w} is not a multiple of model.patch_size={p};'
           ' choose a patch size that divides the image and crop sizes.'
       )
+    if self.patch_init not in PATCH_INITS:
+      raise ValueError(
+          f'ViT: patch_init={self.patch_init!r}; use one of {PATCH_INITS}.'
+      )
+    init = {}
+    if self.patch_init == 'xavier_uniform':
+      # flax's xavier on a conv kernel counts the window in both fans; MoCo v3
+      # counts fan_out = width, as for a linear layer on a flattened patch.
+      init = dict(
+          kernel_init=nn.initializers.variance_scaling(
+              1.0, 'fan_avg', 'uniform', in_axis=(0, 1, 2), out_axis=-1
+          ),
+          bias_init=nn.initializers.zeros,
+      )
     x = nn.Conv(
         self.width,
         (p, p),
@@ -86,6 +106,7 @@ class ViT(nn.Module):
         padding='VALID',
         dtype=self.dtype,
         name='patch_embedding',
+        **init,
     )(x.astype(self.dtype))
     gh, gw = h // p, w // p
     pos = self.param(
@@ -118,7 +139,14 @@ class ViT(nn.Module):
     return nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name='norm')(x[:, 0])
 
 
-def vit(size: str, *, patch_size: int, image_size: int, dtype: Any) -> ViT:
+def vit(
+    size: str,
+    *,
+    patch_size: int,
+    image_size: int,
+    dtype: Any,
+    patch_init: str = 'lecun_normal',
+) -> ViT:
   """ViT-Tiny or ViT-Small for ``image_size`` inputs in ``patch_size`` patches.
 
   Args:
@@ -127,6 +155,7 @@ def vit(size: str, *, patch_size: int, image_size: int, dtype: Any) -> ViT:
     patch_size: side of the square patches.
     image_size: the side the position embeddings are learned for.
     dtype: computation dtype.
+    patch_init: the patch embedding's initialisation (:class:`ViT`).
 
   Returns:
     The :class:`ViT` module.
@@ -138,5 +167,6 @@ def vit(size: str, *, patch_size: int, image_size: int, dtype: Any) -> ViT:
       depth=depth,
       num_heads=heads,
       grid=max(1, image_size // patch_size),
+      patch_init=patch_init,
       dtype=dtype,
   )

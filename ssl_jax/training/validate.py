@@ -11,6 +11,7 @@ from ssl_jax import models
 from ssl_jax.data import augment
 from ssl_jax.data import input_pipeline
 from ssl_jax.models import conv
+from ssl_jax.models import vit
 from ssl_jax.training import checkpoint
 from ssl_jax.training import optim
 
@@ -212,6 +213,11 @@ def validate(
       isinstance(config.model.patch_size, int) and config.model.patch_size > 0,
       f'model.patch_size={config.model.patch_size!r} must be a positive'
       ' integer.',
+  )
+  _check(
+      config.model.patch_init in vit.PATCH_INITS,
+      f'model.patch_init={config.model.patch_init!r}; use one of'
+      f' {vit.PATCH_INITS}.',
   )
   methods.get(config.method).check_config(config)
   train_size = config.augment.train_size
