@@ -150,7 +150,12 @@ class Method:
       representation).
     train_step: ``(state, batch, key, *, model, tx, config, schedule) ->
       (state, metrics)``, a pure function the loop jit-compiles over the mesh
-      (batch sharded on ``'data'``, state replicated and donated).
+      (batch sharded on ``'data'``, state replicated and donated). The
+      joint-embedding methods (the two-view ones and DINO) also take a batch
+      that carries ready ``'views'`` (a tuple of float32 [B,S,S,C] in [0, 1];
+      DINO's global crops, then its local ones) in place of ``'image'``, and
+      encode those as they are (``shared.views_of``): parity tests feed them
+      the views a reference implementation sees.
     init: ``(rng, config, sample, model) -> (params, batch_stats)``.
     uses_labels: pretraining reads labels, so ``data.label_fraction`` applies
       (the report shows it; self-supervised methods say False).

@@ -167,6 +167,8 @@ def train_step(
     state: the replicated train state (``extra``: teacher, centre).
     batch: ``{'image': uint8 [B,H,W,C], 'label': int32 [B]}`` (label -1 where
       unknown), sharded over the data axis.
+      Or ready ``'views'`` in place of ``'image'``: the 2 global crops,
+      then the local ones (see ``shared.views_of``).
     key: the PRNG key of this step.
     model: the :func:`build_model` module.
     tx: the optimiser.
@@ -177,12 +179,12 @@ def train_step(
     The new state and a dict of scalar metrics.
   """
   d = config.dino
-  b = batch['image'].shape[0]
+  b = batch['label'].shape[0]
   global_key, local_key = jax.random.split(key)
   global_views = jnp.concatenate(
-      augment.make_views(
+      shared.views_of(
+          batch,
           global_key,
-          batch['image'],
           (config.augment.view1, config.augment.view2),
           shared.train_view_size(config),
       )
@@ -190,11 +192,12 @@ def train_step(
   local_views = None
   if d.num_local_crops:
     local_views = jnp.concatenate(
-        augment.make_views(
+        shared.views_of(
+            batch,
             local_key,
-            batch['image'],
             (d.local_view,) * d.num_local_crops,
             local_size(config),
+            first=2,
         )
     )
   labels = jnp.concatenate([batch['label'], batch['label']])

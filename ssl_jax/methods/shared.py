@@ -127,6 +127,42 @@ def apply_gradients(
   )
 
 
+def views_of(
+    batch: dict[str, Any],
+    key: jax.Array,
+    view_configs: tuple[ml_collections.ConfigDict, ...],
+    size: int,
+    first: int = 0,
+) -> tuple[jax.Array, ...]:
+  """The batch's views: its ready ``'views'`` if it carries them, else augmented.
+
+  A batch may carry ``'views'``, a tuple of float32 [B,S,S,C] images in
+  [0, 1] made elsewhere (the parity tests feed the views a reference
+  implementation sees); views ``first`` to ``first + len(view_configs)`` of
+  it are used as they are and ``key`` is not used. Otherwise the views are
+  ``augment.make_views(key, batch['image'], view_configs, size)``, as before.
+
+  Args:
+    batch: ``{'image', 'label'}``, or ``{'views', 'label'}`` (any side).
+    key: the PRNG key of the augmentations.
+    view_configs: one ``augment.view_config`` per view wanted.
+    size: the side of the augmented views.
+    first: the index in ``batch['views']`` of the first view wanted.
+
+  Returns:
+    ``len(view_configs)`` arrays [B,S,S,C].
+  """
+  if 'views' in batch:
+    views = tuple(batch['views'][first : first + len(view_configs)])
+    if len(views) != len(view_configs):
+      raise ValueError(
+          f"batch['views'] holds {len(batch['views'])} views; views {first} to"
+          f' {first + len(view_configs) - 1} are wanted.'
+      )
+    return views
+  return augment.make_views(key, batch['image'], view_configs, size)
+
+
 def two_view_step(
     state: TrainState,
     batch: dict[str, jax.Array],
@@ -158,8 +194,10 @@ def two_view_step(
 
   Args:
     state: the replicated train state.
-    batch: ``{'image': uint8 [B,H,W,C], 'label': int32 [B]}``.
-    key: the PRNG key of this step.
+    batch: ``{'image': uint8 [B,H,W,C], 'label': int32 [B]}``, or with
+      ready ``'views'`` (two float32 [B,S,S,C] in [0, 1]) instead of
+      ``'image'``: those are encoded as they are (see :func:`views_of`).
+    key: the PRNG key of this step (unused with ready views).
     model: a :class:`TwoViewModel`.
     tx: the optimiser.
     config: the experiment config.
@@ -175,9 +213,9 @@ def two_view_step(
   Returns:
     The new state and a dict of scalar metrics.
   """
-  views = augment.make_views(
+  views = views_of(
+      batch,
       key,
-      batch['image'],
       (config.augment.view1, config.augment.view2),
       train_view_size(config),
   )

@@ -52,6 +52,8 @@ def train_step(
     state: the replicated train state.
     batch: ``{'image': uint8 [B,H,W,C], 'label': int32 [B]}`` (label -1 where
       unknown), sharded over the data axis.
+      Or ready ``'views'`` (two float32 [B,S,S,C]) in place of
+      ``'image'`` (see ``shared.views_of``).
     key: the PRNG key of this step.
     model: a ``shared.TwoViewModel``.
     tx: the optimiser.
