@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from ssl_jax.data import augment
+from ssl_jax.data import color
+from ssl_jax.data import crop
 
 # Everything on, probabilities 1: exercises every branch.
 ALL_ON = dict(
@@ -125,7 +127,7 @@ def test_make_views():
 def test_identity_crop():
   image = _images(batch=1)[0].astype(jnp.float32) / 255.0
   for seed in range(3):
-    out = augment.random_resized_crop(
+    out = crop.random_resized_crop(
         jax.random.key(seed), image, 32, scale=(1.0, 1.0), ratio=(1.0, 1.0)
     )
     np.testing.assert_allclose(out, image, atol=1e-5)
@@ -135,7 +137,7 @@ def test_crop_stays_inside_image():
   # A constant image must stay constant whatever the crop (no zero padding).
   image = jnp.full((32, 32, 3), 0.7, jnp.float32)
   for seed in range(5):
-    out = augment.random_resized_crop(jax.random.key(seed), image, 24)
+    out = crop.random_resized_crop(jax.random.key(seed), image, 24)
     np.testing.assert_allclose(out, 0.7, atol=1e-5)
 
 
@@ -147,7 +149,7 @@ def test_flip():
 
 def test_grayscale_channels_equal():
   image = _images(batch=1)[0].astype(jnp.float32) / 255.0
-  out = augment.random_grayscale(jax.random.key(0), image, 1.0)
+  out = color.random_grayscale(jax.random.key(0), image, 1.0)
   assert out.shape == image.shape
   np.testing.assert_allclose(out[..., 0], out[..., 1])
   np.testing.assert_allclose(out[..., 0], out[..., 2])
@@ -171,13 +173,13 @@ def test_jitter_step_matches_pix():
       pix.adjust_hue(image, h),
   ]
   for op, ref in enumerate(expected):
-    out = augment._jitter_step(image, jnp.int32(op), b, c, s, h)
+    out = color._simclr_step(image, jnp.int32(op), b, c, s, h)
     np.testing.assert_allclose(out, jnp.clip(ref, 0.0, 1.0), atol=1e-5)
 
 
 def test_jitter_changes_grayscale_image():
   image = _images(batch=1, channels=1)[0].astype(jnp.float32) / 255.0
-  out = augment.color_jitter(jax.random.key(0), image, 1.0, 1.0)
+  out = color.simclr_jitter(jax.random.key(0), image, (0.8, 0.8, 0.8, 0.2), 1.0)
   assert out.shape == image.shape
   assert not np.allclose(out, image)
 

@@ -3,7 +3,10 @@
 Everything here is pure JAX and meant to run inside a jitted train step: each
 example gets its own PRNG key and the per-image ops are vmapped over the batch.
 The default view follows the SimCLR recipe (random resized crop, flip, colour
-jitter, grayscale, optional blur / noise / solarize).
+jitter, grayscale, optional blur / noise / solarize). A view's ``color_ops``
+picks the family of crop and colour ops: ``'simclr'`` (TF SimCLR's, the
+default) or ``'torchvision'`` (torchvision's, as solo-learn and lightly
+recipes run them); see ``color.py`` and ``crop.py``.
 
 Per-image functions take float32 images of shape [H, W, C] with values in
 [0, 1] (C = 1 or 3) and return images in the same range. Random ops draw a
@@ -11,15 +14,17 @@ Bernoulli sample and select between the op result and the identity with
 `jnp.where`, which vmaps without turning into data-dependent control flow.
 """
 
-import math
-from typing import Callable, Sequence, Tuple
+from typing import Sequence, Tuple
 
 import dm_pix as pix
 import jax
 import jax.numpy as jnp
 import ml_collections
+from ml_collections import config_dict
 
 from ssl_jax import errors
+from ssl_jax.data import color
+from ssl_jax.data import crop
 
 Array = jax.Array
 PRNGKey = jax.Array
@@ -40,7 +45,14 @@ def view_config(**overrides) -> ml_collections.ConfigDict:
           crop_scale=(0.08, 1.0),
           crop_ratio=(3.0 / 4.0, 4.0 / 3.0),
           flip_prob=0.5,
+          # SimCLR's colour jitter strength s: brightness, contrast and
+          # saturation magnitudes 0.8 s, hue 0.2 s, unless set below.
           jitter_strength=1.0,
+          # ColorJitter magnitudes; None: derived from jitter_strength.
+          brightness=config_dict.placeholder(float),
+          contrast=config_dict.placeholder(float),
+          saturation=config_dict.placeholder(float),
+          hue=config_dict.placeholder(float),
           jitter_prob=0.8,
           grayscale_prob=0.2,
           blur_prob=0.0,
@@ -49,6 +61,9 @@ def view_config(**overrides) -> ml_collections.ConfigDict:
           noise_std=0.05,
           solarize_prob=0.0,
           jigsaw_grid=0,
+          # 'simclr' (TF SimCLR ops) or 'torchvision' (torchvision's crop
+          # draw and resize, ColorJitter ops, solarize at 128/255).
+          color_ops='simclr',
       )
   )
   # ConfigDict.update silently adds unknown keys unless the dict is locked.
@@ -67,7 +82,8 @@ def check_view(name: str, view: ml_collections.ConfigDict, side: int) -> None:
 
   Raises:
     errors.ConfigError: a probability outside [0, 1], a jigsaw grid that does
-      not divide ``side``, or a crop scale outside (0, 1].
+      not divide ``side``, a crop scale outside (0, 1], a negative jitter
+      magnitude, a hue outside [0, 0.5] or an unknown ``color_ops``.
   """
   for field in (
       'flip_prob',
@@ -94,72 +110,22 @@ def check_view(name: str, view: ml_collections.ConfigDict, side: int) -> None:
         f'{name}.crop_scale={tuple(view.crop_scale)} must satisfy 0 < min <='
         ' max <= 1.'
     )
-
-
-def _maybe_apply(
-    key: PRNGKey, prob, fn: Callable[[Array], Array], image: Array
-) -> Array:
-  """Returns `fn(image)` with probability `prob`, else `image`."""
-  if isinstance(prob, (int, float)) and prob <= 0:
-    return image  # Statically off: skip tracing the op altogether.
-  apply = jax.random.bernoulli(key, prob)
-  return jnp.where(apply, fn(image), image)
-
-
-def random_resized_crop(
-    key: PRNGKey,
-    image: Array,
-    out_size: int,
-    scale: Tuple[float, float] = (0.08, 1.0),
-    ratio: Tuple[float, float] = (3 / 4, 4 / 3),
-) -> Array:
-  """Crops a random region and resizes it to `out_size` x `out_size`.
-
-  The crop area is a uniform fraction in `scale` of the image area and its
-  aspect ratio (width / height) is log-uniform in `ratio`; the crop sides are
-  clipped to the image, so no retry loop is needed. Crop coordinates are
-  continuous (sub-pixel).
-
-  Args:
-    key: PRNG key.
-    image: float image [H, W, C].
-    out_size: side of the square output.
-    scale: range of the crop area as a fraction of the image area.
-    ratio: range of the crop aspect ratio (width / height).
-
-  Returns:
-    Float image [out_size, out_size, C].
-  """
-  height, width, channels = image.shape
-  area_key, ratio_key, y_key, x_key = jax.random.split(key, 4)
-  area = (
-      height
-      * width
-      * jax.random.uniform(area_key, minval=scale[0], maxval=scale[1])
-  )
-  log_ratio = jax.random.uniform(
-      ratio_key, minval=math.log(ratio[0]), maxval=math.log(ratio[1])
-  )
-  aspect = jnp.exp(log_ratio)
-  crop_h = jnp.clip(jnp.sqrt(area / aspect), 1.0, height)
-  crop_w = jnp.clip(jnp.sqrt(area * aspect), 1.0, width)
-  top = jax.random.uniform(y_key) * (height - crop_h)
-  left = jax.random.uniform(x_key) * (width - crop_w)
-  # dm-pix has no crop-and-resize with traced (random) crop boxes, so map the
-  # box onto the output grid with scale_and_translate. antialias=True because
-  # crops larger than out_size are downsampled and would otherwise alias; at
-  # scale 1 it reduces to the identity.
-  scale_yx = jnp.stack([out_size / crop_h, out_size / crop_w])
-  translation = -jnp.stack([top, left]) * scale_yx
-  return jax.image.scale_and_translate(
-      image,
-      (out_size, out_size, channels),
-      (0, 1),
-      scale_yx,
-      translation,
-      method='linear',
-      antialias=True,
-  )
+  for field in ('brightness', 'contrast', 'saturation'):
+    value = view[field]
+    if value is not None and not value >= 0:
+      raise errors.ConfigError(
+          f'{name}.{field}={value!r} must be >= 0 (None: from jitter_strength).'
+      )
+  if view.hue is not None and not 0 <= view.hue <= 0.5:
+    raise errors.ConfigError(
+        f'{name}.hue={view.hue!r} must be in [0, 0.5] (torchvision'
+        " ColorJitter's range)."
+    )
+  if view.color_ops not in color.FAMILIES:
+    raise errors.ConfigError(
+        f'{name}.color_ops={view.color_ops!r} must be one of'
+        f' {", ".join(map(repr, color.FAMILIES))}.'
+    )
 
 
 def random_flip(key: PRNGKey, image: Array, prob: float = 0.5) -> Array:
@@ -173,89 +139,58 @@ def random_flip(key: PRNGKey, image: Array, prob: float = 0.5) -> Array:
   Returns:
     The possibly flipped image.
   """
-  return _maybe_apply(key, prob, pix.flip_left_right, image)
+  return color.maybe_apply(key, prob, pix.flip_left_right, image)
 
 
-def _jitter_step(
-    x: Array,
-    op: Array,
-    brightness: Array,
-    contrast: Array,
-    saturation: Array,
-    hue: Array,
-) -> Array:
-  """Applies jitter op `op` (0 brightness, 1 contrast, 2 saturation, 3 hue).
+def blur_kernel_size(side: int) -> int:
+  """Returns the blur kernel side for images of side ``side``.
 
-  Under vmap a `lax.switch` on `op` would evaluate every branch anyway, so
-  saturation and hue share one HSV round trip here instead of calling
-  pix.adjust_saturation / adjust_hue separately (~3.5x faster on CPU).
+  About 10% of the side, odd and at least 3: 3 at 32 px, 9 at 96 px, 23 at
+  224 px, the ``kernel_size`` torchvision recipes pass to GaussianBlur.
+
+  Args:
+    side: the larger image side.
+
+  Returns:
+    An odd kernel side.
   """
-  # Multiplicative brightness (torchvision / SimCLR v2); pix's is additive.
-  bright = x * brightness
-  contrasted = pix.adjust_contrast(x, contrast)
-  if x.shape[-1] != 3:
-    return jnp.clip(jnp.where(op == 0, bright, contrasted), 0.0, 1.0)
-  h, s, v = jnp.moveaxis(pix.rgb_to_hsv(x), -1, 0)
-  h = jnp.where(op == 3, h + hue, h)
-  s = jnp.where(op == 2, jnp.clip(s * saturation, 0.0, 1.0), s)
-  from_hsv = pix.hsv_to_rgb(jnp.stack([h, s, v], axis=-1))
-  out = jnp.select([op == 0, op == 1], [bright, contrasted], from_hsv)
-  return jnp.clip(out, 0.0, 1.0)
+  return 2 * max(1, side // 20) + 1
 
 
-def color_jitter(
-    key: PRNGKey, image: Array, strength: float = 1.0, prob: float = 0.8
-) -> Array:
-  """SimCLR colour jitter, applied in a random order, with probability `prob`.
+def gaussian_blur(image: Array, sigma: Array, kernel_size: int) -> Array:
+  """Gaussian blur as torchvision's ``gaussian_blur`` on float images.
 
-  Brightness, contrast and saturation factors are uniform in
-  [1 - 0.8 * strength, 1 + 0.8 * strength] (clipped at 0) and the hue shift is
-  uniform in [-0.2 * strength, 0.2 * strength] of a full turn. The image is
-  clipped to [0, 1] after every step, as the HSV conversions expect it. For
-  single-channel images only brightness and contrast apply (in random order).
+  The image is reflect-padded by half the kernel, so borders are not
+  darkened, and convolved with the normalised separable gaussian.
+
+  Args:
+    image: float image [H, W, C].
+    sigma: gaussian standard deviation, in pixels.
+    kernel_size: odd kernel side.
+
+  Returns:
+    The blurred image, same shape.
+  """
+  radius = kernel_size // 2
+  padded = jnp.pad(
+      image, ((radius, radius), (radius, radius), (0, 0)), mode='reflect'
+  )
+  return pix.gaussian_blur(padded, sigma, kernel_size, padding='VALID')
+
+
+def blur_sigma(key: PRNGKey, sigma_range: Tuple[float, float]) -> Array:
+  """Draws a blur sigma uniformly in ``sigma_range``.
+
+  torchvision's GaussianBlur and solo-learn's draw it the same way.
 
   Args:
     key: PRNG key.
-    image: float image [H, W, C].
-    strength: jitter strength `s`.
-    prob: probability of applying the whole jitter.
+    sigma_range: (min, max) standard deviation, in pixels.
 
   Returns:
-    The jittered image.
+    A float32 scalar.
   """
-  apply_key, order_key, b_key, c_key, s_key, h_key = jax.random.split(key, 6)
-  delta = 0.8 * strength
-  lo, hi = max(0.0, 1.0 - delta), 1.0 + delta
-  brightness = jax.random.uniform(b_key, minval=lo, maxval=hi)
-  contrast = jax.random.uniform(c_key, minval=lo, maxval=hi)
-  saturation = jax.random.uniform(s_key, minval=lo, maxval=hi)
-  hue = jax.random.uniform(h_key, minval=-0.2 * strength, maxval=0.2 * strength)
-  num_ops = 4 if image.shape[-1] == 3 else 2
-
-  def jitter(x):
-    order = jax.random.permutation(order_key, num_ops)
-    for i in range(num_ops):
-      x = _jitter_step(x, order[i], brightness, contrast, saturation, hue)
-    return x
-
-  return _maybe_apply(apply_key, prob, jitter, image)
-
-
-def random_grayscale(key: PRNGKey, image: Array, prob: float = 0.2) -> Array:
-  """Converts to grayscale with probability `prob`, keeping C channels.
-
-  Args:
-    key: PRNG key.
-    image: float image [H, W, C].
-    prob: conversion probability.
-
-  Returns:
-    The possibly grayscale image (all channels equal), same shape.
-  """
-  if image.shape[-1] == 1:
-    return image
-  to_gray = lambda x: pix.rgb_to_grayscale(x, keep_dims=True)
-  return _maybe_apply(key, prob, to_gray, image)
+  return jax.random.uniform(key, minval=sigma_range[0], maxval=sigma_range[1])
 
 
 def random_blur(
@@ -266,8 +201,7 @@ def random_blur(
 ) -> Array:
   """Gaussian blur with probability `prob` and sigma uniform in `sigma_range`.
 
-  The kernel side is about 10% of the image side (odd, at least 3), and the
-  image is reflect-padded so borders are not darkened.
+  The kernel side is :func:`blur_kernel_size`.
 
   Args:
     key: PRNG key.
@@ -279,18 +213,10 @@ def random_blur(
     The possibly blurred image, same shape.
   """
   apply_key, sigma_key = jax.random.split(key)
-  sigma = jax.random.uniform(
-      sigma_key, minval=sigma_range[0], maxval=sigma_range[1]
-  )
-  radius = max(1, max(image.shape[:2]) // 20)
-
-  def blur(x):
-    padded = jnp.pad(
-        x, ((radius, radius), (radius, radius), (0, 0)), mode='reflect'
-    )
-    return pix.gaussian_blur(padded, sigma, 2 * radius + 1, padding='VALID')
-
-  return _maybe_apply(apply_key, prob, blur, image)
+  sigma = blur_sigma(sigma_key, sigma_range)
+  kernel_size = blur_kernel_size(max(image.shape[:2]))
+  blur = lambda x: gaussian_blur(x, sigma, kernel_size)
+  return color.maybe_apply(apply_key, prob, blur, image)
 
 
 def random_noise(
@@ -310,21 +236,7 @@ def random_noise(
   apply_key, noise_key = jax.random.split(key)
   noise = std * jax.random.normal(noise_key, image.shape, image.dtype)
   add_noise = lambda x: jnp.clip(x + noise, 0.0, 1.0)
-  return _maybe_apply(apply_key, prob, add_noise, image)
-
-
-def random_solarize(key: PRNGKey, image: Array, prob: float = 0.2) -> Array:
-  """Solarizes (inverts values >= 0.5) with probability `prob`.
-
-  Args:
-    key: PRNG key.
-    image: float image [H, W, C].
-    prob: solarization probability.
-
-  Returns:
-    The possibly solarized image.
-  """
-  return _maybe_apply(key, prob, lambda x: pix.solarize(x, 0.5), image)
+  return color.maybe_apply(apply_key, prob, add_noise, image)
 
 
 def jigsaw(key: PRNGKey, image: Array, grid: int) -> Array:
@@ -376,18 +288,33 @@ def augment_image(
     float32 image [out_size, out_size, C] in [0, 1].
   """
   keys = jax.random.split(key, 8)
+  family = cfg.color_ops
+  resized_crop = (
+      crop.torchvision_resized_crop
+      if family == 'torchvision'
+      else crop.random_resized_crop
+  )
   x = _to_float(image)
-  x = random_resized_crop(
+  x = resized_crop(
       keys[0], x, out_size, tuple(cfg.crop_scale), tuple(cfg.crop_ratio)
   )
   x = random_flip(keys[1], x, float(cfg.flip_prob))
-  x = color_jitter(
-      keys[2], x, float(cfg.jitter_strength), float(cfg.jitter_prob)
+  x = color.color_jitter(
+      keys[2],
+      x,
+      color.jitter_magnitudes(cfg),
+      float(cfg.jitter_prob),
+      family,
   )
-  x = random_grayscale(keys[3], x, float(cfg.grayscale_prob))
+  x = color.random_grayscale(keys[3], x, float(cfg.grayscale_prob))
   x = random_blur(keys[4], x, float(cfg.blur_prob), tuple(cfg.blur_sigma))
   x = random_noise(keys[5], x, float(cfg.noise_prob), float(cfg.noise_std))
-  x = random_solarize(keys[6], x, float(cfg.solarize_prob))
+  x = color.random_solarize(
+      keys[6],
+      x,
+      float(cfg.solarize_prob),
+      color.SOLARIZE_THRESHOLD[family],
+  )
   x = jigsaw(keys[7], x, int(cfg.jigsaw_grid))
   return jnp.clip(x, 0.0, 1.0)
 
