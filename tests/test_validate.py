@@ -231,8 +231,8 @@ _BAD = [
     ),
     (
         'simclr_cifar10',
-        '--config.optimizer.warmup_epochs=900',
-        'optimizer.warmup_epochs=900.0 must be in [0, num_epochs=800.0).',
+        '--config.optimizer.warmup_epochs=1100',
+        'optimizer.warmup_epochs=1100.0 must be in [0, num_epochs=1000.0).',
     ),
     (
         'simclr_cifar10',

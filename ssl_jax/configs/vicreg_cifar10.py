@@ -1,14 +1,17 @@
 """VICReg on CIFAR-10: ResNet-18 (CIFAR stem), LARS, batch 256, 1000 epochs.
 
+Reference: vturrisi/solo-learn, scripts/pretrain/cifar/vicreg.yaml @ 9187ea39c2c3.
+
   python main.py --config=configs/vicreg_cifar10.py --workdir=/tmp/vicreg_c10 \
       --config.data_dir=DIR
 
-solo-learn's CIFAR recipe (``scripts/pretrain/cifar/vicreg.yaml``): a
-3-layer 2048-wide projector, loss weights 25 / 25 / 1, LARS (trust
-coefficient 0.02) at 0.3 for batch 256 with weight decay 1e-4, crops from
+solo-learn's CIFAR recipe (``scripts/pretrain/cifar/vicreg.yaml``): a 3-layer
+2048-wide projector, loss weights 25 / 25 / 1, solo-learn's LARS (``clip_lr``,
+trust coefficient 0.02) at 0.3 for batch 256 with weight decay 1e-4, crops from
 0.2 of the image, colour jitter, grayscale and solarize 0.1 on both views, no
-blur. Published for this recipe (solo-learn, ResNet-18, 1000 epochs): 92.07 %
-online linear; not yet measured here at that length.
+blur. Still pending here: its colour jitter (0.4, 0.4, 0.2, 0.1); see
+docs/recipes.md. Published for this recipe (solo-learn, ResNet-18, 1000
+epochs): 92.07 % online linear; not yet measured here at that length.
 """
 
 from ssl_jax.configs import default
@@ -26,6 +29,8 @@ def get_config():
   c.optimizer.lr_scaling = 'linear'
   c.optimizer.weight_decay = 1e-4
   c.optimizer.trust_coefficient = 0.02
+  c.optimizer.lars_variant = 'solo_learn'
+  c.optimizer.clip_lr = True
   c.projector.hidden_dims = (2048, 2048)
   c.projector.out_dim = 2048
   for view in (c.augment.view1, c.augment.view2):
