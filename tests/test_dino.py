@@ -5,6 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from ssl_jax import errors
+from ssl_jax import losses
 from ssl_jax.data import augment
 from ssl_jax.methods import dino
 from tests import helpers
@@ -94,3 +96,97 @@ def test_without_local_crops_the_step_still_trains():
   )
   state, metrics = step(state, batch, run.replicate(jax.random.key(1)))
   assert np.isfinite(float(metrics['loss']))
+
+
+def _ready_views(run, config, seed=0):
+  """A batch of ready views: 2 global 16 px crops and 3 local 8 px ones."""
+  rng = np.random.default_rng(seed)
+  views = tuple(
+      rng.uniform(size=(16, side, side, 3)).astype(np.float32)
+      for side in (16, 16, 8, 8, 8)
+  )
+  labels = rng.integers(0, 10, (16,), np.int32)
+  return views, jax.device_put(
+      {'views': views, 'label': labels}, run.data_sharding
+  )
+
+
+def test_head_batchnorm_normalises_all_crops_at_once():
+  """DINO's wrapper runs the head once on every crop's features."""
+  config = _config(**{'dino.use_bn': True, 'dino.center_momentum': 0.0})
+  run, state, step = helpers.compiled_step(config)
+  views, batch = _ready_views(run, config)
+  variables = jax.device_get(
+      {'params': state.params, 'batch_stats': state.batch_stats}
+  )
+  teacher = jax.device_get(momentum_target(state))
+  _, metrics = step(state, batch, run.replicate(jax.random.key(1)))
+
+  def loss_with(student):
+    t_out, _ = run.model.apply(
+        teacher,
+        jnp.concatenate(views[:2]),
+        train=True,
+        mutable=['batch_stats'],
+    )
+    t = t_out['projection'].reshape(2, 16, -1)
+    return float(losses.dino(student, t, jnp.zeros(32), 0.1, 0.04))
+
+  once, _ = run.model.apply(
+      variables,
+      jnp.concatenate(views[:2]),
+      train=True,
+      more_crops=jnp.concatenate(views[2:]),
+      mutable=['batch_stats'],
+  )
+  apart = [
+      run.model.apply(
+          variables,
+          jnp.concatenate(group),
+          train=True,
+          mutable=['batch_stats'],
+      )[0]['projection']
+      for group in (views[:2], views[2:])
+  ]
+  want = loss_with(once['projection'].reshape(5, 16, -1))
+  other = loss_with(jnp.concatenate(apart).reshape(5, 16, -1))
+  assert float(metrics['loss']) == pytest.approx(want, rel=1e-4)
+  assert abs(want - other) > 1e-3  # Normalising apart is another loss.
+
+
+def momentum_target(state):
+  return {
+      'params': state.extra['target_params'],
+      'batch_stats': state.extra['target_batch_stats'],
+  }
+
+
+def test_last_layer_is_frozen_for_its_epochs_then_trains():
+  config = _config(**{'dino.freeze_last_layer_epochs': 1.0})
+  run, state, step = helpers.compiled_step(config, steps_per_epoch=2)
+  _, batch = _ready_views(run, config)
+  key = run.replicate(jax.random.key(1))
+
+  moved = []
+  for _ in range(3):
+    before = jax.device_get(state.params)
+    state, _ = step(state, batch, key)
+    after = jax.device_get(state.params)
+    moved.append(
+        not np.array_equal(
+            before['projector']['prototypes']['kernel'],
+            after['projector']['prototypes']['kernel'],
+        )
+    )
+    # The rest of the head trains from the first step.
+    assert not np.array_equal(
+        before['projector']['Dense_0']['kernel'],
+        after['projector']['Dense_0']['kernel'],
+    )
+  assert moved == [False, False, True]
+  assert dino.frozen_params(_config()) == ()
+
+
+def test_bad_freeze_epochs_is_one_line():
+  with pytest.raises(errors.ConfigError, match='freeze_last_layer_epochs'):
+    dino.check_config(_config(**{'dino.freeze_last_layer_epochs': -1.0}))

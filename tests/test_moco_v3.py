@@ -5,9 +5,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from ssl_jax import errors
 from ssl_jax import losses
 from ssl_jax.data import augment
+from ssl_jax.methods import moco_v3
 from ssl_jax.models import heads
+from ssl_jax.training import run as run_lib
 from tests import helpers
 
 
@@ -57,3 +60,53 @@ def test_output_batchnorm_has_no_scale_or_bias_and_standardises():
   y, _ = head.apply(variables, x, train=True, mutable=['batch_stats'])
   np.testing.assert_allclose(y.mean(0), 0, atol=1e-5)
   np.testing.assert_allclose(y.std(0), 1, atol=1e-2)
+
+
+def test_vit_predictor_ends_in_affine_free_batchnorm():
+  config = helpers.tiny_config(
+      method='moco_v3',
+      **{
+          'moco_v3.predictor_hidden_dims': (16,),
+          'moco_v3.predictor_out_bn': True,
+      },
+  )
+  model = moco_v3.build_model(config, 10)
+  x = jax.random.normal(jax.random.key(0), (32, 16, 16, 3))
+  variables = model.init(jax.random.key(1), x, train=False)
+  predictor = variables['params']['predictor']
+  assert set(predictor['Dense_1']) == {'kernel'}  # A BatchNorm follows it.
+  assert 'BatchNorm_1' in variables['batch_stats']['predictor']
+  assert 'BatchNorm_1' not in predictor  # No scale, no bias.
+  out, _ = model.apply(variables, x, train=True, mutable=['batch_stats'])
+  np.testing.assert_allclose(out['prediction'].mean(0), 0, atol=1e-4)
+
+
+def test_frozen_patch_embedding_never_moves():
+  config = helpers.tiny_config(
+      method='moco_v3',
+      encoder='vit_tiny',
+      **{
+          'model.patch_size': 4,
+          'model.patch_init': 'xavier_uniform',
+          'moco_v3.freeze_patch_embedding': True,
+          'moco_v3.predictor_hidden_dims': (16,),
+          'optimizer.name': 'adamw',
+          'optimizer.warmup_epochs': 0,
+      },
+  )
+  run = run_lib.build(config)
+  _, tx = run.optimizer(4)
+  params, _ = run.init_variables(jax.random.key(0))
+  grads = jax.tree.map(jnp.ones_like, params)
+  updates, _ = tx.update(grads, tx.init(params), params)
+  frozen = updates['encoder']['patch_embedding']
+  assert all(not np.any(leaf) for leaf in jax.tree.leaves(frozen))
+  assert np.any(updates['encoder']['block0']['Dense_0']['kernel'])
+
+
+def test_freezing_a_patch_embedding_needs_a_vit():
+  config = helpers.tiny_config(
+      method='moco_v3', **{'moco_v3.freeze_patch_embedding': True}
+  )
+  with pytest.raises(errors.ConfigError, match='needs a ViT encoder'):
+    moco_v3.check_config(config)

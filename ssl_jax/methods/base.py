@@ -134,6 +134,14 @@ def labelled_batch(
   }
 
 
+def nothing_frozen(
+    config: ml_collections.ConfigDict,
+) -> tuple[tuple[str, float], ...]:
+  """Every parameter trains from the first step."""
+  del config
+  return ()
+
+
 def one_view_per_image(config: ml_collections.ConfigDict) -> tuple[int, int]:
   """``(images read, views encoded)`` per step: one view of each image."""
   return config.batch_size, config.batch_size
@@ -185,6 +193,10 @@ class Method:
       tests).
     images_per_step: ``config -> (images read, views encoded)`` per step, for
       throughput figures.
+    frozen_params: ``config -> ((path regex, epochs), ...)``: parameters
+      (``/``-joined paths) the optimiser leaves alone for that many epochs
+      (``math.inf``: always), such as DINO's prototypes in its first epoch
+      (``optim.make_optimizer``).
   """
 
   name: str
@@ -209,6 +221,9 @@ class Method:
   images_per_step: Callable[[ml_collections.ConfigDict], tuple[int, int]] = (
       one_view_per_image
   )
+  frozen_params: Callable[
+      [ml_collections.ConfigDict], tuple[tuple[str, float], ...]
+  ] = nothing_frozen
 
   def __post_init__(self):
     if bool(self.section) != (self.defaults is not None):

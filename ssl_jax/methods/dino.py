@@ -41,6 +41,9 @@ def defaults() -> ml_collections.ConfigDict:
   # Teacher momentum: from this value at step 0 to 1 at the last step (cosine).
   c.base_momentum = 0.996
   c.center_momentum = 0.9  # EMA of the centre of the teacher's outputs.
+  # The prototypes (the head's last layer) are not trained for this many
+  # epochs (DINO: 1): no update, no decay, optimiser state from then on.
+  c.freeze_last_layer_epochs = 0.0
   # Multi-crop: the global crops are augment.view1 and augment.view2 at the
   # training view side; these local crops go to the student only.
   c.num_local_crops = 6
@@ -72,6 +75,11 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     raise errors.ConfigError(
         f'dino.center_momentum={d.center_momentum!r} must be in [0, 1), e.g.'
         ' 0.9.'
+    )
+  if d.freeze_last_layer_epochs < 0:
+    raise errors.ConfigError(
+        f'dino.freeze_last_layer_epochs={d.freeze_last_layer_epochs!r} must'
+        ' be >= 0 (DINO: 1).'
     )
   if d.num_local_crops < 0 or d.warmup_teacher_epochs < 0:
     raise errors.ConfigError(
@@ -159,9 +167,9 @@ def train_step(
 
   The student encodes the global crops and the local crops in two passes
   (their sides differ), so the encoder's BatchNorm normalises each group
-  over the whole global batch, as DINO's multi-crop wrapper does. (That
-  wrapper runs the head once on all crops; with ``dino.use_bn`` the head's
-  BatchNorm here also normalises each group on its own.)
+  over the whole global batch; its head then runs once on the features of
+  all crops (``dino.use_bn``: one BatchNorm over all of them), as DINO's
+  multi-crop wrapper does.
 
   Args:
     state: the replicated train state (``extra``: teacher, centre).
@@ -218,21 +226,13 @@ def train_step(
         {'params': params, 'batch_stats': state.batch_stats},
         global_views,
         train=True,
+        more_crops=local_views,
         mutable=['batch_stats'],
     )
     batch_stats = new_vars.get('batch_stats', {})
-    student = [out['projection'].reshape(2, b, -1)]
-    if local_views is not None:
-      local_out, new_vars = model.apply(
-          {'params': params, 'batch_stats': batch_stats},
-          local_views,
-          train=True,
-          mutable=['batch_stats'],
-      )
-      batch_stats = new_vars.get('batch_stats', {})
-      student.append(local_out['projection'].reshape(d.num_local_crops, b, -1))
+    student = out['projection'].reshape(2 + d.num_local_crops, b, -1)
     loss = losses.dino(
-        jnp.concatenate(student),
+        student,
         teacher,
         center,
         student_temperature=d.student_temperature,
@@ -270,6 +270,14 @@ def train_step(
   )
 
 
+def frozen_params(
+    config: ml_collections.ConfigDict,
+) -> tuple[tuple[str, float], ...]:
+  """The prototypes, for ``dino.freeze_last_layer_epochs`` epochs."""
+  epochs = config.dino.freeze_last_layer_epochs
+  return ((r'^projector/.*prototypes', epochs),) if epochs > 0 else ()
+
+
 def images_per_step(config: ml_collections.ConfigDict) -> tuple[int, int]:
   """``(images read, views encoded)``: 2 global and N local crops of each."""
   return config.batch_size, (2 + config.dino.num_local_crops) * (
@@ -293,4 +301,5 @@ METHOD = base.Method(
     ),
     init_extra=init_extra,
     images_per_step=images_per_step,
+    frozen_params=frozen_params,
 )

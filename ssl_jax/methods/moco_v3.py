@@ -1,5 +1,6 @@
 """MoCo v3 (Chen, Xie and He, 2021): queries against momentum-encoder keys."""
 
+import math
 from typing import Any
 
 import flax.linen as nn
@@ -9,6 +10,7 @@ import optax
 
 from ssl_jax import errors
 from ssl_jax import losses
+from ssl_jax import models
 from ssl_jax.methods import base
 from ssl_jax.methods import momentum
 from ssl_jax.methods import shared
@@ -22,6 +24,12 @@ def defaults() -> ml_collections.ConfigDict:
   # Momentum encoder: from this value at step 0 to 1 at the last step (cosine).
   c.base_momentum = 0.99
   c.predictor_hidden_dims = (4096,)  # The predictor MLP's hidden widths.
+  # BatchNorm without scale or bias on the predictor's output (MoCo v3's ViT
+  # predictor has it, its ResNet one does not).
+  c.predictor_out_bn = False
+  # ViT: never train the patch embedding (MoCo v3's stop-grad-conv1, with
+  # model.patch_init='xavier_uniform'), which it reports stabilises ViTs.
+  c.freeze_patch_embedding = False
   return c
 
 
@@ -33,13 +41,30 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         'e.g. 0.2.'
     )
   momentum.check_momentum('moco_v3', config.moco_v3.base_momentum)
+  if config.moco_v3.freeze_patch_embedding and not models.is_vit(config):
+    raise errors.ConfigError(
+        'moco_v3.freeze_patch_embedding=True needs a ViT encoder'
+        f' (encoder={config.encoder!r}); use --config.encoder=vit_small.'
+    )
 
 
 def build_model(config: ml_collections.ConfigDict, num_classes: int):
   """Encoder + ``config.projector`` + a predictor to the projection width."""
   return momentum.model_with_predictor(
-      config, num_classes, config.moco_v3.predictor_hidden_dims
+      config,
+      num_classes,
+      config.moco_v3.predictor_hidden_dims,
+      predictor_out_bn=config.moco_v3.predictor_out_bn,
   )
+
+
+def frozen_params(
+    config: ml_collections.ConfigDict,
+) -> tuple[tuple[str, float], ...]:
+  """The ViT's patch embedding, never trained, if asked for."""
+  if config.moco_v3.freeze_patch_embedding:
+    return ((r'^encoder/patch_embedding/', math.inf),)
+  return ()
 
 
 def train_step(
@@ -100,7 +125,11 @@ METHOD = base.Method(
     section='moco_v3',
     defaults=defaults,
     check_config=check_config,
-    structural_fields=('moco_v3.predictor_hidden_dims',),
+    structural_fields=(
+        'moco_v3.predictor_hidden_dims',
+        'moco_v3.predictor_out_bn',
+    ),
     init_extra=momentum.init_target,
     images_per_step=shared.two_views_per_image,
+    frozen_params=frozen_params,
 )

@@ -115,6 +115,7 @@ def model_with_predictor(
     config: ml_collections.ConfigDict,
     num_classes: int,
     predictor_hidden_dims: tuple[int, ...],
+    predictor_out_bn: bool = False,
 ) -> nn.Module:
   """Encoder + ``config.projector`` + a predictor back to the projection width.
 
@@ -122,6 +123,8 @@ def model_with_predictor(
     config: the experiment config.
     num_classes: classes of the online probe.
     predictor_hidden_dims: the predictor MLP's hidden widths.
+    predictor_out_bn: BatchNorm without scale or bias on the predictor's
+      output (MoCo v3's ViT predictor).
 
   Returns:
     A ``shared.TwoViewModel`` with a ``'prediction'`` output.
@@ -130,6 +133,7 @@ def model_with_predictor(
       hidden_dims=tuple(predictor_hidden_dims),
       out_dim=config.projector.out_dim,
       use_bn=True,
+      out_bn=predictor_out_bn,
       dtype=jnp.dtype(config.dtype),
   )
   return shared.TwoViewModel(

@@ -29,9 +29,27 @@ class TwoViewModel(nn.Module):
   predictor: Optional[nn.Module] = None
 
   @nn.compact
-  def __call__(self, x, train: bool = True):
+  def __call__(self, x, train: bool = True, more_crops=None):
+    """Encodes ``x`` (and ``more_crops``, crops of another side).
+
+    Args:
+      x: images [N, H, W, C].
+      train: training mode (BatchNorm statistics of the batch).
+      more_crops: optional images [M, h, w, C]: encoded in a second pass,
+        then projected with ``x`` as one batch of N + M features, as DINO's
+        multi-crop wrapper runs its head once on all crops.
+
+    Returns:
+      ``features`` and ``probe_logits`` of ``x``; ``projection`` (and
+      ``prediction``) of ``x`` then ``more_crops``.
+    """
     features = self.encoder(x, train=train)
-    projection = self.projector(features, train=train)
+    head_in = features
+    if more_crops is not None:
+      head_in = jnp.concatenate(
+          [features, self.encoder(more_crops, train=train)]
+      )
+    projection = self.projector(head_in, train=train)
     probe_logits = nn.Dense(self.num_classes, name='probe')(
         jax.lax.stop_gradient(features).astype(jnp.float32)
     )

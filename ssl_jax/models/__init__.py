@@ -55,6 +55,18 @@ def _vit(size: str, config: ml_collections.ConfigDict) -> nn.Module:
   )
 
 
+def is_vit(config: ml_collections.ConfigDict) -> bool:
+  """Whether ``config.encoder`` is one of the ViTs (it has a patch embedding).
+
+  Args:
+    config: the experiment config.
+
+  Returns:
+    True for ``vit_tiny`` and ``vit_small``.
+  """
+  return config.encoder in _VITS
+
+
 def input_multiple(config: ml_collections.ConfigDict) -> int:
   """Image sides the encoder of ``config`` takes are multiples of this.
 
@@ -64,7 +76,7 @@ def input_multiple(config: ml_collections.ConfigDict) -> int:
   Returns:
     ``model.patch_size`` for the ViTs, 1 for the convolutional encoders.
   """
-  return config.model.patch_size if config.encoder in _VITS else 1
+  return config.model.patch_size if is_vit(config) else 1
 
 
 def register_encoder(

@@ -92,7 +92,12 @@ class Run:
       ``(schedule, tx)``.
     """
     schedule = optim.learning_rate_schedule(self.config, steps_per_epoch)
-    return schedule, optim.make_optimizer(self.config, schedule)
+    return schedule, optim.make_optimizer(
+        self.config,
+        schedule,
+        steps_per_epoch=steps_per_epoch,
+        frozen=self.method.frozen_params(self.config),
+    )
 
   def init_variables(self, key: jax.Array) -> tuple[Any, Any]:
     """Freshly initialised ``(params, batch_stats)`` (no ``init_from``).
