@@ -282,6 +282,8 @@ def apply_jitter(
     # Under vmap a lax.switch on a traced op evaluates every branch, so all
     # the cheap ops are computed and one is selected.
     outs = [fns[i](x, factors[i]) for i in cheap]
+    if len(outs) == 1:
+      return outs[0]
     return jnp.select([op == i for i in cheap[:-1]], outs[:-1], outs[-1])
 
   if not cheap:
