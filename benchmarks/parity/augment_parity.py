@@ -5,7 +5,7 @@
 Needs jax, ssl_jax, torch, torchvision and scipy in one environment. Compares
 ssl_jax.data's ops (``color_ops='torchvision'``) with
 torchvision.transforms.v2 (and its PIL kernels, which solo-learn and lightly
-run on PIL images, for reference):
+run on PIL images, for reference; '_first64': on the 64 natural images only):
 
   (a) RandomResizedCrop boxes: area-fraction and aspect-ratio distributions
       (KS tests, 10,000 draws each), and the resized crop at fixed boxes;
@@ -183,27 +183,56 @@ def crops(images: np.ndarray) -> tuple[dict, dict]:
   boxes[0] = (3, 5, 9, 12)
   x = images.astype(np.float32) / 255.0
   resize = {}
-  for size in (32, 24):
-    ours = np.asarray(
-        jax.jit(jax.vmap(lambda im, b, n=size: crop.resized_crop(im, b, n)))(
-            x, jnp.asarray(boxes)
-        )
-    )
-    theirs = np.stack([
-        from_torch(
-            F.resized_crop(
-                to_torch(x[i]),
-                *map(int, boxes[i]),
-                [size, size],
-                antialias=True,
-            )
-        )
-        for i in range(len(x))
-    ])
-    resize[f'max_abs_diff_out{size}'] = maxdiff(ours, theirs)
-    if size == 24:
-      fixture['crop_boxes'] = boxes[:8]
-      fixture['crop_out24'] = to_uint8(theirs[:8])
+  modes = {
+      'bilinear': T.InterpolationMode.BILINEAR,
+      'bicubic': T.InterpolationMode.BICUBIC,
+  }
+  for interpolation, mode in modes.items():
+    for size in (32, 24):
+      ours = np.asarray(
+          jax.jit(
+              jax.vmap(
+                  lambda im, b, n=size, i=interpolation: crop.resized_crop(
+                      im, b, n, i
+                  )
+              )
+          )(x, jnp.asarray(boxes))
+      )
+      theirs = np.stack([
+          from_torch(
+              F.resized_crop(
+                  to_torch(x[i]),
+                  *map(int, boxes[i]),
+                  [size, size],
+                  interpolation=mode,
+                  antialias=True,
+              )
+          )
+          for i in range(len(x))
+      ])
+      # solo-learn's path: PIL images, 8-bit.
+      pil = np.stack([
+          np.asarray(
+              F.resized_crop(
+                  PIL.Image.fromarray(images[i]),
+                  *map(int, boxes[i]),
+                  [size, size],
+                  interpolation=mode,
+              )
+          )
+          for i in range(len(x))
+      ])
+      key = f'{interpolation}_out{size}'
+      resize[f'{key}_max_abs_diff'] = maxdiff(ours, theirs)
+      resize[f'{key}_pil_uint8_max_abs_diff_255'] = maxdiff(
+          np.clip(ours, 0, 1) * 255, pil
+      )
+      resize[f'{key}_pil_uint8_max_abs_diff_255_first64'] = maxdiff(
+          np.clip(ours[:64], 0, 1) * 255, pil[:64]
+      )
+      if size == 24:
+        fixture['crop_boxes'] = boxes[:8]
+        fixture[f'crop_{interpolation}24'] = to_uint8(theirs[:8])
   out['resized_crop'] = resize
   return out, fixture
 
@@ -229,6 +258,9 @@ def components(images: np.ndarray) -> tuple[dict, dict]:
           'max_abs_diff': maxdiff(ours, theirs),
           'max_abs_diff_255': maxdiff(ours, theirs) * 255,
           'pil_uint8_max_abs_diff_255': maxdiff(ours * 255, pil),
+          'pil_uint8_max_abs_diff_255_first64': maxdiff(
+              ours[:64] * 255, pil[:64]
+          ),
           'pil_uint8_mean_abs_diff_255': float(
               np.mean(np.abs(ours * 255 - pil))
           ),

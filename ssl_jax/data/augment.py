@@ -44,6 +44,8 @@ def view_config(**overrides) -> ml_collections.ConfigDict:
       dict(
           crop_scale=(0.08, 1.0),
           crop_ratio=(3.0 / 4.0, 4.0 / 3.0),
+          # Resize of the crop: 'bilinear' or 'bicubic' (solo-learn's).
+          crop_interpolation='bilinear',
           flip_prob=0.5,
           # SimCLR's colour jitter strength s: brightness, contrast and
           # saturation magnitudes 0.8 s, hue 0.2 s, unless set below.
@@ -83,7 +85,8 @@ def check_view(name: str, view: ml_collections.ConfigDict, side: int) -> None:
   Raises:
     errors.ConfigError: a probability outside [0, 1], a jigsaw grid that does
       not divide ``side``, a crop scale outside (0, 1], a negative jitter
-      magnitude, a hue outside [0, 0.5] or an unknown ``color_ops``.
+      magnitude, a hue outside [0, 0.5], an unknown ``crop_interpolation``
+      or ``color_ops``.
   """
   for field in (
       'flip_prob',
@@ -120,6 +123,11 @@ def check_view(name: str, view: ml_collections.ConfigDict, side: int) -> None:
     raise errors.ConfigError(
         f'{name}.hue={view.hue!r} must be in [0, 0.5] (torchvision'
         " ColorJitter's range)."
+    )
+  if view.crop_interpolation not in ('bilinear', 'bicubic'):
+    raise errors.ConfigError(
+        f'{name}.crop_interpolation={view.crop_interpolation!r} must be'
+        " 'bilinear' or 'bicubic'."
     )
   if view.color_ops not in color.FAMILIES:
     raise errors.ConfigError(
@@ -295,9 +303,19 @@ def augment_image(
       else crop.random_resized_crop
   )
   x = _to_float(image)
+  interpolation = cfg.crop_interpolation
   x = resized_crop(
-      keys[0], x, out_size, tuple(cfg.crop_scale), tuple(cfg.crop_ratio)
+      keys[0],
+      x,
+      out_size,
+      tuple(cfg.crop_scale),
+      tuple(cfg.crop_ratio),
+      interpolation,
   )
+  if interpolation == 'bicubic':
+    # Bicubic overshoots; PIL's 8-bit images clamp, and the colour ops expect
+    # [0, 1].
+    x = jnp.clip(x, 0.0, 1.0)
   x = random_flip(keys[1], x, float(cfg.flip_prob))
   x = color.color_jitter(
       keys[2],

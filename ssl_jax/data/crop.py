@@ -28,6 +28,7 @@ def random_resized_crop(
     out_size: int,
     scale: Tuple[float, float] = (0.08, 1.0),
     ratio: Tuple[float, float] = (3 / 4, 4 / 3),
+    interpolation: str = 'bilinear',
 ) -> Array:
   """Crops a random region and resizes it to `out_size` x `out_size`.
 
@@ -42,6 +43,7 @@ def random_resized_crop(
     out_size: side of the square output.
     scale: range of the crop area as a fraction of the image area.
     ratio: range of the crop aspect ratio (width / height).
+    interpolation: ``'bilinear'`` or ``'bicubic'`` (Keys, a = -0.5).
 
   Returns:
     Float image [out_size, out_size, C].
@@ -73,7 +75,7 @@ def random_resized_crop(
       (0, 1),
       scale_yx,
       translation,
-      method='linear',
+      method='linear' if interpolation == 'bilinear' else 'cubic',
       antialias=True,
   )
 
@@ -144,27 +146,41 @@ def torchvision_crop_box(
   return jnp.where(jnp.any(fits), drawn, fallback)
 
 
-def _resize_weights(start: Array, length: Array, size: int, out: int) -> Array:
-  """Weights [out, size] of torch's antialiased bilinear resize of a box.
+def _filter(distance: Array, interpolation: str) -> Array:
+  """torch's antialiasing filters: triangle, or Keys' cubic with a = -0.5."""
+  if interpolation == 'bilinear':
+    return jnp.maximum(0.0, 1.0 - distance)
+  a = -0.5
+  near = ((a + 2.0) * distance - (a + 3.0)) * distance * distance + 1.0
+  far = ((a * distance - 5.0 * a) * distance + 8.0 * a) * distance - 4.0 * a
+  return jnp.where(distance < 1.0, near, jnp.where(distance < 2.0, far, 0.0))
 
-  The box is rows ``start`` .. ``start + length - 1``. Each output row is a triangle filter centred on its position in the box,
-  widened by the downscale factor, normalised over the rows inside the box
-  (so the box edges clamp, as resizing the cropped array does).
+
+def _resize_weights(
+    start: Array, length: Array, size: int, out: int, interpolation: str
+) -> Array:
+  """Weights [out, size] of torch's antialiased resize of a box.
+
+  The box is rows ``start`` .. ``start + length - 1``. Each output row is the
+  filter centred on its position in the box, widened by the downscale
+  factor and normalised over the rows inside the box (so the box edges clamp,
+  as resizing the cropped array does).
   """
   length = length.astype(jnp.float32)
   scale = length / out
-  support = jnp.maximum(scale, 1.0)
   centres = start + (jnp.arange(out, dtype=jnp.float32) + 0.5) * scale
   rows = jnp.arange(size)
-  distance = jnp.abs(rows + 0.5 - centres[:, None]) / support
-  weights = jnp.maximum(0.0, 1.0 - distance)
+  distance = jnp.abs(rows + 0.5 - centres[:, None]) / jnp.maximum(scale, 1.0)
+  weights = _filter(distance, interpolation)
   inside = (rows >= start) & (rows < start + length)
   weights = jnp.where(inside, weights, 0.0)
   return weights / jnp.sum(weights, axis=1, keepdims=True)
 
 
-def resized_crop(image: Array, box: Array, out_size: int) -> Array:
-  """torchvision's ``resized_crop`` (bilinear, antialias=True) on a traced box.
+def resized_crop(
+    image: Array, box: Array, out_size: int, interpolation: str = 'bilinear'
+) -> Array:
+  """torchvision's ``resized_crop`` (antialias=True) on a traced box.
 
   jax.image.scale_and_translate would also read the pixels just outside the
   box, and a dynamic slice cannot have a traced size, so the resize is two
@@ -174,13 +190,15 @@ def resized_crop(image: Array, box: Array, out_size: int) -> Array:
     image: float image [H, W, C].
     box: int32 [4]: top, left, height, width, inside the image.
     out_size: side of the square output.
+    interpolation: ``'bilinear'`` or ``'bicubic'``.
 
   Returns:
-    Float image [out_size, out_size, C].
+    Float image [out_size, out_size, C]; bicubic can overshoot the input's
+    range, as torchvision's float kernel does.
   """
   height, width, _ = image.shape
-  rows = _resize_weights(box[0], box[2], height, out_size)
-  cols = _resize_weights(box[1], box[3], width, out_size)
+  rows = _resize_weights(box[0], box[2], height, out_size, interpolation)
+  cols = _resize_weights(box[1], box[3], width, out_size, interpolation)
   return jnp.einsum(
       'oh,hwc,pw->opc',
       rows,
@@ -196,8 +214,9 @@ def torchvision_resized_crop(
     out_size: int,
     scale: Tuple[float, float] = (0.08, 1.0),
     ratio: Tuple[float, float] = (3 / 4, 4 / 3),
+    interpolation: str = 'bilinear',
 ) -> Array:
-  """torchvision's ``RandomResizedCrop(out_size, scale, ratio)``.
+  """torchvision's ``RandomResizedCrop(out_size, scale, ratio, interpolation)``.
 
   Args:
     key: PRNG key.
@@ -205,10 +224,11 @@ def torchvision_resized_crop(
     out_size: side of the square output.
     scale: range of the crop area as a fraction of the image area.
     ratio: range of the crop aspect ratio (width / height).
+    interpolation: ``'bilinear'`` or ``'bicubic'``.
 
   Returns:
     Float image [out_size, out_size, C].
   """
   height, width, _ = image.shape
   box = torchvision_crop_box(key, height, width, scale, ratio)
-  return resized_crop(image, box, out_size)
+  return resized_crop(image, box, out_size, interpolation)
