@@ -64,11 +64,13 @@ def test_grayscale_solarize_blur_match_torchvision(ref):
   _close_to_uint8(blur(x), ref['blur'])
 
 
-def test_resized_crop_matches_torchvision(ref):
+@pytest.mark.parametrize('interpolation', ['bilinear', 'bicubic'])
+def test_resized_crop_matches_torchvision(ref, interpolation):
   x = _float(ref['images'])
   boxes = jnp.asarray(ref['crop_boxes'])
-  out = jax.vmap(lambda im, b: crop.resized_crop(im, b, 24))(x, boxes)
-  _close_to_uint8(out, ref['crop_out24'])
+  resize = lambda im, b: crop.resized_crop(im, b, 24, interpolation)
+  out = jnp.clip(jax.vmap(resize)(x, boxes), 0.0, 1.0)
+  _close_to_uint8(out, ref[f'crop_{interpolation}24'])
 
 
 def test_composite_matches_torchvision_in_drawn_order(ref):
@@ -339,7 +341,11 @@ def test_torchvision_view_runs_jitted():
       np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), np.uint8)
   )
   cfg = augment.view_config(
-      color_ops='torchvision', blur_prob=1.0, solarize_prob=1.0, jitter_prob=1
+      color_ops='torchvision',
+      crop_interpolation='bicubic',
+      blur_prob=1.0,
+      solarize_prob=1.0,
+      jitter_prob=1,
   )
   run = jax.jit(augment.augment_batch, static_argnums=(2, 3))
   out = run(jax.random.key(0), images, ml_collections.FrozenConfigDict(cfg), 24)
@@ -388,6 +394,14 @@ def test_torchvision_view_runs_jitted():
             (
                 'augment.view1.hue=-0.1 must be in [0, 0.5] (torchvision'
                 " ColorJitter's range)."
+            ),
+        ),
+        (
+            'crop_interpolation',
+            'nearest',
+            (
+                "augment.view1.crop_interpolation='nearest' must be 'bilinear'"
+                " or 'bicubic'."
             ),
         ),
         (
