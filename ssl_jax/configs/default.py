@@ -48,6 +48,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.patch_size = 4
   # ViT patch embedding init: 'lecun_normal' or 'xavier_uniform' (MoCo v3's).
   c.model.patch_init = 'lecun_normal'
+  # Per-channel mean and std the encoder normalises its [0, 1] input by, as
+  # the references' data pipelines do (e.g. CIFAR-10's); () leaves it as is.
+  c.model.input_mean = ()
+  c.model.input_std = ()
   c.model.dropout = 0.0  # Supervised: dropout before the classifier.
 
   c.projector = ml_collections.ConfigDict()

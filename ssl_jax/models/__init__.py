@@ -8,6 +8,7 @@ import ml_collections
 
 from ssl_jax.models import convnet
 from ssl_jax.models import heads
+from ssl_jax.models import normalize
 from ssl_jax.models import resnet
 from ssl_jax.models import vit
 from ssl_jax.models import wide_resnet
@@ -103,14 +104,21 @@ def get_encoder(config: ml_collections.ConfigDict) -> nn.Module:
 
   Returns:
     A flax module mapping images [B, H, W, C] to features [B, D]; it takes a
-    ``train`` keyword that switches BatchNorm to batch statistics.
+    ``train`` keyword that switches BatchNorm to batch statistics. With
+    ``model.input_mean`` set, images are normalised by it and
+    ``model.input_std`` first (:class:`normalize.InputNormalized`).
   """
   if config.encoder not in ENCODERS:
     raise ValueError(
         f'encoder={config.encoder!r} is not registered; use one of'
         f' {sorted(ENCODERS)}.'
     )
-  return ENCODERS[config.encoder](config)
+  encoder = ENCODERS[config.encoder](config)
+  if config.model.input_mean:
+    return normalize.InputNormalized(
+        encoder, tuple(config.model.input_mean), tuple(config.model.input_std)
+    )
+  return encoder
 
 
 def get_projector(config: ml_collections.ConfigDict) -> nn.Module:

@@ -214,6 +214,14 @@ def validate(
       f'model.patch_size={config.model.patch_size!r} must be a positive'
       ' integer.',
   )
+  mean, std = tuple(config.model.input_mean), tuple(config.model.input_std)
+  _check(
+      len(mean) == len(std)
+      and len(mean) in (0, 1, 3)
+      and min(std, default=1) > 0,
+      f'model.input_mean={mean} and model.input_std={std} must both be empty'
+      ' or give one value per channel (1 or 3), with every std > 0.',
+  )
   _check(
       config.model.patch_init in vit.PATCH_INITS,
       f'model.patch_init={config.model.patch_init!r}; use one of'
