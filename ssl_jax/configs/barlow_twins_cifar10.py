@@ -9,10 +9,9 @@ solo-learn's CIFAR recipe: a 3-layer 2048-wide projector, lambda 0.0051,
 solo-learn's LARS (``clip_lr``, trust coefficient 0.02, biases and norm
 parameters outside the weight decay and trust ratio) at 0.3 x B/256 with weight
 decay 1e-4, crops from 0.08 of the image, asymmetric solarize (0.0 / 0.2) and
-no blur. Still pending here: its loss scale 0.1 and its colour jitter (0.4,
-0.4, 0.2, 0.1); see docs/recipes.md. Published for this recipe (solo-learn,
-ResNet-18, 1000 epochs): 92.1 % online linear; not yet measured here at that
-length.
+no blur. Still pending here: its loss scale 0.1; see docs/recipes.md. Published
+for this recipe (solo-learn, ResNet-18, 1000 epochs): 92.1 % online linear; not
+yet measured here at that length.
 """
 
 from ssl_jax.configs import default
@@ -37,7 +36,12 @@ def get_config():
   c.barlow.lambd = 0.0051
   for view, solarize in ((c.augment.view1, 0.0), (c.augment.view2, 0.2)):
     view.crop_scale = (0.08, 1.0)
-    view.jitter_strength = 0.5
+    view.color_ops = 'torchvision'
+    view.crop_interpolation = 'bicubic'
+    view.brightness, view.contrast = 0.4, 0.4
+    view.saturation, view.hue = 0.2, 0.1
     view.blur_prob = 0.0
     view.solarize_prob = solarize
+  c.model.input_mean = (0.4914, 0.4822, 0.4465)
+  c.model.input_std = (0.2470, 0.2435, 0.2616)
   return c

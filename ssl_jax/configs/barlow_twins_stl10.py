@@ -10,8 +10,7 @@ images, close to STL-10's 105,000) is followed at 96 px: batch 256, 400 epochs,
 a 3-layer 2048-wide projector, solo-learn's LARS (``clip_lr``, trust
 coefficient 0.02) at 0.3 x B/256 with weight decay 1e-4, asymmetric views (blur
 1.0 / 0.1, solarize 0.0 / 0.2), crops from 0.08. Still pending here: its loss
-scale 0.1 and its colour jitter (0.4, 0.4, 0.2, 0.1); see docs/recipes.md. Not
-yet measured here.
+scale 0.1; see docs/recipes.md. Not yet measured here.
 """
 
 from ssl_jax.configs import default
@@ -42,7 +41,12 @@ def get_config():
       (c.augment.view2, 0.1, 0.2),
   ):
     view.crop_scale = (0.08, 1.0)
-    view.jitter_strength = 0.5
+    view.color_ops = 'torchvision'
+    view.crop_interpolation = 'bicubic'
+    view.brightness, view.contrast = 0.4, 0.4
+    view.saturation, view.hue = 0.2, 0.1
     view.blur_prob = blur
     view.solarize_prob = solarize
+  c.model.input_mean = (0.485, 0.456, 0.406)
+  c.model.input_std = (0.229, 0.224, 0.225)
   return c

@@ -11,10 +11,9 @@ bottleneck and 4096 prototypes, the teacher's momentum from 0.9995 to 1
 (its warm-up lasts 0 epochs), solo-learn's LARS (``clip_lr``, trust coefficient
 0.02) at 0.3 x B/256 with weight decay 1e-6, two 32 px views with crops from
 0.08, asymmetric solarize (0 / 0.2), no blur and no local crops (multi-crop:
-``configs/dino_multicrop_cifar10.py``). Still pending here: the prototypes
-frozen for the first epoch and its colour jitter (0.4, 0.4, 0.2, 0.1); see
-docs/recipes.md. Published (solo-learn, ResNet-18, 1000 epochs): 89.52 % online
-linear; not yet measured here at that length.
+``configs/dino_multicrop_cifar10.py``). Per-value comparison: docs/recipes.md.
+Published (solo-learn, ResNet-18, 1000 epochs): 89.52 % online linear; not yet
+measured here at that length.
 """
 
 from ssl_jax.configs import default
@@ -44,10 +43,16 @@ def get_config():
   c.dino.warmup_teacher_temperature = 0.04
   c.dino.warmup_teacher_epochs = 0.0
   c.dino.base_momentum = 0.9995
+  c.dino.freeze_last_layer_epochs = 1.0
   c.dino.num_local_crops = 0
   for view, solarize in ((c.augment.view1, 0.0), (c.augment.view2, 0.2)):
     view.crop_scale = (0.08, 1.0)
-    view.jitter_strength = 0.5
+    view.color_ops = 'torchvision'
+    view.crop_interpolation = 'bicubic'
+    view.brightness, view.contrast = 0.4, 0.4
+    view.saturation, view.hue = 0.2, 0.1
     view.blur_prob = 0.0
     view.solarize_prob = solarize
+  c.model.input_mean = (0.4914, 0.4822, 0.4465)
+  c.model.input_std = (0.2470, 0.2435, 0.2616)
   return c

@@ -7,10 +7,11 @@ Reference: vturrisi/solo-learn, scripts/pretrain/cifar/dino.yaml @ 9187ea39c2c3 
 
 ``configs/dino_cifar10.py`` (solo-learn's CIFAR recipe) with DINO's multi-crop
 added, which that recipe leaves out: to the two 32 px global crops, 4 local
-crops of 16 px from 5-40 % of the image (colour jitter strength 0.5, no blur or
-solarize), seen by the student only; and the teacher's temperature warmed from
-0.04 to 0.07 over 50 epochs (DINO's warm-up, lengthened for the 1000-epoch run,
-as solo-learn's ImageNet-100 recipe does). Not yet measured here.
+crops of 16 px from 5-40 % of the image (the global views' colour jitter, no
+blur or solarize), seen by the student only; and the teacher's temperature
+warmed from 0.04 to 0.07 over 50 epochs (DINO's warm-up, lengthened for the
+1000-epoch run, as solo-learn's ImageNet-100 recipe does). Not yet measured
+here.
 """
 
 from ssl_jax.configs import dino_cifar10
@@ -22,7 +23,12 @@ def get_config():
   c.dino.num_local_crops = 4
   c.dino.local_size = 16
   c.dino.local_view.crop_scale = (0.05, 0.4)
-  c.dino.local_view.jitter_strength = 0.5
+  c.dino.local_view.color_ops = 'torchvision'
+  c.dino.local_view.crop_interpolation = 'bicubic'
+  c.dino.local_view.brightness = 0.4
+  c.dino.local_view.contrast = 0.4
+  c.dino.local_view.saturation = 0.2
+  c.dino.local_view.hue = 0.1
   c.dino.local_view.blur_prob = 0.0
   c.dino.local_view.solarize_prob = 0.0
   return c

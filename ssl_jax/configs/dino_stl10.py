@@ -11,9 +11,8 @@ head, temperatures, momentum and optimiser (``configs/dino_cifar10.py``) with
 the teacher's temperature warmed from 0.04 to 0.07 over 50 epochs, batch 256,
 400 epochs, two 96 px views with crops from 0.08, asymmetric blur (1.0 / 0.1)
 and solarize (0 / 0.2), and no local crops (add them with
-``--config.dino.num_local_crops=6 --config.dino.local_size=48``). Still pending
-here: the prototypes frozen for the first epoch and its colour jitter (0.4,
-0.4, 0.2, 0.1); see docs/recipes.md. Not yet measured here.
+``--config.dino.num_local_crops=6 --config.dino.local_size=48``). Per-value
+comparison: docs/recipes.md. Not yet measured here.
 """
 
 from ssl_jax.configs import dino_cifar10
@@ -31,6 +30,7 @@ def get_config():
   c.dino.warmup_teacher_epochs = 50.0
   for view, blur in ((c.augment.view1, 1.0), (c.augment.view2, 0.1)):
     view.crop_scale = (0.08, 1.0)
-    view.jitter_strength = 0.5
     view.blur_prob = blur
+  c.model.input_mean = (0.485, 0.456, 0.406)
+  c.model.input_std = (0.229, 0.224, 0.225)
   return c

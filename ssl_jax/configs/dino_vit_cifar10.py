@@ -15,9 +15,8 @@ centre momentum 0.9; 2 global crops from 40-100 % and 8 local crops from 5-40
 %, solarize 0 / 0.2 on the globals. Kept apart from it: 32 px globals in 4x4
 patches and 16 px locals (its 224 / 96 px in 16x16 patches); 600 epochs (its
 300 on ImageNet: CIFAR-10 has 1/25 of the images); no blur (as solo-learn's
-CIFAR recipes: 32 px views). Still pending here: the prototypes frozen for the
-first epoch, stochastic depth 0.1 and the colour jitter (0.4, 0.4, 0.2, 0.1);
-see docs/recipes.md. Not yet measured here.
+CIFAR recipes: 32 px views). Still pending here: stochastic depth 0.1; see
+docs/recipes.md. Not yet measured here.
 """
 
 from ssl_jax.configs import dino_cifar10
@@ -45,9 +44,16 @@ def get_config():
   c.dino.num_local_crops = 8
   c.dino.local_size = 16
   c.dino.local_view.crop_scale = (0.05, 0.4)
-  c.dino.local_view.jitter_strength = 0.5
+  c.dino.local_view.color_ops = 'torchvision'
+  c.dino.local_view.crop_interpolation = 'bicubic'
+  c.dino.local_view.brightness = 0.4
+  c.dino.local_view.contrast = 0.4
+  c.dino.local_view.saturation = 0.2
+  c.dino.local_view.hue = 0.1
   c.dino.local_view.blur_prob = 0.0
   c.dino.local_view.solarize_prob = 0.0
   for view in (c.augment.view1, c.augment.view2):
     view.crop_scale = (0.4, 1.0)
+  c.model.input_mean = (0.485, 0.456, 0.406)
+  c.model.input_std = (0.229, 0.224, 0.225)
   return c

@@ -9,8 +9,8 @@ solo-learn has no STL-10 recipe; its ImageNet-100 one (ResNet-18, 126,689
 images, close to STL-10's 105,000) is followed at 96 px: the CIFAR recipe's
 heads, temperature, momentum and optimiser (``configs/moco_v3_cifar10.py``, the
 same values in both yamls) with batch 256, 400 epochs and asymmetric views
-(blur 1.0 / 0.1, solarize 0 / 0.2). Still pending here: its colour jitter (0.4,
-0.4, 0.2, 0.1); see docs/recipes.md. Not yet measured here.
+(blur 1.0 / 0.1, solarize 0 / 0.2). Per-value comparison: docs/recipes.md. Not
+yet measured here.
 """
 
 from ssl_jax.configs import moco_v3_cifar10
@@ -26,6 +26,7 @@ def get_config():
   c.num_epochs = 400
   c.probe.batch_size = 256
   for view, blur in ((c.augment.view1, 1.0), (c.augment.view2, 0.1)):
-    view.jitter_strength = 0.5
     view.blur_prob = blur
+  c.model.input_mean = (0.485, 0.456, 0.406)
+  c.model.input_std = (0.229, 0.224, 0.225)
   return c

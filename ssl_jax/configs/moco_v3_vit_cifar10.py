@@ -13,8 +13,8 @@ parameters, a 4096-wide predictor, temperature 0.2, the momentum encoder from
 / 0.2. Kept apart from it: 64 patches of 4x4 at 32 px (its 16x16 at 224 px);
 600 epochs (its 300 on ImageNet: CIFAR-10 has 1/25 of the images); no blur (as
 solo-learn's CIFAR recipes: 32 px views). Still pending here: the predictor's
-final affine-free BatchNorm, the frozen random patch embedding and the colour
-jitter (0.4, 0.4, 0.2, 0.1); see docs/recipes.md. Not yet measured here.
+final affine-free BatchNorm and the frozen random patch embedding; see
+docs/recipes.md. Not yet measured here.
 """
 
 from ssl_jax.configs import moco_v3_cifar10
@@ -35,4 +35,8 @@ def get_config():
   c.optimizer.clip_lr = False
   c.model.patch_init = 'xavier_uniform'
   c.projector.hidden_dims = (4096, 4096)
+  for view in (c.augment.view1, c.augment.view2):
+    view.crop_interpolation = 'bilinear'  # torchvision's default.
+  c.model.input_mean = (0.485, 0.456, 0.406)
+  c.model.input_std = (0.229, 0.224, 0.225)
   return c

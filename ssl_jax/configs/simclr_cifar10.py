@@ -39,6 +39,7 @@ def get_config():
   for view in (c.augment.view1, c.augment.view2):
     view.jitter_strength = 0.5
     view.blur_prob = 0.0
+    view.crop_interpolation = 'bicubic'  # data_util.crop_and_resize.
   # Watch the representation improve: kNN on held-out train images every
   # 2,000 steps; t-SNE of the kept checkpoints at every 100 epochs.
   c.evals.knn.every_steps = 2000

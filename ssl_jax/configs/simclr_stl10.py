@@ -12,9 +12,8 @@ batch). solo-learn has no STL-10 recipe; its ImageNet-100 one (ResNet-18,
 126,689 images, close to STL-10's 105,000) is followed at 96 px: batch 256, 400
 epochs, solo-learn's LARS (``clip_lr``, trust coefficient 0.02) at 0.3 x B/256
 and weight decay 1e-4, temperature 0.2, a 4096-wide projector to 512 without
-BatchNorm, colour jitter strength 1.0 and blur 0.5 on both views. Kept apart
-from it: the views are not mean/std-normalised. Per-value comparison:
-docs/recipes.md. Not yet measured here.
+BatchNorm, colour jitter strength 1.0 and blur 0.5 on both views. Per-value
+comparison: docs/recipes.md. Not yet measured here.
 """
 
 from ssl_jax.configs import default
@@ -41,6 +40,11 @@ def get_config():
   c.projector.use_bn = False
   c.probe.batch_size = 256
   for view in (c.augment.view1, c.augment.view2):
-    view.jitter_strength = 1.0
+    view.color_ops = 'torchvision'
+    view.crop_interpolation = 'bicubic'
+    view.brightness, view.contrast = 0.8, 0.8
+    view.saturation, view.hue = 0.8, 0.2
     view.blur_prob = 0.5
+  c.model.input_mean = (0.485, 0.456, 0.406)
+  c.model.input_std = (0.229, 0.224, 0.225)
   return c

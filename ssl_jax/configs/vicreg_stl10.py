@@ -9,9 +9,8 @@ solo-learn has no STL-10 recipe; its ImageNet-100 one (ResNet-18, 126,689
 images, close to STL-10's 105,000) is followed at 96 px: batch 256, 400 epochs,
 a 3-layer 2048-wide projector, loss weights 25 / 25 / 1, solo-learn's LARS
 (``clip_lr``, trust coefficient 0.02) at 0.3 x B/256 with weight decay 1e-4,
-crops from 0.2, grayscale 0.2, blur 0.5 and solarize 0.1 on both views. Still
-pending here: its colour jitter (0.4, 0.4, 0.2, 0.1); see docs/recipes.md. Not
-yet measured here.
+crops from 0.2, grayscale 0.2, blur 0.5 and solarize 0.1 on both views.
+Per-value comparison: docs/recipes.md. Not yet measured here.
 """
 
 from ssl_jax.configs import default
@@ -38,7 +37,12 @@ def get_config():
   c.probe.batch_size = 256
   for view in (c.augment.view1, c.augment.view2):
     view.crop_scale = (0.2, 1.0)
-    view.jitter_strength = 0.5
+    view.color_ops = 'torchvision'
+    view.crop_interpolation = 'bicubic'
+    view.brightness, view.contrast = 0.4, 0.4
+    view.saturation, view.hue = 0.2, 0.1
     view.blur_prob = 0.5
     view.solarize_prob = 0.1
+  c.model.input_mean = (0.485, 0.456, 0.406)
+  c.model.input_std = (0.229, 0.224, 0.225)
   return c
