@@ -167,6 +167,7 @@ def test_lr_scaling():
         ({'weight_decay': -1e-4}, 'optimizer.weight_decay=-0.0001 must be'),
         ({'momentum': 1.0}, r'optimizer.momentum=1.0 must be in \[0, 1\)'),
         ({'trust_coefficient': 0.0}, 'optimizer.trust_coefficient=0.0'),
+        ({'decay_bias_and_norm': True}, 'decay_bias_and_norm=True applies'),
     ],
 )
 def test_bad_optimizer_setting_is_one_line(fields, match):
@@ -260,3 +261,14 @@ def test_frozen_rule_trains_nothing_then_starts_fresh_state():
   )
   updates, _ = frozen.update(grads, frozen.init(params), params)
   assert np.all(updates['body']['kernel'] == 0)
+
+
+def test_decay_bias_and_norm_decays_every_leaf():
+  params = {'kernel': jnp.ones((2, 2)), 'bias': jnp.ones(2)}
+  zero = jax.tree.map(jnp.zeros_like, params)
+  for every in (False, True):
+    c = _config(name='adamw', weight_decay=0.1, decay_bias_and_norm=every)
+    tx = optim.make_optimizer(c, lambda s: 1.0)
+    updates, _ = tx.update(zero, tx.init(params), params)
+    assert np.all(updates['kernel'] != 0)
+    assert np.all(updates['bias'] != 0) == every

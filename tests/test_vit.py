@@ -136,3 +136,38 @@ def test_moco_v3_patch_init_is_xavier_over_a_flattened_patch():
   assert np.abs(kernel).max() > 0.95 * bound  # Uniform, so it reaches it.
   np.testing.assert_allclose(kernel.std(), bound / np.sqrt(3), rtol=0.05)
   assert not np.any(params['patch_embedding']['bias'])
+
+
+def _moco_v3_sincos(h, w, dim, temperature=10000.0):
+  """MoCo v3's build_2d_sincos_position_embedding, written out in numpy.
+
+  torch.meshgrid(grid_w, grid_h) indexes 'ij', so once flattened in the
+  patch order (row-major) its 'w' coordinate is the row of a square grid.
+  """
+  grid_w, grid_h = np.meshgrid(np.arange(w), np.arange(h), indexing='ij')
+  pos_dim = dim // 4
+  omega = 1.0 / temperature ** (np.arange(pos_dim) / pos_dim)
+  out_w = np.einsum('m,d->md', grid_w.flatten(), omega)
+  out_h = np.einsum('m,d->md', grid_h.flatten(), omega)
+  return np.concatenate(
+      [np.sin(out_w), np.cos(out_w), np.sin(out_h), np.cos(out_h)], axis=1
+  )
+
+
+def test_sincos_position_embedding_is_moco_v3s():
+  ours = np.asarray(vit.sincos_position_embedding(4, 4, 16))
+  np.testing.assert_allclose(
+      ours.reshape(16, 16), _moco_v3_sincos(4, 4, 16), atol=1e-6
+  )
+  model = vit.ViT(
+      patch_size=4,
+      width=16,
+      depth=1,
+      num_heads=2,
+      grid=2,
+      position_embedding='sincos',
+  )
+  variables = model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 3)))
+  assert 'position_embedding' not in variables['params']  # Fixed.
+  out = model.apply(variables, jnp.zeros((2, 16, 16, 3)))  # Another grid.
+  assert out.shape == (2, 16)

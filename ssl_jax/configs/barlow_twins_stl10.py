@@ -9,8 +9,8 @@ solo-learn has no STL-10 recipe; its ImageNet-100 one (ResNet-18, 126,689
 images, close to STL-10's 105,000) is followed at 96 px: batch 256, 400 epochs,
 a 3-layer 2048-wide projector, solo-learn's LARS (``clip_lr``, trust
 coefficient 0.02) at 0.3 x B/256 with weight decay 1e-4, asymmetric views (blur
-1.0 / 0.1, solarize 0.0 / 0.2), crops from 0.08. Still pending here: its loss
-scale 0.1; see docs/recipes.md. Not yet measured here.
+1.0 / 0.1, solarize 0.0 / 0.2), crops from 0.08, loss scale 0.1
+(``barlow.scale_loss``); see docs/recipes.md. Not yet measured here.
 """
 
 from ssl_jax.configs import default
@@ -35,6 +35,7 @@ def get_config():
   c.projector.hidden_dims = (2048, 2048)
   c.projector.out_dim = 2048
   c.barlow.lambd = 0.0051
+  c.barlow.scale_loss = 0.1
   c.probe.batch_size = 256
   for view, blur, solarize in (
       (c.augment.view1, 1.0, 0.0),

@@ -48,6 +48,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.patch_size = 4
   # ViT patch embedding init: 'lecun_normal' or 'xavier_uniform' (MoCo v3's).
   c.model.patch_init = 'lecun_normal'
+  # ViT position embeddings: 'learned' or 'sincos' (fixed 2-D sin-cos, MoCo v3).
+  c.model.position_embedding = 'learned'
   # Per-channel mean and std the encoder normalises its [0, 1] input by, as
   # the references' data pipelines do (e.g. CIFAR-10's); () leaves it as is.
   c.model.input_mean = ()
@@ -100,6 +102,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.optimizer.lr_scaling = 'sqrt'  # linear (B/256) | sqrt (sqrt(B)) | none.
   c.optimizer.warmup_epochs = 10.0
   c.optimizer.weight_decay = 1e-6
+  # Decay biases and norm parameters too (SGD/Adam(W); MoCo v3's ViT AdamW).
+  c.optimizer.decay_bias_and_norm = False
   c.optimizer.momentum = 0.9  # LARS and SGD.
   c.optimizer.trust_coefficient = 1e-3  # LARS.
   # LARS as google-research/simclr runs it ('simclr': optax.lars) or as

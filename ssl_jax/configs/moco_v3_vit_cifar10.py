@@ -10,10 +10,11 @@ AdamW at 1.5e-4 x B/256 with weight decay 0.1 and 40 warm-up epochs, a 3-layer
 4096-wide projector to 256 dimensions ending in BatchNorm without affine
 parameters, a 4096-wide predictor, temperature 0.2, the momentum encoder from
 0.99 to 1 (cosine), vits.py's patch-embedding init, crops from 0.08, solarize 0
-/ 0.2. Kept apart from it: 64 patches of 4x4 at 32 px (its 16x16 at 224 px);
-600 epochs (its 300 on ImageNet: CIFAR-10 has 1/25 of the images); no blur (as
-solo-learn's CIFAR recipes: 32 px views). Still pending here: the predictor's
-final affine-free BatchNorm and the frozen random patch embedding; see
+/ 0.2, fixed 2-D sin-cos position embeddings, the random patch embedding
+frozen (--stop-grad-conv1), a predictor ending in affine-free BatchNorm,
+weight decay on every parameter. Kept apart from it: 64 patches of 4x4 at 32
+px (its 16x16 at 224 px); 600 epochs (its 300 on ImageNet: CIFAR-10 has 1/25
+of the images); no blur (as solo-learn's CIFAR recipes: 32 px views). See
 docs/recipes.md. Not yet measured here.
 """
 
@@ -34,6 +35,10 @@ def get_config():
   c.optimizer.lars_variant = 'simclr'  # Unused by AdamW.
   c.optimizer.clip_lr = False
   c.model.patch_init = 'xavier_uniform'
+  c.model.position_embedding = 'sincos'
+  c.moco_v3.freeze_patch_embedding = True
+  c.moco_v3.predictor_out_bn = True
+  c.optimizer.decay_bias_and_norm = True
   c.projector.hidden_dims = (4096, 4096)
   for view in (c.augment.view1, c.augment.view2):
     view.crop_interpolation = 'bilinear'  # torchvision's default.

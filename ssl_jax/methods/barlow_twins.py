@@ -7,6 +7,7 @@ import jax
 import ml_collections
 import optax
 
+from ssl_jax import errors
 from ssl_jax import losses
 from ssl_jax.methods import base
 from ssl_jax.methods import shared
@@ -17,6 +18,8 @@ def defaults() -> ml_collections.ConfigDict:
   """``config.barlow``."""
   c = ml_collections.ConfigDict()
   c.lambd = 0.0051  # Off-diagonal weight of the loss.
+  # Multiplies the whole loss (solo-learn's scale_loss: 0.1 in its recipes).
+  c.scale_loss = 1.0
   return c
 
 
@@ -43,7 +46,7 @@ def train_step(
     key: the PRNG key of this step.
     model: a ``shared.TwoViewModel``.
     tx: the optimiser.
-    config: the experiment config (``barlow.lambd``).
+    config: the experiment config (``barlow.lambd``, ``barlow.scale_loss``).
     schedule: the LR schedule (for logging only).
 
   Returns:
@@ -51,7 +54,8 @@ def train_step(
   """
 
   def embedding_loss(z_a, z_b):
-    return losses.barlow_twins(z_a, z_b, config.barlow.lambd), {}
+    loss = losses.barlow_twins(z_a, z_b, config.barlow.lambd)
+    return config.barlow.scale_loss * loss, {}
 
   return shared.two_view_step(
       state,
@@ -65,11 +69,22 @@ def train_step(
   )
 
 
+def check_config(config: ml_collections.ConfigDict) -> None:
+  """``barlow.lambd`` >= 0 and ``barlow.scale_loss`` > 0."""
+  b = config.barlow
+  if b.lambd < 0 or b.scale_loss <= 0:
+    raise errors.ConfigError(
+        f'barlow.lambd={b.lambd!r} must be >= 0 and barlow.scale_loss='
+        f'{b.scale_loss!r} > 0 (the paper: 0.0051 and 1; solo-learn 0.1).'
+    )
+
+
 METHOD = base.Method(
     name='barlow_twins',
     build_model=shared.build_two_view_model,
     train_step=train_step,
     section='barlow',
     defaults=defaults,
+    check_config=check_config,
     images_per_step=shared.two_views_per_image,
 )

@@ -53,6 +53,7 @@ def _vit(size: str, config: ml_collections.ConfigDict) -> nn.Module:
       image_size=config.image_size,
       dtype=jnp.dtype(config.dtype),
       patch_init=config.model.patch_init,
+      position_embedding=config.model.position_embedding,
   )
 
 

@@ -4,7 +4,7 @@ Pre-norm blocks, a learned [CLS] token whose final LayerNorm output is the
 representation, and learned position embeddings for the grid of
 ``image_size / patch_size`` patches, resized (bicubic) for inputs of another
 size: DINO's local crops, or training views smaller than the evaluation
-images.
+images; or MoCo v3's fixed 2-D sin-cos embeddings.
 """
 
 import functools
@@ -16,6 +16,41 @@ import jax.numpy as jnp
 
 # name -> (width, depth, heads); the MLP is 4x the width.
 PATCH_INITS = ('lecun_normal', 'xavier_uniform')
+POSITION_EMBEDDINGS = ('learned', 'sincos')
+
+
+def sincos_position_embedding(
+    height: int, width: int, dim: int, temperature: float = 10000.0
+) -> jax.Array:
+  """MoCo v3's fixed 2-D sin-cos position embeddings for a patch grid.
+
+  A quarter of the channels each: sin and cos of the row index, then of the
+  column index, at frequencies ``temperature ** (-k / (dim / 4))``.
+
+  Args:
+    height: patch rows.
+    width: patch columns.
+    dim: the token width (a multiple of 4).
+    temperature: the longest wavelength.
+
+  Returns:
+    float32 [1, height, width, dim].
+  """
+  if dim % 4:
+    raise ValueError(
+        f'sin-cos position embeddings need a width divisible by 4; got {dim}.'
+    )
+  omega = 1.0 / temperature ** (jnp.arange(dim // 4) / (dim // 4))
+  rows = jnp.arange(height, dtype=jnp.float32)[:, None, None] * omega
+  cols = jnp.arange(width, dtype=jnp.float32)[None, :, None] * omega
+  rows = jnp.broadcast_to(rows, (height, width, dim // 4))
+  cols = jnp.broadcast_to(cols, (height, width, dim // 4))
+  emb = jnp.concatenate(
+      [jnp.sin(rows), jnp.cos(rows), jnp.sin(cols), jnp.cos(cols)], axis=-1
+  )
+  return emb[None]
+
+
 SIZES = {
     'tiny': (192, 12, 3),
     'small': (384, 12, 6),
@@ -64,6 +99,9 @@ class ViT(nn.Module):
       (flax's default for a convolution) or ``'xavier_uniform'`` (MoCo v3's:
       uniform in +-sqrt(6 / (C * P * P + width)), the kernel taken as a
       linear map from a flattened patch, zero bias).
+    position_embedding: ``'learned'`` (a parameter for the ``grid``,
+      resized for other grids) or ``'sincos'`` (MoCo v3's fixed 2-D sin-cos,
+      computed for the input's grid; no parameter).
     dtype: computation dtype (parameters stay float32).
   """
 
@@ -73,6 +111,7 @@ class ViT(nn.Module):
   num_heads: int = 3
   grid: int = 8
   patch_init: str = 'lecun_normal'
+  position_embedding: str = 'learned'
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -84,6 +123,11 @@ class ViT(nn.Module):
       raise ValueError(
           f'ViT: image side {h}x{w} is not a multiple of model.patch_size={p};'
           ' choose a patch size that divides the image and crop sizes.'
+      )
+    if self.position_embedding not in POSITION_EMBEDDINGS:
+      raise ValueError(
+          f'ViT: position_embedding={self.position_embedding!r}; use one of'
+          f' {POSITION_EMBEDDINGS}.'
       )
     if self.patch_init not in PATCH_INITS:
       raise ValueError(
@@ -109,17 +153,20 @@ class ViT(nn.Module):
         **init,
     )(x.astype(self.dtype))
     gh, gw = h // p, w // p
-    pos = self.param(
-        'position_embedding',
-        nn.initializers.normal(stddev=0.02),
-        (1, self.grid, self.grid, self.width),
-    )
-    if (gh, gw) != (self.grid, self.grid):
-      # No antialiasing: the grid is interpolated, as torch's interpolate
-      # does in the reference ViTs, not low-pass filtered when it shrinks.
-      pos = jax.image.resize(
-          pos, (1, gh, gw, self.width), 'bicubic', antialias=False
+    if self.position_embedding == 'sincos':
+      pos = sincos_position_embedding(gh, gw, self.width)
+    else:
+      pos = self.param(
+          'position_embedding',
+          nn.initializers.normal(stddev=0.02),
+          (1, self.grid, self.grid, self.width),
       )
+      if (gh, gw) != (self.grid, self.grid):
+        # No antialiasing: the grid is interpolated, as torch's interpolate
+        # does in the reference ViTs, not low-pass filtered when it shrinks.
+        pos = jax.image.resize(
+            pos, (1, gh, gw, self.width), 'bicubic', antialias=False
+        )
     x = (x + pos.astype(self.dtype)).reshape(b, gh * gw, self.width)
     cls = self.param(
         'cls', nn.initializers.normal(stddev=1e-6), (1, 1, self.width)
@@ -146,6 +193,7 @@ def vit(
     image_size: int,
     dtype: Any,
     patch_init: str = 'lecun_normal',
+    position_embedding: str = 'learned',
 ) -> ViT:
   """ViT-Tiny or ViT-Small for ``image_size`` inputs in ``patch_size`` patches.
 
@@ -156,6 +204,7 @@ def vit(
     image_size: the side the position embeddings are learned for.
     dtype: computation dtype.
     patch_init: the patch embedding's initialisation (:class:`ViT`).
+    position_embedding: ``'learned'`` or ``'sincos'`` (:class:`ViT`).
 
   Returns:
     The :class:`ViT` module.
@@ -168,5 +217,6 @@ def vit(
       num_heads=heads,
       grid=max(1, image_size // patch_size),
       patch_init=patch_init,
+      position_embedding=position_embedding,
       dtype=dtype,
   )

@@ -49,6 +49,11 @@ def check_config(opt: ml_collections.ConfigDict) -> None:
       f' lars_variant={opt.lars_variant!r}); set clip_lr=False otherwise.',
   )
   check(
+      not (opt.decay_bias_and_norm and opt.name == 'lars'),
+      'optimizer.decay_bias_and_norm=True applies to sgd, adam and adamw;'
+      ' LARS leaves biases and norms out of decay and trust ratio alike.',
+  )
+  check(
       opt.weight_decay >= 0,
       f'optimizer.weight_decay={opt.weight_decay!r} must be >= 0.',
   )
@@ -358,11 +363,18 @@ def make_optimizer(
   return tx
 
 
+def _every_leaf(params):
+  return jax.tree.map(lambda _: True, params)
+
+
 def _base_optimizer(
     opt: ml_collections.ConfigDict,
     schedule: optax.Schedule,
     weight_decay: float | optax.Schedule,
 ) -> optax.GradientTransformation:
+  # MoCo v3's AdamW decays every parameter; the other references leave
+  # biases and norms out.
+  wd_mask = _every_leaf if opt.decay_bias_and_norm else decay_mask
   if opt.name == 'lars' and opt.lars_variant == 'solo_learn':
     return optax.chain(
         scale_by_solo_learn_lars(
@@ -387,12 +399,12 @@ def _base_optimizer(
     )
   if opt.name == 'sgd':
     return optax.chain(
-        optax.add_decayed_weights(weight_decay, mask=decay_mask),
+        optax.add_decayed_weights(weight_decay, mask=wd_mask),
         optax.sgd(schedule, momentum=opt.momentum, nesterov=True),
     )
   if opt.name == 'adam':
     return optax.chain(
-        optax.add_decayed_weights(weight_decay, mask=decay_mask),
+        optax.add_decayed_weights(weight_decay, mask=wd_mask),
         optax.adam(schedule, b1=opt.b1, b2=opt.b2),
     )
   if opt.name == 'adamw':
@@ -401,6 +413,6 @@ def _base_optimizer(
         b1=opt.b1,
         b2=opt.b2,
         weight_decay=weight_decay,
-        mask=decay_mask,
+        mask=wd_mask,
     )
   raise ValueError(f'optimizer.name={opt.name!r}; use one of {OPTIMIZERS}.')

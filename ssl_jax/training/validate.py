@@ -223,6 +223,11 @@ def validate(
       ' or give one value per channel (1 or 3), with every std > 0.',
   )
   _check(
+      config.model.position_embedding in vit.POSITION_EMBEDDINGS,
+      f'model.position_embedding={config.model.position_embedding!r}; use one'
+      f' of {vit.POSITION_EMBEDDINGS}.',
+  )
+  _check(
       config.model.patch_init in vit.PATCH_INITS,
       f'model.patch_init={config.model.patch_init!r}; use one of'
       f' {vit.PATCH_INITS}.',
