@@ -230,7 +230,10 @@ def vicreg(
 
   * invariance: ``mean over N and D of (z_a - z_b)^2``;
   * variance: for each view, ``mean_d max(0, 1 - sqrt(Var(z_d) + 1e-4))``
-    with the unbiased variance over the batch; the two views' terms add;
+    with the unbiased variance over the batch; the two views' terms are
+    averaged, as the authors' code does (``facebookresearch/vicreg``,
+    ``std_loss = mean(relu(1 - std_x)) / 2 + mean(relu(1 - std_y)) / 2``)
+    and lightly's ``VICRegLoss``; the paper's formula writes their sum;
   * covariance: for each view, the squared off-diagonal entries of the
     unbiased covariance matrix, summed and divided by D; the views add.
 
@@ -267,7 +270,7 @@ def vicreg(
   var_b, cov_b = variance_and_covariance(z_b)
   return (
       sim_weight * invariance
-      + var_weight * (var_a + var_b)
+      + var_weight * (var_a + var_b) / 2
       + cov_weight * (cov_a + cov_b)
   )
 

@@ -37,7 +37,7 @@ def naive_vicreg(z_a, z_b, sim, var, cov):
 
   va, ca = terms(z_a)
   vb, cb = terms(z_b)
-  return sim * invariance + var * (va + vb) + cov * (ca + cb)
+  return sim * invariance + var * (va + vb) / 2 + cov * (ca + cb)
 
 
 def naive_moco_v3(q, k, temperature):
@@ -95,7 +95,21 @@ def test_vicreg_matches_naive_with_the_paper_weights():
   # Collapsed embeddings pay the whole variance hinge (std ~ 0.01 < 1).
   same = np.ones((8, 4), np.float32)
   np.testing.assert_allclose(
-      losses.vicreg(same, same, 0.0, 1.0, 0.0), 2 * (1 - 1e-2), rtol=1e-5
+      losses.vicreg(same, same, 0.0, 1.0, 0.0), 1 - 1e-2, rtol=1e-5
+  )
+
+
+def test_vicreg_averages_the_views_variance_terms_as_the_authors_code():
+  # facebookresearch/vicreg: std_loss = mean(relu(1 - std_x)) / 2 +
+  # mean(relu(1 - std_y)) / 2 (lightly's VICRegLoss too): one collapsed view
+  # pays half its hinge, not all of it.
+  rng = np.random.default_rng(0)
+  spread = rng.normal(0.0, 3.0, (64, 4)).astype(np.float32)  # std > 1: free.
+  collapsed = np.ones((64, 4), np.float32)  # std = sqrt(1e-4) = 0.01.
+  np.testing.assert_allclose(
+      losses.vicreg(spread, collapsed, 0.0, 1.0, 0.0),
+      (1 - 1e-2) / 2,
+      rtol=1e-5,
   )
 
 
