@@ -60,6 +60,30 @@ def test_projection_head():
   assert 'batch_stats' in variables
 
 
+def test_dino_head_uses_the_exact_gelu_as_dino_and_lightly():
+  # DINO's DINOHead and lightly's DINOProjectionHead use torch's nn.GELU, the
+  # erf form; flax's default (tanh) differs by up to ~5e-4 and broke the
+  # step parity with lightly (docs/parity.md).
+  from ssl_jax.models import heads  # pylint: disable=g-import-not-at-top
+
+  head = heads.DINOHead(hidden_dims=(4,), bottleneck_dim=4, out_dim=3)
+  x = jax.random.normal(jax.random.key(0), (6, 5))
+  variables = head.init(jax.random.key(1), x)
+  p = variables['params']
+
+  def by_hand(gelu):
+    h = gelu(x @ p['Dense_0']['kernel'] + p['Dense_0']['bias'])
+    h = h @ p['Dense_1']['kernel'] + p['Dense_1']['bias']
+    h = h / jnp.linalg.norm(h, axis=-1, keepdims=True)
+    k = p['prototypes']['kernel']
+    return h @ (k / jnp.linalg.norm(k, axis=0, keepdims=True))
+
+  exact = functools.partial(jax.nn.gelu, approximate=False)
+  np.testing.assert_allclose(
+      head.apply(variables, x), by_hand(exact), rtol=1e-5, atol=1e-6
+  )
+
+
 @pytest.mark.parametrize(
     'kernel,strides,padding,channels',
     [

@@ -47,8 +47,8 @@ class ProjectionHead(nn.Module):
 class DINOHead(nn.Module):
   """DINO's head: an MLP to a bottleneck, l2-normalised, then K prototypes.
 
-  The hidden layers use flax's GELU, its tanh approximation (DINO's is the
-  exact one; they differ by under 5e-4). The prototype layer is
+  The hidden layers use the exact (erf) GELU, as DINO's code and lightly's
+  ``DINOProjectionHead`` do (torch's ``nn.GELU``). The prototype layer is
   weight-normalised (each prototype a unit vector direction,
   ``flax.linen.WeightNorm``); with ``norm_last_layer`` its scale is fixed at
   1, the setting DINO recommends for stability.
@@ -77,7 +77,9 @@ class DINOHead(nn.Module):
         x = nn.BatchNorm(
             use_running_average=not train, momentum=0.9, dtype=self.dtype
         )(x)
-      x = nn.gelu(x)
+      # Exact GELU (erf), as DINO's and lightly's heads (torch's nn.GELU);
+      # flax's default tanh approximation differs by up to ~5e-4.
+      x = nn.gelu(x, approximate=False)
     x = nn.Dense(self.bottleneck_dim, dtype=self.dtype)(x)
     x = x.astype(jnp.float32)
     x = x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
