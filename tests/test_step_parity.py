@@ -5,6 +5,9 @@ The fixtures ``tests/fixtures/parity_<method>.npz`` are written by
 replays them without torch.
 """
 
+import os
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,6 +17,21 @@ from ssl_jax.data import augment
 from ssl_jax.methods import dino
 from ssl_jax.methods import shared
 from tests import helpers
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, 'benchmarks', 'parity'))
+import parity_cases  # noqa: E402  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+# The methods whose fixture is committed (all of parity_cases.METHODS once
+# each passes).
+PARITY_METHODS = parity_cases.METHODS
+RTOL = 1e-4
+# float32 rounding in either framework is relative to a tensor's scale (its
+# values are sums over many terms), so an element far below its tensor's
+# largest magnitude cannot agree to RTOL of itself: those get an absolute
+# tolerance of ATOL_OF_MAX times the tensor's largest magnitude. It only
+# matters for elements under a tenth of that largest magnitude.
+ATOL_OF_MAX = 1e-5
 
 
 def _copy(state):
@@ -68,3 +86,34 @@ def test_ready_views_train_like_the_views_augmented_inside():
 def test_views_of_names_the_views_it_lacks():
   with pytest.raises(ValueError, match='views 2 to 3 are wanted'):
     shared.views_of({'views': (0, 1)}, None, (None, None), 16, first=2)
+
+
+def _assert_close(got, want, what):
+  want = np.asarray(want)
+  np.testing.assert_allclose(
+      np.asarray(got),
+      want,
+      rtol=RTOL,
+      atol=ATOL_OF_MAX * float(np.abs(want).max()),
+      err_msg=what,
+  )
+
+
+@pytest.mark.parametrize('method', PARITY_METHODS)
+def test_three_steps_match_the_torch_step_from_lightly_modules(method):
+  """Losses, parameters, running means, targets and DINO's centre."""
+  fixture = dict(np.load(parity_cases.fixture_path(method)))
+  zero = parity_cases.ZERO_IN_EXACT_ARITHMETIC.get(method, ())
+  records = parity_cases.replay(fixture)
+  assert len(records) == parity_cases.STEPS
+  for t, rec in enumerate(records):
+    want, got = parity_cases.expected(fixture, t), parity_cases.named(rec)
+    np.testing.assert_allclose(rec['lr'], fixture['lr'][t], rtol=1e-6)
+    np.testing.assert_allclose(got.pop('loss'), want.pop('loss'), rtol=RTOL)
+    assert ('center' in want) == (method == 'dino')
+    for name, value in want.items():
+      if name in zero:
+        # Rounding noise on both sides (parity_cases says why it is 0).
+        assert np.abs(value).max() < 1e-6 and np.abs(got[name]).max() < 1e-6
+      else:
+        _assert_close(got[name], value, f'step {t} {name}')
