@@ -60,6 +60,27 @@ def test_projection_head():
   assert 'batch_stats' in variables
 
 
+@pytest.mark.parametrize(
+    'kwargs,dense_leaves,bn_params',
+    [
+        # SimCLR's last layer: no bias, BatchNorm with a scale, no centre.
+        ({'out_bn': True, 'out_bn_scale': True}, {'kernel'}, {'scale'}),
+        # MoCo v3's: affine-free BatchNorm.
+        ({'out_bn': True}, {'kernel'}, None),
+        # MoCo v3's ResNet predictor: no BatchNorm, no bias.
+        ({'out_bias': False}, {'kernel'}, None),
+        ({}, {'kernel', 'bias'}, None),
+    ],
+)
+def test_projection_head_output_layer(kwargs, dense_leaves, bn_params):
+  head = models.ProjectionHead(hidden_dims=(8,), out_dim=4, **kwargs)
+  params = head.init(jax.random.key(0), jnp.ones((4, 5)))['params']
+  assert set(params['Dense_1']) == dense_leaves
+  assert (set(params['BatchNorm_1']) if 'BatchNorm_1' in params else None) == (
+      bn_params
+  )
+
+
 def test_dino_head_uses_the_exact_gelu_as_dino_and_lightly():
   # DINO's DINOHead and lightly's DINOProjectionHead use torch's nn.GELU, the
   # erf form; flax's default (tanh) differs by up to ~5e-4 and broke the

@@ -61,6 +61,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.projector.out_dim = 128  # Projection output width.
   c.projector.use_bn = True  # BatchNorm in the projector.
   c.projector.out_bn = False  # BatchNorm (no scale, no bias) on its output.
+  c.projector.out_bn_scale = False  # ...with a learned scale (SimCLR's).
 
   # Each method's own settings, under its section (config.barlow,
   # config.deepcluster, config.fixmatch, ...): see its module's defaults().

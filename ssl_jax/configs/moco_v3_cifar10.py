@@ -36,6 +36,7 @@ def get_config():
   c.projector.out_dim = 256
   c.projector.out_bn = True
   c.moco_v3.predictor_hidden_dims = (4096,)
+  c.moco_v3.predictor_out_bias = False  # Its MLPs have no biases.
   c.moco_v3.temperature = 0.2
   c.moco_v3.base_momentum = 0.99
   for view, solarize in ((c.augment.view1, 0.0), (c.augment.view2, 0.2)):

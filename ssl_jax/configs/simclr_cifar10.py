@@ -11,10 +11,9 @@ Prepare DIR once with ``python -m ssl_jax.tools.prepare_data --dataset=cifar10
 (ResNet-18, batch 512, 1000 epochs, LARS at 1.0 x B/256 with trust
 coefficient 1e-3, weight decay 1e-4, temperature 0.5, colour jitter strength
 0.5, no blur) with its default 3-layer projection head (512-512-128, BatchNorm
-on every layer). Deviation: the output BatchNorm has no learned scale (the
-reference's has one, no centre). Per-value comparison: docs/recipes.md. Its README
-expects about 91 % linear evaluation for this run; not yet measured here at
-that length.
+on every layer; the output one with a learned scale and no centre).
+Per-value comparison: docs/recipes.md. Its README expects about 91 % linear
+evaluation for this run; not yet measured here at that length.
 """
 
 from ssl_jax.configs import default
@@ -36,6 +35,7 @@ def get_config():
   c.projector.hidden_dims = (512, 512)
   c.projector.out_dim = 128
   c.projector.out_bn = True
+  c.projector.out_bn_scale = True  # center=False, scale on (model_util.py).
   for view in (c.augment.view1, c.augment.view2):
     view.jitter_strength = 0.5
     view.blur_prob = 0.0

@@ -298,6 +298,8 @@ METHOD = base.Method(
         'dino.bottleneck_dim',
         'dino.use_bn',
         'dino.norm_last_layer',
+        # Frozen parameters have their own optimiser state.
+        'dino.freeze_last_layer_epochs',
     ),
     init_extra=init_extra,
     images_per_step=images_per_step,

@@ -27,6 +27,9 @@ def defaults() -> ml_collections.ConfigDict:
   # BatchNorm without scale or bias on the predictor's output (MoCo v3's ViT
   # predictor has it, its ResNet one does not).
   c.predictor_out_bn = False
+  # A bias on the predictor's output layer (MoCo v3's and solo-learn's have
+  # none).
+  c.predictor_out_bias = True
   # ViT: never train the patch embedding (MoCo v3's stop-grad-conv1, with
   # model.patch_init='xavier_uniform'), which it reports stabilises ViTs.
   c.freeze_patch_embedding = False
@@ -55,6 +58,7 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int):
       num_classes,
       config.moco_v3.predictor_hidden_dims,
       predictor_out_bn=config.moco_v3.predictor_out_bn,
+      predictor_out_bias=config.moco_v3.predictor_out_bias,
   )
 
 
@@ -128,6 +132,8 @@ METHOD = base.Method(
     structural_fields=(
         'moco_v3.predictor_hidden_dims',
         'moco_v3.predictor_out_bn',
+        'moco_v3.predictor_out_bias',
+        'moco_v3.freeze_patch_embedding',
     ),
     init_extra=momentum.init_target,
     images_per_step=shared.two_views_per_image,

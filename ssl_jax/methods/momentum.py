@@ -116,6 +116,7 @@ def model_with_predictor(
     num_classes: int,
     predictor_hidden_dims: tuple[int, ...],
     predictor_out_bn: bool = False,
+    predictor_out_bias: bool = True,
 ) -> nn.Module:
   """Encoder + ``config.projector`` + a predictor back to the projection width.
 
@@ -125,6 +126,8 @@ def model_with_predictor(
     predictor_hidden_dims: the predictor MLP's hidden widths.
     predictor_out_bn: BatchNorm without scale or bias on the predictor's
       output (MoCo v3's ViT predictor).
+    predictor_out_bias: a bias on the predictor's output layer (MoCo v3's
+      has none).
 
   Returns:
     A ``shared.TwoViewModel`` with a ``'prediction'`` output.
@@ -134,6 +137,7 @@ def model_with_predictor(
       out_dim=config.projector.out_dim,
       use_bn=True,
       out_bn=predictor_out_bn,
+      out_bias=predictor_out_bias,
       dtype=jnp.dtype(config.dtype),
   )
   return shared.TwoViewModel(

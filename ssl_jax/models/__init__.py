@@ -130,5 +130,6 @@ def get_projector(config: ml_collections.ConfigDict) -> nn.Module:
       out_dim=p.out_dim,
       use_bn=p.use_bn,
       out_bn=p.out_bn,
+      out_bn_scale=p.out_bn_scale,
       dtype=jnp.dtype(config.dtype),
   )

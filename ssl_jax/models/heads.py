@@ -13,7 +13,11 @@ class ProjectionHead(nn.Module):
     hidden_dims: widths of the hidden layers (empty for a linear projector).
     out_dim: output width.
     use_bn: BatchNorm after each hidden dense layer (global over devices).
-    out_bn: BatchNorm without scale or bias on the output (MoCo v3's).
+    out_bn: BatchNorm without bias on the output (MoCo v3's).
+    out_bn_scale: that output BatchNorm learns a scale (google-research/
+      simclr's last projection layer); MoCo v3's has none.
+    out_bias: the output Dense layer has a bias (unless ``out_bn`` follows);
+      MoCo v3's predictor has none.
     dtype: computation dtype.
   """
 
@@ -21,6 +25,8 @@ class ProjectionHead(nn.Module):
   out_dim: int = 128
   use_bn: bool = True
   out_bn: bool = False
+  out_bn_scale: bool = False
+  out_bias: bool = True
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -32,12 +38,16 @@ class ProjectionHead(nn.Module):
             use_running_average=not train, momentum=0.9, dtype=self.dtype
         )(x)
       x = nn.relu(x)
-    x = nn.Dense(self.out_dim, use_bias=not self.out_bn, dtype=self.dtype)(x)
+    x = nn.Dense(
+        self.out_dim,
+        use_bias=self.out_bias and not self.out_bn,
+        dtype=self.dtype,
+    )(x)
     if self.out_bn:
       x = nn.BatchNorm(
           use_running_average=not train,
           momentum=0.9,
-          use_scale=False,
+          use_scale=self.out_bn_scale,
           use_bias=False,
           dtype=self.dtype,
       )(x)

@@ -30,8 +30,12 @@ STRUCTURAL_FIELDS = (
     'batch_size',
     'seed',
     'optimizer.name',
-    # 1.0 or not changes the optimiser state's structure.
+    # Each of these changes the optimiser state's structure: 1.0 or not, the
+    # LARS form, a decay schedule or a constant, clipping or not.
     'optimizer.bias_norm_lr_scale',
+    'optimizer.lars_variant',
+    'optimizer.weight_decay_end',
+    'optimizer.clip_grad_norm',
 )
 
 
