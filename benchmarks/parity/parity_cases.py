@@ -138,7 +138,9 @@ def pinned(config: ml_collections.ConfigDict) -> str:
     node = config
     for part in name.split('.'):
       node = node[part]
-    out[name] = node.to_dict() if hasattr(node, 'to_dict') else node
+    out[name] = (
+        node.to_dict() if isinstance(node, ml_collections.ConfigDict) else node
+    )
   return json.dumps(out)
 
 

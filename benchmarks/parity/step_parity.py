@@ -88,7 +88,8 @@ def make_loss(config):
     return lambda o, t: fn(*o)
   if m == 'barlow_twins':
     fn = lightly_loss.BarlowTwinsLoss(lambda_param=config.barlow.lambd)
-    return lambda o, t: fn(*o)
+    # solo-learn's scale_loss (lightly's loss has none).
+    return lambda o, t: config.barlow.scale_loss * fn(*o)
   if m == 'vicreg':
     w = config.vicreg
     fn = lightly_loss.VICRegLoss(w.sim_weight, w.var_weight, w.cov_weight)

@@ -49,14 +49,31 @@ class Twin(nn.Module):
     return out
 
 
-def _generic_head(in_dim, hidden_dims, out_dim, use_bn, out_bn):
-  """lightly's ``ProjectionHead`` with the blocks of our ``ProjectionHead``."""
+def _generic_head(
+    in_dim,
+    hidden_dims,
+    out_dim,
+    use_bn,
+    out_bn,
+    out_bn_scale=False,
+    out_bias=True,
+):
+  """lightly's ``ProjectionHead`` with the blocks of our ``ProjectionHead``.
+
+  ``out_bn_scale``: the output BatchNorm learns a scale and no shift
+  (google-research/simclr's), a torch affine BatchNorm whose shift is frozen
+  at 0. ``out_bias``: the output layer has a bias (unless ``out_bn``).
+  """
   blocks, d = [], in_dim
   for h in hidden_dims:
     blocks.append((d, h, nn.BatchNorm1d(h) if use_bn else None, nn.ReLU()))
     d = h
-  out_norm = nn.BatchNorm1d(out_dim, affine=False) if out_bn else None
-  blocks.append((d, out_dim, out_norm, None, not out_bn))
+  out_norm = None
+  if out_bn:
+    out_norm = nn.BatchNorm1d(out_dim, affine=out_bn_scale)
+    if out_bn_scale:
+      out_norm.bias.requires_grad_(False)
+  blocks.append((d, out_dim, out_norm, None, out_bias and not out_bn))
   return lightly_heads.ProjectionHead(blocks)
 
 
@@ -109,19 +126,24 @@ def build_twin(config):
     )
     notes['projector'] = 'VICRegProjectionHead'
   else:
-    projector = _generic_head(feat, hidden, p.out_dim, p.use_bn, p.out_bn)
+    projector = _generic_head(
+        feat, hidden, p.out_dim, p.use_bn, p.out_bn, p.out_bn_scale
+    )
     notes['projector'] = 'ProjectionHead (blocks as ours)'
   predictor = None
   if m in ('byol', 'moco_v3'):
     hidden = tuple(config[m].predictor_hidden_dims)
     out_bn = config[m].get('predictor_out_bn', False)
-    if len(hidden) == 1 and not out_bn:
+    out_bias = config[m].get('predictor_out_bias', True)
+    if len(hidden) == 1 and not out_bn and out_bias:
       predictor = lightly_heads.BYOLPredictionHead(
           p.out_dim, hidden[0], p.out_dim
       )
       notes['predictor'] = 'BYOLPredictionHead'
     else:
-      predictor = _generic_head(p.out_dim, hidden, p.out_dim, True, out_bn)
+      predictor = _generic_head(
+          p.out_dim, hidden, p.out_dim, True, out_bn, out_bias=out_bias
+      )
       notes['predictor'] = 'ProjectionHead (blocks as ours)'
   return Twin(encoder, projector, predictor), notes
 
@@ -166,10 +188,9 @@ def _norm(name, norm):
   """:func:`named_tensors`' entries of one BatchNorm."""
   out = [(f'batch_stats/{name}/mean', norm.running_mean, 'vector')]
   if norm.affine:
-    out += [
-        (f'params/{name}/scale', norm.weight, 'vector'),
-        (f'params/{name}/bias', norm.bias, 'vector'),
-    ]
+    out.append((f'params/{name}/scale', norm.weight, 'vector'))
+    if norm.bias.requires_grad:  # A frozen zero shift: ours has no bias.
+      out.append((f'params/{name}/bias', norm.bias, 'vector'))
   return out
 
 
