@@ -15,8 +15,8 @@ centre momentum 0.9; 2 global crops from 40-100 % and 8 local crops from 5-40
 %, solarize 0 / 0.2 on the globals. Kept apart from it: 32 px globals in 4x4
 patches and 16 px locals (its 224 / 96 px in 16x16 patches); 600 epochs (its
 300 on ImageNet: CIFAR-10 has 1/25 of the images); no blur (as solo-learn's
-CIFAR recipes: 32 px views). Still pending here: stochastic depth 0.1; see
-docs/recipes.md. Not yet measured here.
+CIFAR recipes: 32 px views); no stochastic depth (its 0.1: our ViT has
+none yet). See docs/recipes.md. Not yet measured here.
 """
 
 from ssl_jax.configs import dino_cifar10
