@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.join(ROOT, 'benchmarks'))
 import cases  # noqa: E402  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # Modules in configs/ that are not experiments: shared pieces.
-_NOT_EXPERIMENTS = ('__init__', 'default', 'cifar10_cpu_common')
+_NOT_EXPERIMENTS = ('__init__', 'default', 'cifar10_cpu_common', 'recipe_parts')
 
 
 def _modules(folder, skip):

@@ -414,13 +414,9 @@ def order(images: np.ndarray) -> tuple[dict, dict]:
 
 
 def main():
-  commit = subprocess.run(
-      ['git', 'rev-parse', '--short', 'HEAD'],
-      cwd=ROOT,
-      capture_output=True,
-      text=True,
-      check=True,
-  ).stdout.strip()
+  commit = subprocess.check_output(
+      ['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, text=True
+  ).strip()
   images, source = load_images()
   start = time.time()
   results = {

@@ -194,12 +194,11 @@ def main():
     summary['ours_vs_solo_learn'] = replay_jax(dict(np.load(args.out)))
   except ImportError as e:
     summary['jax_replay'] = f'skipped: {e}'
-  commit = subprocess.run(
+  commit = subprocess.check_output(
       ['git', 'rev-parse', '--short', 'HEAD'],
-      capture_output=True,
+      cwd=os.path.dirname(os.path.abspath(__file__)),
       text=True,
-      check=False,
-  ).stdout.strip()
+  ).strip()
   summary['commit'] = commit
   print(json.dumps(summary, indent=1))
   if 'ours_vs_solo_learn' in summary:

@@ -334,13 +334,9 @@ def main():
   torch.backends.cudnn.allow_tf32 = False
   torch.set_default_dtype(torch.float32)
   lars_wrapper = _load_lars(args.lars_py)
-  commit = subprocess.run(
-      ['git', 'rev-parse', '--short', 'HEAD'],
-      cwd=ROOT,
-      capture_output=True,
-      text=True,
-      check=False,
-  ).stdout.strip()
+  commit = subprocess.check_output(
+      ['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, text=True
+  ).strip()
   import lightly  # pylint: disable=g-import-not-at-top
 
   summary = {

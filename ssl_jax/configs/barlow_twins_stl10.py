@@ -14,6 +14,7 @@ coefficient 0.02) at 0.3 x B/256 with weight decay 1e-4, asymmetric views (blur
 """
 
 from ssl_jax.configs import default
+from ssl_jax.configs import recipe_parts
 
 
 def get_config():
@@ -29,9 +30,7 @@ def get_config():
   c.learning_rate = 0.3
   c.optimizer.lr_scaling = 'linear'
   c.optimizer.weight_decay = 1e-4
-  c.optimizer.trust_coefficient = 0.02
-  c.optimizer.lars_variant = 'solo_learn'
-  c.optimizer.clip_lr = True
+  recipe_parts.solo_learn_lars(c)
   c.projector.hidden_dims = (2048, 2048)
   c.projector.out_dim = 2048
   c.barlow.lambd = 0.0051
@@ -42,12 +41,8 @@ def get_config():
       (c.augment.view2, 0.1, 0.2),
   ):
     view.crop_scale = (0.08, 1.0)
-    view.color_ops = 'torchvision'
-    view.crop_interpolation = 'bicubic'
-    view.brightness, view.contrast = 0.4, 0.4
-    view.saturation, view.hue = 0.2, 0.1
+    recipe_parts.torchvision_view(view)
     view.blur_prob = blur
     view.solarize_prob = solarize
-  c.model.input_mean = (0.485, 0.456, 0.406)
-  c.model.input_std = (0.229, 0.224, 0.225)
+  recipe_parts.normalize(c, recipe_parts.IMAGENET_MEAN_STD)
   return c

@@ -17,6 +17,7 @@ measured here at that length.
 """
 
 from ssl_jax.configs import default
+from ssl_jax.configs import recipe_parts
 
 
 def get_config():
@@ -30,9 +31,7 @@ def get_config():
   c.learning_rate = 0.3
   c.optimizer.lr_scaling = 'linear'
   c.optimizer.weight_decay = 1e-6
-  c.optimizer.trust_coefficient = 0.02
-  c.optimizer.lars_variant = 'solo_learn'
-  c.optimizer.clip_lr = True
+  recipe_parts.solo_learn_lars(c)
   c.dino.hidden_dims = (2048, 2048)
   c.dino.bottleneck_dim = 256
   c.dino.out_dim = 4096
@@ -47,12 +46,8 @@ def get_config():
   c.dino.num_local_crops = 0
   for view, solarize in ((c.augment.view1, 0.0), (c.augment.view2, 0.2)):
     view.crop_scale = (0.08, 1.0)
-    view.color_ops = 'torchvision'
-    view.crop_interpolation = 'bicubic'
-    view.brightness, view.contrast = 0.4, 0.4
-    view.saturation, view.hue = 0.2, 0.1
+    recipe_parts.torchvision_view(view)
     view.blur_prob = 0.0
     view.solarize_prob = solarize
-  c.model.input_mean = (0.4914, 0.4822, 0.4465)
-  c.model.input_std = (0.2470, 0.2435, 0.2616)
+  recipe_parts.normalize(c, recipe_parts.CIFAR10_MEAN_STD)
   return c

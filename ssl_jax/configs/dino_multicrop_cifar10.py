@@ -15,6 +15,7 @@ here.
 """
 
 from ssl_jax.configs import dino_cifar10
+from ssl_jax.configs import recipe_parts
 
 
 def get_config():
@@ -23,12 +24,7 @@ def get_config():
   c.dino.num_local_crops = 4
   c.dino.local_size = 16
   c.dino.local_view.crop_scale = (0.05, 0.4)
-  c.dino.local_view.color_ops = 'torchvision'
-  c.dino.local_view.crop_interpolation = 'bicubic'
-  c.dino.local_view.brightness = 0.4
-  c.dino.local_view.contrast = 0.4
-  c.dino.local_view.saturation = 0.2
-  c.dino.local_view.hue = 0.1
+  recipe_parts.torchvision_view(c.dino.local_view)
   c.dino.local_view.blur_prob = 0.0
   c.dino.local_view.solarize_prob = 0.0
   return c

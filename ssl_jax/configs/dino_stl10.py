@@ -16,6 +16,7 @@ comparison: docs/recipes.md. Not yet measured here.
 """
 
 from ssl_jax.configs import dino_cifar10
+from ssl_jax.configs import recipe_parts
 
 
 def get_config():
@@ -31,6 +32,5 @@ def get_config():
   for view, blur in ((c.augment.view1, 1.0), (c.augment.view2, 0.1)):
     view.crop_scale = (0.08, 1.0)
     view.blur_prob = blur
-  c.model.input_mean = (0.485, 0.456, 0.406)
-  c.model.input_std = (0.229, 0.224, 0.225)
+  recipe_parts.normalize(c, recipe_parts.IMAGENET_MEAN_STD)
   return c

@@ -20,6 +20,7 @@ none yet). See docs/recipes.md. Not yet measured here.
 """
 
 from ssl_jax.configs import dino_cifar10
+from ssl_jax.configs import recipe_parts
 
 
 def get_config():
@@ -44,16 +45,10 @@ def get_config():
   c.dino.num_local_crops = 8
   c.dino.local_size = 16
   c.dino.local_view.crop_scale = (0.05, 0.4)
-  c.dino.local_view.color_ops = 'torchvision'
-  c.dino.local_view.crop_interpolation = 'bicubic'
-  c.dino.local_view.brightness = 0.4
-  c.dino.local_view.contrast = 0.4
-  c.dino.local_view.saturation = 0.2
-  c.dino.local_view.hue = 0.1
+  recipe_parts.torchvision_view(c.dino.local_view)
   c.dino.local_view.blur_prob = 0.0
   c.dino.local_view.solarize_prob = 0.0
   for view in (c.augment.view1, c.augment.view2):
     view.crop_scale = (0.4, 1.0)
-  c.model.input_mean = (0.485, 0.456, 0.406)
-  c.model.input_std = (0.229, 0.224, 0.225)
+  recipe_parts.normalize(c, recipe_parts.IMAGENET_MEAN_STD)
   return c

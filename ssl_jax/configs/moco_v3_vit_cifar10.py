@@ -19,6 +19,7 @@ docs/recipes.md. Not yet measured here.
 """
 
 from ssl_jax.configs import moco_v3_cifar10
+from ssl_jax.configs import recipe_parts
 
 
 def get_config():
@@ -42,6 +43,5 @@ def get_config():
   c.projector.hidden_dims = (4096, 4096)
   for view in (c.augment.view1, c.augment.view2):
     view.crop_interpolation = 'bilinear'  # torchvision's default.
-  c.model.input_mean = (0.485, 0.456, 0.406)
-  c.model.input_std = (0.229, 0.224, 0.225)
+  recipe_parts.normalize(c, recipe_parts.IMAGENET_MEAN_STD)
   return c

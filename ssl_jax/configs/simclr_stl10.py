@@ -17,6 +17,7 @@ comparison: docs/recipes.md. Not yet measured here.
 """
 
 from ssl_jax.configs import default
+from ssl_jax.configs import recipe_parts
 
 
 def get_config():
@@ -31,20 +32,14 @@ def get_config():
   c.learning_rate = 0.3
   c.optimizer.lr_scaling = 'linear'
   c.optimizer.weight_decay = 1e-4
-  c.optimizer.trust_coefficient = 0.02
-  c.optimizer.lars_variant = 'solo_learn'
-  c.optimizer.clip_lr = True
+  recipe_parts.solo_learn_lars(c)
   c.temperature = 0.2
   c.projector.hidden_dims = (4096,)
   c.projector.out_dim = 512
   c.projector.use_bn = False
   c.probe.batch_size = 256
   for view in (c.augment.view1, c.augment.view2):
-    view.color_ops = 'torchvision'
-    view.crop_interpolation = 'bicubic'
-    view.brightness, view.contrast = 0.8, 0.8
-    view.saturation, view.hue = 0.8, 0.2
+    recipe_parts.torchvision_view(view, 0.8, 0.8, 0.8, 0.2)
     view.blur_prob = 0.5
-  c.model.input_mean = (0.485, 0.456, 0.406)
-  c.model.input_std = (0.229, 0.224, 0.225)
+  recipe_parts.normalize(c, recipe_parts.IMAGENET_MEAN_STD)
   return c

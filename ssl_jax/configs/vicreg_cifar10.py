@@ -17,6 +17,7 @@ here at that length.
 """
 
 from ssl_jax.configs import default
+from ssl_jax.configs import recipe_parts
 
 
 def get_config():
@@ -33,19 +34,13 @@ def get_config():
   # solo-learn sums the two views' variance hinges at weight 25; ours are
   # averaged, as the authors' code and lightly do, so 50 is the same loss.
   c.vicreg.var_weight = 50.0
-  c.optimizer.trust_coefficient = 0.02
-  c.optimizer.lars_variant = 'solo_learn'
-  c.optimizer.clip_lr = True
+  recipe_parts.solo_learn_lars(c)
   c.projector.hidden_dims = (2048, 2048)
   c.projector.out_dim = 2048
   for view in (c.augment.view1, c.augment.view2):
     view.crop_scale = (0.2, 1.0)
-    view.color_ops = 'torchvision'
-    view.crop_interpolation = 'bicubic'
-    view.brightness, view.contrast = 0.4, 0.4
-    view.saturation, view.hue = 0.2, 0.1
+    recipe_parts.torchvision_view(view)
     view.blur_prob = 0.0
     view.solarize_prob = 0.1
-  c.model.input_mean = (0.4914, 0.4822, 0.4465)
-  c.model.input_std = (0.2470, 0.2435, 0.2616)
+  recipe_parts.normalize(c, recipe_parts.CIFAR10_MEAN_STD)
   return c

@@ -81,11 +81,23 @@ def jitter_magnitudes(view: ml_collections.ConfigDict) -> Magnitudes:
   )
 
 
-def _factor(key: PRNGKey, magnitude: float) -> Array:
-  """Draws a factor uniformly in [max(0, 1 - magnitude), 1 + magnitude]."""
-  return jax.random.uniform(
-      key, minval=max(0.0, 1.0 - magnitude), maxval=1.0 + magnitude
-  )
+def _draw_factors(keys: Sequence[PRNGKey], magnitudes: Magnitudes) -> Array:
+  """Draws the brightness, contrast and saturation factors and the hue shift.
+
+  Args:
+    keys: one PRNG key per op (brightness, contrast, saturation, hue).
+    magnitudes: (brightness, contrast, saturation, hue) magnitudes.
+
+  Returns:
+    float32 [4]: factors uniform in [max(0, 1 - m), 1 + m] and a shift
+    uniform in [-m, m].
+  """
+  draws = [
+      jax.random.uniform(k, minval=max(0.0, 1.0 - m), maxval=1.0 + m)
+      for k, m in zip(keys[:3], magnitudes[:3])
+  ]
+  h = magnitudes[3]
+  return jnp.stack(draws + [jax.random.uniform(keys[3], minval=-h, maxval=h)])
 
 
 def _simclr_step(
@@ -132,12 +144,8 @@ def simclr_jitter(
   Returns:
     The jittered image.
   """
-  apply_key, order_key, b_key, c_key, s_key, h_key = jax.random.split(key, 6)
-  b, c, s, h = magnitudes
-  brightness = _factor(b_key, b)
-  contrast = _factor(c_key, c)
-  saturation = _factor(s_key, s)
-  hue = jax.random.uniform(h_key, minval=-h, maxval=h)
+  apply_key, order_key, *op_keys = jax.random.split(key, 6)
+  brightness, contrast, saturation, hue = _draw_factors(op_keys, magnitudes)
   num_ops = 4 if image.shape[-1] == 3 else 2
 
   def jitter(x):
@@ -251,12 +259,8 @@ def jitter_params(
     ``factors``: float32 [4], brightness, contrast and saturation factors and
     the hue shift.
   """
-  order_key, b_key, c_key, s_key, h_key = jax.random.split(key, 5)
-  b, c, s, h = magnitudes
-  hue = jax.random.uniform(h_key, minval=-h, maxval=h)
-  factors = jnp.stack(
-      [_factor(b_key, b), _factor(c_key, c), _factor(s_key, s), hue]
-  )
+  order_key, *op_keys = jax.random.split(key, 5)
+  factors = _draw_factors(op_keys, magnitudes)
   ops = jnp.asarray(active_ops(magnitudes, channels), jnp.int32)
   return jax.random.permutation(order_key, ops), factors
 

@@ -158,7 +158,7 @@ def views_of(
   [0, 1] made elsewhere (the parity tests feed the views a reference
   implementation sees); views ``first`` to ``first + len(view_configs)`` of
   it are used as they are and ``key`` is not used. Otherwise the views are
-  ``augment.make_views(key, batch['image'], view_configs, size)``, as before.
+  ``augment.make_views(key, batch['image'], view_configs, size)``.
 
   Args:
     batch: ``{'image', 'label'}``, or ``{'views', 'label'}`` (any side).

@@ -27,20 +27,25 @@ def check_config(opt: ml_collections.ConfigDict) -> None:
     opt: ``config.optimizer``.
 
   Raises:
-    errors.ConfigError: an unknown LARS variant, ``clip_lr`` where it has no
-      meaning, a negative weight decay or clipping norm, a momentum outside
-      [0, 1) or a trust coefficient that is not positive.
+    errors.ConfigError: an unknown optimiser, LR scaling or LARS variant,
+      ``clip_lr`` where it has no meaning, a negative weight decay or
+      clipping norm, a momentum outside [0, 1) or a trust coefficient that
+      is not positive.
   """
 
   def check(ok, message):
     if not ok:
       raise errors.ConfigError(message)
 
-  check(
-      opt.lars_variant in LARS_VARIANTS,
-      f'optimizer.lars_variant={opt.lars_variant!r}; use one of'
-      f' {LARS_VARIANTS}.',
-  )
+  for field, choices in (
+      ('name', OPTIMIZERS),
+      ('lr_scaling', LR_SCALINGS),
+      ('lars_variant', LARS_VARIANTS),
+  ):
+    check(
+        opt[field] in choices,
+        f'optimizer.{field}={opt[field]!r}; use one of {choices}.',
+    )
   check(
       not opt.clip_lr
       or (opt.name == 'lars' and opt.lars_variant == 'solo_learn'),
@@ -260,17 +265,11 @@ def clip_each_by_norm(max_norm: float) -> optax.GradientTransformation:
     A stateless optax gradient transformation.
   """
 
-  def update_fn(updates, state, params=None):
+  def clip(g, params):
     del params
+    return g * jnp.minimum(1.0, max_norm / (jnp.linalg.norm(g) + 1e-6))
 
-    def clip(g):
-      return g * jnp.minimum(1.0, max_norm / (jnp.linalg.norm(g) + 1e-6))
-
-    return jax.tree.map(clip, updates), state
-
-  return optax.GradientTransformation(
-      lambda params: optax.EmptyState(), update_fn
-  )
+  return optax.stateless_with_tree_map(clip)
 
 
 def _frozen_labels(frozen: Sequence[tuple[str, float]]):
@@ -363,18 +362,14 @@ def make_optimizer(
   return tx
 
 
-def _every_leaf(params):
-  return jax.tree.map(lambda _: True, params)
-
-
 def _base_optimizer(
     opt: ml_collections.ConfigDict,
     schedule: optax.Schedule,
     weight_decay: float | optax.Schedule,
 ) -> optax.GradientTransformation:
-  # MoCo v3's AdamW decays every parameter; the other references leave
-  # biases and norms out.
-  wd_mask = _every_leaf if opt.decay_bias_and_norm else decay_mask
+  # MoCo v3's AdamW decays every parameter (no mask); the other references
+  # leave biases and norms out.
+  wd_mask = None if opt.decay_bias_and_norm else decay_mask
   if opt.name == 'lars' and opt.lars_variant == 'solo_learn':
     return optax.chain(
         scale_by_solo_learn_lars(

@@ -23,6 +23,10 @@ def _check(ok: bool, message: str) -> None:
     raise ConfigError(message)
 
 
+def _check_one_of(field: str, value, choices: tuple[str, ...]) -> None:
+  _check(value in choices, f'{field}={value!r}; use one of {choices}.')
+
+
 def check_fields(
     config: ml_collections.ConfigDict, reference: ml_collections.ConfigDict
 ) -> None:
@@ -117,27 +121,13 @@ def validate(
       f'probe.batch_size={config.probe.batch_size} is not divisible by the '
       f'{num_devices} devices; use a multiple of {num_devices}.',
   )
-  _check(
-      config.optimizer.name in optim.OPTIMIZERS,
-      f'optimizer.name={config.optimizer.name!r}; use one of'
-      f' {optim.OPTIMIZERS}.',
-  )
-  _check(
-      config.optimizer.lr_scaling in optim.LR_SCALINGS,
-      f'optimizer.lr_scaling={config.optimizer.lr_scaling!r}; use one of '
-      f'{optim.LR_SCALINGS}.',
-  )
   optim.check_config(config.optimizer)
   _check(
       0 <= config.optimizer.warmup_epochs < config.num_epochs,
       f'optimizer.warmup_epochs={config.optimizer.warmup_epochs} must be in '
       f'[0, num_epochs={config.num_epochs}).',
   )
-  _check(
-      config.cpu_convolutions in conv.CONVOLUTIONS,
-      f'cpu_convolutions={config.cpu_convolutions!r}; use one of '
-      f'{conv.CONVOLUTIONS}.',
-  )
+  _check_one_of('cpu_convolutions', config.cpu_convolutions, conv.CONVOLUTIONS)
   _check(
       config.dtype in ('float32', 'bfloat16'),
       f"dtype={config.dtype!r} must be 'float32' or 'bfloat16'.",
@@ -222,16 +212,12 @@ def validate(
       f'model.input_mean={mean} and model.input_std={std} must both be empty'
       ' or give one value per channel (1 or 3), with every std > 0.',
   )
-  _check(
-      config.model.position_embedding in vit.POSITION_EMBEDDINGS,
-      f'model.position_embedding={config.model.position_embedding!r}; use one'
-      f' of {vit.POSITION_EMBEDDINGS}.',
+  _check_one_of(
+      'model.position_embedding',
+      config.model.position_embedding,
+      vit.POSITION_EMBEDDINGS,
   )
-  _check(
-      config.model.patch_init in vit.PATCH_INITS,
-      f'model.patch_init={config.model.patch_init!r}; use one of'
-      f' {vit.PATCH_INITS}.',
-  )
+  _check_one_of('model.patch_init', config.model.patch_init, vit.PATCH_INITS)
   methods.get(config.method).check_config(config)
   train_size = config.augment.train_size
   _check(
