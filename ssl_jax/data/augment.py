@@ -282,7 +282,11 @@ def _to_float(image: Array) -> Array:
 
 
 def augment_image(
-    key: PRNGKey, image: Array, cfg: ml_collections.ConfigDict, out_size: int
+    key: PRNGKey,
+    image: Array,
+    cfg: ml_collections.ConfigDict,
+    out_size: int,
+    cropped: bool = False,
 ) -> Array:
   """Augments one image according to a view config.
 
@@ -291,6 +295,8 @@ def augment_image(
     image: uint8 image [H, W, C] (C = 1 or 3).
     cfg: view config (see `view_config`); read as static Python values.
     out_size: side of the square output.
+    cropped: the image is the view's random-resized crop already (cut on
+      the host, ``host_crop``); the other ops follow as usual.
 
   Returns:
     float32 image [out_size, out_size, C] in [0, 1].
@@ -304,15 +310,16 @@ def augment_image(
   )
   x = _to_float(image)
   interpolation = cfg.crop_interpolation
-  x = resized_crop(
-      keys[0],
-      x,
-      out_size,
-      tuple(cfg.crop_scale),
-      tuple(cfg.crop_ratio),
-      interpolation,
-  )
-  if interpolation == 'bicubic':
+  if not cropped:
+    x = resized_crop(
+        keys[0],
+        x,
+        out_size,
+        tuple(cfg.crop_scale),
+        tuple(cfg.crop_ratio),
+        interpolation,
+    )
+  if interpolation == 'bicubic' and not cropped:
     # Bicubic overshoots; PIL's 8-bit images clamp, and the colour ops expect
     # [0, 1].
     x = jnp.clip(x, 0.0, 1.0)
@@ -338,7 +345,11 @@ def augment_image(
 
 
 def augment_batch(
-    key: PRNGKey, images: Array, cfg: ml_collections.ConfigDict, out_size: int
+    key: PRNGKey,
+    images: Array,
+    cfg: ml_collections.ConfigDict,
+    out_size: int,
+    cropped: bool = False,
 ) -> Array:
   """Augments a batch, with an independent key per example.
 
@@ -347,12 +358,15 @@ def augment_batch(
     images: uint8 images [B, H, W, C].
     cfg: view config (static).
     out_size: side of the square output.
+    cropped: the images are the view's crops already (see `augment_image`).
 
   Returns:
     float32 images [B, out_size, out_size, C] in [0, 1].
   """
   keys = jax.random.split(key, images.shape[0])
-  return jax.vmap(lambda k, x: augment_image(k, x, cfg, out_size))(keys, images)
+  return jax.vmap(lambda k, x: augment_image(k, x, cfg, out_size, cropped))(
+      keys, images
+  )
 
 
 def make_views(
@@ -365,15 +379,23 @@ def make_views(
 
   Args:
     key: PRNG key; view `i` uses `jax.random.fold_in(key, i)`.
-    images: uint8 images [B, H, W, C].
+    images: uint8 images [B, H, W, C], or one uint8 batch of host crops
+      [B, S, S, C] per view (a tuple: those are each view's crop already).
     view_cfgs: one view config per view.
     out_size: side of the square outputs.
 
   Returns:
     A tuple of float32 arrays [B, out_size, out_size, C], one per view.
   """
+  cropped = isinstance(images, (tuple, list))
   return tuple(
-      augment_batch(jax.random.fold_in(key, i), images, cfg, out_size)
+      augment_batch(
+          jax.random.fold_in(key, i),
+          images[i] if cropped else images,
+          cfg,
+          out_size,
+          cropped,
+      )
       for i, cfg in enumerate(view_cfgs)
   )
 

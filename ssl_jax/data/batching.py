@@ -106,11 +106,12 @@ def train_batches(
     prefetch: batches prepared ahead in a background thread.
 
   Yields:
-    ``{'image': uint8 [B,H,W,C], 'label': int32 [B]}`` global jax Arrays.
+    ``{'image': uint8 [B,H,W,C], 'label': int32 [B]}`` global jax Arrays
+    (host crops: ``{'crops': (uint8 [B,S,S,C] per view), 'label'}``).
   """
   n = len(split)
   read = lambda step: split.read(
-      process_slice(batch_indices(seed, step, n, batch_size))
+      process_slice(batch_indices(seed, step, n, batch_size)), step
   )
   yield from global_batches(
       read, start_step=start_step, sharding=sharding, prefetch=prefetch

@@ -12,7 +12,7 @@ import multiprocessing
 import os
 import signal
 import threading
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from absl import logging
 import numpy as np
@@ -107,12 +107,15 @@ class Workers:
   broken = False  # The workers failed: decode in this process from now on.
 
   @classmethod
-  def map(cls, tasks: list, workers: int) -> Iterator[tuple[Any, str]]:
-    """``load_file`` of each task, in order, streamed from ``workers`` processes.
+  def map(
+      cls, tasks: list, workers: int, fn: Callable[..., Any] = load_file
+  ) -> Iterator[tuple[Any, str]]:
+    """``fn`` of each task, in order, streamed from ``workers`` processes.
 
     Args:
-      tasks: ``load_file`` tasks.
+      tasks: ``fn``'s tasks.
       workers: how many processes.
+      fn: a module-level function (``load_file``, ``host_crop.load``).
 
     Returns:
       An iterator of ``load_file`` results; it raises
@@ -130,7 +133,7 @@ class Workers:
         cls._size = workers
       pool = cls._pool
     chunk = max(1, min(64, len(tasks) // (4 * workers)))
-    return pool.map(load_file, tasks, chunksize=chunk)
+    return pool.map(fn, tasks, chunksize=chunk)
 
   @classmethod
   def give_up(cls, error: Exception) -> None:
@@ -158,12 +161,15 @@ class Workers:
     cls.broken = True
 
 
-def stream(tasks: list, workers: int) -> Iterator[Any]:
-  """Yields ``load_file`` results from the workers, in order.
+def stream(
+    tasks: list, workers: int, fn: Callable[..., Any] = load_file
+) -> Iterator[Any]:
+  """Yields ``fn``'s results from the workers, in order.
 
   Args:
-    tasks: ``load_file`` tasks.
+    tasks: ``fn``'s tasks.
     workers: how many processes.
+    fn: a module-level function returning ``(result or None, why)``.
 
   Yields:
     One item per task: its result, or None (after the workers failed) for
@@ -171,7 +177,7 @@ def stream(tasks: list, workers: int) -> Iterator[Any]:
   """
   done = 0
   try:
-    for result in Workers.map(tasks, workers):
+    for result in Workers.map(tasks, workers, fn):
       done += 1
       yield result
   except (concurrent.futures.process.BrokenProcessPool, RuntimeError) as e:

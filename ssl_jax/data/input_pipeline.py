@@ -12,7 +12,7 @@ import dataclasses
 import functools
 import os
 import time
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 from absl import logging
 import numpy as np
@@ -20,19 +20,26 @@ import numpy as np
 from ssl_jax import errors
 from ssl_jax.data import decoding
 from ssl_jax.data import folder
+from ssl_jax.data import imagenet
+from ssl_jax.data import memory
 from ssl_jax.data import tfds_data
+from ssl_jax.data.splits import Split
 
 DataError = errors.DataError
 
 
 @functools.lru_cache(maxsize=32)
-def dataset_info(dataset: str, data_dir: str = '') -> dict[str, Any]:
+def dataset_info(
+    dataset: str, data_dir: str = '', classes: str = ''
+) -> dict[str, Any]:
   """Facts about a dataset, read before any image of it is.
 
   Args:
     dataset: a tfds name (facts from its builder), ``'folder'`` (from the
       listing of ``data_dir``) or ``'sklearn_digits'``.
     data_dir: the tfds data_dir, or the dataset folder.
+    classes: ``data.classes``, a subset of the classes ('': all): the facts
+      then name only those classes, in sorted order.
 
   Returns:
     ``{'image_shape': (H, W, C) (None: varies), 'num_classes',
@@ -50,200 +57,27 @@ def dataset_info(dataset: str, data_dir: str = '') -> dict[str, Any]:
         class_names=tuple(str(d) for d in range(10)),
         splits={'train': 1437, 'test': 360},
     )
-  if dataset == 'folder':
-    return folder.info(data_dir)
-  return tfds_data.info(dataset, data_dir)
-
-
-@dataclasses.dataclass
-class Split:
-  """A split held as a random-access source, optionally decoded into RAM.
-
-  ``resize`` and ``channels`` (0: as stored) convert every image as it is
-  read: a centre crop resized to ``resize`` px, and grayscale <-> RGB. A bad
-  record (fails to decode, or does not fit ``image_shape``; None: any) raises
-  a :class:`DataError`, or with ``bad_images='skip'`` joins ``skipped`` and is
-  dropped (cached) or replaced by the next good record (uncached: batches stay
-  full and a pure function of the step). Folder images are decoded by
-  ``workers`` processes (1: in this process).
-  """
-
-  name: str
-  sources: list
-  images: Optional[np.ndarray] = None
-  labels: Optional[np.ndarray] = None
-  resize: int = 0
-  channels: int = 0
-  dataset: str = ''
-  image_shape: Optional[tuple] = None
-  bad_images: str = 'error'
-  workers: int = 1
-  skipped: set = dataclasses.field(default_factory=set, repr=False)
-
-  def __len__(self):
-    if self.images is not None:
-      return len(self.images)
-    return sum(len(s) for s in self.sources)
-
-  @property
-  def num_skipped(self) -> int:
-    """How many distinct bad records were skipped so far."""
-    return len(self.skipped)
-
-  def read(self, indices: np.ndarray) -> dict[str, np.ndarray]:
-    """Returns ``{'image': uint8 [n,H,W,C], 'label': int32 [n]}`` for indices."""
-    if self.images is not None:
-      return {'image': self.images[indices], 'label': self.labels[indices]}
-    indices = [int(i) for i in indices]
-    examples = self._examples(indices)
-    # A bad record (now in ``skipped``) is replaced by the next good one.
-    return _stack([
-        e if e is not None else self._good_example(i)
-        for i, e in zip(indices, examples)
-    ])
-
-  def read_good(
-      self, indices: np.ndarray
-  ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Like :meth:`read`, but bad records are dropped instead of replaced.
-
-    Args:
-      indices: records to read.
-
-    Returns:
-      ``(the indices read, {'image', 'label'} of those)``.
-    """
-    if self.images is not None:
-      return np.asarray(indices), self.read(indices)
-    examples = self._examples([int(i) for i in indices])
-    kept = [i for i, e in zip(indices, examples) if e is not None]
-    good = [e for e in examples if e is not None]
-    if not good:
-      shape = (0,) + tuple(d or 0 for d in self.image_shape or (0, 0, 0))
-      return np.zeros(0, np.int64), {
-          'image': np.zeros(shape, np.uint8),
-          'label': np.zeros(0, np.int32),
-      }
-    return np.asarray(kept, np.int64), _stack(good)
-
-  def _good_example(self, i: int) -> tuple[np.ndarray, int]:
-    for _ in range(len(self)):
-      example = None if i in self.skipped else self._example(i)
-      if example is not None:
-        return example
-      i = (i + 1) % len(self)
-    raise DataError(f'every record of split {self.name!r} is bad.')
-
-  def _locate(self, i: int) -> tuple[int, int]:
-    """``(source, index in it)`` of record ``i``."""
-    j, k = 0, i
-    while k >= len(self.sources[j]):
-      k, j = k - len(self.sources[j]), j + 1
-    return j, k
-
-  def _examples(self, indices: list[int]) -> list:
-    """:meth:`_example` of each index (see :meth:`_iter_examples`)."""
-    return list(self._iter_examples(indices))
-
-  def _iter_examples(self, indices) -> Iterator[Any]:
-    """Yields :meth:`_example` of each index, in order.
-
-    Folder files decode in ``workers`` processes, streamed: this process
-    checks finished records while the workers decode the next ones.
-
-    Args:
-      indices: the records.
-
-    Yields:
-      ``(image, label)``, or None for a skipped bad record.
-    """
-    indices = list(indices)
-    located = [self._locate(i) for i in indices]
-    if (
-        self.workers <= 1
-        or decoding.Workers.broken
-        or len(indices) < 2 * self.workers
-        or not all(
-            isinstance(self.sources[j], folder.Source) for j, _ in located
-        )
-    ):
-      yield from map(self._example, indices)
-      return
-    tasks = [
-        (self.sources[j].path(k), self.resize, self.channels)
-        for j, k in located
-    ]
-    for i, result in zip(indices, decoding.stream(tasks, self.workers)):
-      yield self._example(i, result)
-
-  def _example(
-      self, i: int, loaded: Optional[tuple[Any, str]] = None
-  ) -> Optional[tuple[np.ndarray, int]]:
-    """Record ``i`` as (image, label), or None if it is bad and skipped.
-
-    Args:
-      i: the record.
-      loaded: ``decoding.load_file``'s result for it, where a worker decoded
-        it (None: decode it here).
-
-    Returns:
-      ``(image, label)``, or None for a bad record with ``bad_images='skip'``.
-    """
-    (j, k), fix, want = self._locate(i), '', self.image_shape
-    try:
-      if loaded is None:
-        example = self.sources[j][k]
-        image = decoding.convert_image(
-            example['image'], self.resize, self.channels
-        )
-        label = example['label']
-      elif loaded[0] is None:
-        raise _Failed(loaded[1])
-      else:
-        image, label = loaded[0], self.sources[j].labels[k]
-    except _Failed as e:
-      why = f'failed to decode ({e})'
-    except Exception as e:  # pylint: disable=broad-except
-      why = f'failed to decode ({type(e).__name__}: {" ".join(str(e).split())})'
-    else:
-      if want is None or (
-          image.ndim == len(want)
-          and all(w is None or w == g for g, w in zip(image.shape, want))
-      ):
-        return image, int(label)
-      why = f'has shape {image.shape}, expected {tuple(want)}'
-      if want[-1] and image.shape[-1] != want[-1]:
-        fix = f'--config.data.channels={want[-1]} to convert it, or '
-      elif image.shape[:2] != tuple(want[:2]):
-        fix = '--config.data.resize=SIDE to resize every image, or '
-    where = (
-        f'record {i} of {self.dataset} split {self.name!r} (index {k} of '
-        f'source {self.name.split("+")[j].strip()!r})'
+  info = (
+      folder.info(data_dir)
+      if dataset == 'folder'
+      else tfds_data.info(dataset, data_dir)
+  )
+  subset = imagenet.class_subset(classes)
+  if subset is None:
+    return info
+  missing = sorted(set(subset) - set(info['class_names']))
+  if missing:
+    raise DataError(
+        f'data.classes={classes!r} names {len(missing)} classes that dataset '
+        f'{dataset!r} lacks (first: {missing[0]!r}); name classes it has, or '
+        'leave data.classes empty.'
     )
-    if isinstance(self.sources[j], folder.Source):
-      where = f'file {self.sources[j].path(k)!r} (record {i} of {self.name!r})'
-    if self.bad_images != 'skip':
-      raise DataError(
-          f'{where} {why}; pass {fix}--config.data.bad_images=skip '
-          'to skip and count bad records.'
-      )
-    if not self.skipped:
-      logging.warning(
-          'Skipping bad %s: %s (more are counted, not logged).', where, why
-      )
-    self.skipped.add(i)
-    return None
-
-
-class _Failed(Exception):
-  """A worker process's decoding error, as text."""
-
-
-def _stack(examples) -> dict[str, np.ndarray]:
-  return {
-      'image': np.stack([image for image, _ in examples]),
-      'label': np.asarray([label for _, label in examples], np.int32),
-  }
+  return dict(
+      info,
+      num_classes=len(subset),
+      class_names=subset,
+      all_class_names=info['class_names'],
+  )
 
 
 def _sklearn_digits(split: str) -> Split:
@@ -268,11 +102,17 @@ def load_split(
     dataset: str,
     split: str,
     data_dir: str = '',
-    cache: bool = True,
+    cache: Optional[bool] = True,
     resize: int = 0,
     channels: int = 0,
     bad_images: str = 'error',
     workers: int = 1,
+    *,
+    crops: tuple = (),
+    crop_fraction: float = 0.0,
+    seed: int = 0,
+    classes: str = '',
+    memory_budget_gb: float = 0.0,
 ) -> Split:
   """Opens a split (``'a+b'`` concatenates) and optionally decodes it into RAM.
 
@@ -280,13 +120,20 @@ def load_split(
     dataset: a tfds name, ``'folder'`` or ``'sklearn_digits'``.
     split: split name(s) joined by ``+`` (for folders, split folder names).
     data_dir: the tfds data_dir (never downloads), or the dataset folder.
-    cache: decode every image once into a uint8 array in host memory.
+    cache: decode every image once into a uint8 array in host memory (None:
+      where it fits ``memory_budget_gb``, see ``memory.choose_cache``).
     resize: centre-crop and resize every image to this side (0: keep).
     channels: convert every image to 1 or 3 channels (0: keep).
     bad_images: a record that fails to decode or has the wrong shape raises
       (``'error'``), or is dropped and counted (``'skip'``, see :class:`Split`).
     workers: processes decoding folder images (0: one per CPU core; more
       than 1 needs the calling script under ``if __name__ == '__main__':``).
+    crops: host random-resized crops, one ``host_crop.CropSpec`` per view.
+    crop_fraction: > 0: host centre crops of this share of the shorter side,
+      resized to ``resize``.
+    seed: the data seed the host crops are drawn from.
+    classes: ``data.classes``: a subset of the classes ('' : all).
+    memory_budget_gb: ``data.memory_budget_gb``.
 
   Returns:
     A :class:`Split`; ``num_skipped`` counts the bad records skipped.
@@ -302,19 +149,29 @@ def load_split(
           [decoding.convert_image(x, resize, channels) for x in result.images]
       )
   else:
-    shape = dataset_info(dataset, data_dir)['image_shape']  # Checks data_dir.
+    info = dataset_info(dataset, data_dir, classes)  # Checks data_dir.
+    shape, host = info['image_shape'], bool(crops) or crop_fraction > 0
     if dataset == 'folder':
-      classes = folder.class_names(data_dir)
       sources = [
-          folder.Source(os.path.join(data_dir, s.strip()), classes, resize)
+          folder.Source(
+              os.path.join(data_dir, s.strip()),
+              info['class_names'],
+              0 if host else resize,
+              only_classes=bool(classes),
+          )
           for s in split.split('+')
       ]
     else:
+      names = [s.strip() for s in split.split('+')]
       sources = [
-          tfds_data.source(dataset, s.strip(), data_dir)
-          for s in split.split('+')
+          tfds_data.source(dataset, s, data_dir, raw_images=host) for s in names
       ]
-    if not resize and None in shape[:2]:
+      if classes:
+        sources = [
+            tfds_data.ClassSubset(source, info, dataset, s, data_dir)
+            for source, s in zip(sources, names)
+        ]
+    if not resize and not crops and None in shape[:2]:
       raise DataError(
           f'the images of dataset {dataset!r} have mixed sizes; set '
           '--config.data.resize=SIDE to centre-crop and resize each as read.'
@@ -331,9 +188,21 @@ def load_split(
         resize=resize,
         channels=channels,
         dataset=dataset,
-        image_shape=shape,
+        image_shape=None if crops else shape,
         bad_images=bad_images,
-        workers=decoding.num_workers(workers) if dataset == 'folder' else 1,
+        workers=(
+            decoding.num_workers(workers) if dataset == 'folder' or host else 1
+        ),
+        crops=tuple(crops),
+        crop_fraction=crop_fraction,
+        seed=seed,
+    )
+    cache = memory.choose_cache(
+        cache,
+        split,
+        len(result),
+        None if crops else shape,
+        memory_budget_gb,
     )
     if len(result) and cache:
       result = _decode_all(result)

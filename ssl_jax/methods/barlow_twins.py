@@ -87,4 +87,5 @@ METHOD = base.Method(
     defaults=defaults,
     check_config=check_config,
     images_per_step=shared.two_views_per_image,
+    host_views=shared.two_host_views,
 )

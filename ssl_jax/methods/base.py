@@ -163,7 +163,8 @@ class Method:
       that carries ready ``'views'`` (a tuple of float32 [B,S,S,C] in [0, 1];
       DINO's global crops, then its local ones) in place of ``'image'``, and
       encode those as they are (``shared.views_of``): parity tests feed them
-      the views a reference implementation sees.
+      the views a reference implementation sees; and a batch that carries
+      host-cut crops under ``'crops'`` (see ``host_views``).
     init: ``(rng, config, sample, model) -> (params, batch_stats)``.
     uses_labels: pretraining reads labels, so ``data.label_fraction`` applies
       (the report shows it; self-supervised methods say False).
@@ -197,6 +198,10 @@ class Method:
       (``/``-joined paths) the optimiser leaves alone for that many epochs
       (``math.inf``: always), such as DINO's prototypes in its first epoch
       (``optim.make_optimizer``).
+    host_views: ``config -> ((view config, side), ...)``: the views whose
+      random-resized crops ``train_step`` takes cut on the host, in the order
+      of the batch's ``'crops'`` (``data.host_crop``); None: the method
+      crops on device only.
   """
 
   name: str
@@ -224,6 +229,12 @@ class Method:
   frozen_params: Callable[
       [ml_collections.ConfigDict], tuple[tuple[str, float], ...]
   ] = nothing_frozen
+  host_views: Optional[
+      Callable[
+          [ml_collections.ConfigDict],
+          tuple[tuple[ml_collections.ConfigDict, int], ...],
+      ]
+  ] = None
 
   def __post_init__(self):
     if bool(self.section) != (self.defaults is not None):

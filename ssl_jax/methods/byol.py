@@ -89,4 +89,5 @@ METHOD = base.Method(
     structural_fields=('byol.predictor_hidden_dims',),
     init_extra=momentum.init_target,
     images_per_step=shared.two_views_per_image,
+    host_views=shared.two_host_views,
 )

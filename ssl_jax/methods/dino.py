@@ -52,6 +52,16 @@ def defaults() -> ml_collections.ConfigDict:
   return c
 
 
+def host_views(
+    config: ml_collections.ConfigDict,
+) -> tuple[tuple[ml_collections.ConfigDict, int], ...]:
+  """The 2 global crops, then the local ones: DINO's ``host_views``."""
+  d, side = config.dino, shared.train_view_size(config)
+  return ((config.augment.view1, side), (config.augment.view2, side)) + (
+      (d.local_view, local_size(config)),
+  ) * d.num_local_crops
+
+
 def local_size(config: ml_collections.ConfigDict) -> int:
   """Side of the local crops: ``dino.local_size``, else half the global side."""
   return config.dino.local_size or max(1, shared.train_view_size(config) // 2)
@@ -303,5 +313,6 @@ METHOD = base.Method(
     ),
     init_extra=init_extra,
     images_per_step=images_per_step,
+    host_views=host_views,
     frozen_params=frozen_params,
 )

@@ -137,5 +137,6 @@ METHOD = base.Method(
     ),
     init_extra=momentum.init_target,
     images_per_step=shared.two_views_per_image,
+    host_views=shared.two_host_views,
     frozen_params=frozen_params,
 )

@@ -145,6 +145,21 @@ def apply_gradients(
   )
 
 
+def two_host_views(
+    config: ml_collections.ConfigDict,
+) -> tuple[tuple[ml_collections.ConfigDict, int], ...]:
+  """A two-view method's ``host_views``: both views at the training side.
+
+  Args:
+    config: the experiment config.
+
+  Returns:
+    ``((augment.view1, side), (augment.view2, side))``.
+  """
+  side = train_view_size(config)
+  return ((config.augment.view1, side), (config.augment.view2, side))
+
+
 def views_of(
     batch: dict[str, Any],
     key: jax.Array,
@@ -154,30 +169,39 @@ def views_of(
 ) -> tuple[jax.Array, ...]:
   """The batch's views: its ready ``'views'`` if it carries them, else augmented.
 
-  A batch may carry ``'views'``, a tuple of float32 [B,S,S,C] images in
+  A batch may carry ``'crops'``, one uint8 [B,S,S,C] batch per view of
+  random-resized crops cut on the host (``host_crop``): views ``first`` on
+  get the rest of their augmentation from ``key``. It may carry ``'views'``,
+  a tuple of float32 [B,S,S,C] images in
   [0, 1] made elsewhere (the parity tests feed the views a reference
   implementation sees); views ``first`` to ``first + len(view_configs)`` of
   it are used as they are and ``key`` is not used. Otherwise the views are
   ``augment.make_views(key, batch['image'], view_configs, size)``.
 
   Args:
-    batch: ``{'image', 'label'}``, or ``{'views', 'label'}`` (any side).
+    batch: ``{'image', 'label'}``, ``{'crops', 'label'}`` or
+      ``{'views', 'label'}``.
     key: the PRNG key of the augmentations.
     view_configs: one ``augment.view_config`` per view wanted.
     size: the side of the augmented views.
-    first: the index in ``batch['views']`` of the first view wanted.
+    first: the index in ``batch['crops']`` or ``batch['views']`` of the
+      first view wanted.
 
   Returns:
     ``len(view_configs)`` arrays [B,S,S,C].
   """
-  if 'views' in batch:
-    views = tuple(batch['views'][first : first + len(view_configs)])
-    if len(views) != len(view_configs):
-      raise ValueError(
-          f"batch['views'] holds {len(batch['views'])} views; views {first} to"
-          f' {first + len(view_configs) - 1} are wanted.'
-      )
-    return views
+  for field in ('crops', 'views'):
+    if field in batch:
+      given = tuple(batch[field][first : first + len(view_configs)])
+      if len(given) != len(view_configs):
+        raise ValueError(
+            f'batch[{field!r}] holds {len(batch[field])} views; views {first}'
+            f' to {first + len(view_configs) - 1} are wanted.'
+        )
+      if field == 'views':
+        return given
+      # Cut on the host: the rest of each view's augmentation here.
+      return augment.make_views(key, given, view_configs, size)
   return augment.make_views(key, batch['image'], view_configs, size)
 
 

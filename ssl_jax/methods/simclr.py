@@ -74,4 +74,5 @@ METHOD = base.Method(
     train_step=train_step,
     check_config=check_config,
     images_per_step=shared.two_views_per_image,
+    host_views=shared.two_host_views,
 )

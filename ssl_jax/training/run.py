@@ -8,6 +8,7 @@ TensorFlow and clu, like :mod:`ssl_jax.training.step`.
 
 import dataclasses
 import functools
+import math
 from typing import Any, Callable, Optional
 
 import flax.linen as nn
@@ -16,7 +17,9 @@ import ml_collections
 import optax
 
 from ssl_jax import methods
+from ssl_jax.data import host_crop
 from ssl_jax.data import input_pipeline
+from ssl_jax.data import memory
 from ssl_jax.methods import base
 from ssl_jax.models import conv
 from ssl_jax.training import checkpoint
@@ -66,18 +69,70 @@ class Run:
     return jax.sharding.NamedSharding(self.mesh, P('data'))
 
   @property
-  def load(self) -> Callable[..., input_pipeline.Split]:
-    """``(split, cache=False) -> Split`` of the run's dataset, as configured."""
+  def host_crop(self) -> bool:
+    """Whether training crops are cut on the host (``host_crop.resolve``)."""
     c = self.config
+    return host_crop.resolve(
+        c.data.host_crop,
+        self.dataset['image_shape'],
+        c.image_size,
+        c.data.resize,
+        self.method.host_views is not None,
+    )
+
+  @property
+  def load(self) -> Callable[..., input_pipeline.Split]:
+    """``(split, cache=None, crops=()) -> Split`` of the run's dataset.
+
+    With host crops, splits read without ``crops`` give evaluation's centre
+    crop (``data.eval_crop_fraction``) at ``image_size``.
+    """
+    c = self.config
+    host = self.host_crop
     return functools.partial(
         input_pipeline.load_split,
         c.dataset,
         data_dir=c.data_dir,
-        resize=c.data.resize,
+        resize=c.image_size if host else c.data.resize,
         channels=c.data.channels,
         bad_images=c.data.bad_images,
         workers=c.data.workers,
+        crop_fraction=c.data.eval_crop_fraction if host else 0.0,
+        seed=c.seed,
+        classes=c.data.classes,
+        memory_budget_gb=c.data.memory_budget_gb,
     )
+
+  def load_train(self) -> input_pipeline.Split:
+    """The training split: host crops of the method's views, or images.
+
+    Returns:
+      ``data.train_split`` as ``data.cache`` and ``data.host_crop`` say.
+
+    Raises:
+      errors.ConfigError: it streams, and ``data.memory_budget_gb`` cannot
+        hold the batches the stream keeps ready.
+    """
+    c = self.config
+    crops = ()
+    if self.host_crop:
+      crops = tuple(
+          host_crop.spec(view, side) for view, side in self.method.host_views(c)
+      )
+    split = self.load(c.data.train_split, cache=c.data.cache, crops=crops)
+    if split.images is None:
+      pixels = sum(s.size * s.size * self.channels for s in crops) or (
+          c.image_size**2 * self.channels
+          if self.host_crop
+          else math.prod(d or c.image_size for d in split.image_shape or ())
+      )
+      memory.check_stream_budget(
+          c.batch_size // jax.process_count(),
+          pixels,
+          c.data.prefetch,
+          c.data.memory_budget_gb,
+      )
+    return split
 
   def optimizer(
       self, steps_per_epoch: int
@@ -202,7 +257,9 @@ def build(
     config.cpu_convolutions = convolutions
   method = methods.get(config.method)
   if dataset is None:
-    dataset = input_pipeline.dataset_info(config.dataset, config.data_dir)
+    dataset = input_pipeline.dataset_info(
+        config.dataset, config.data_dir, config.data.classes
+    )
   return Run(
       config=config,
       method=method,

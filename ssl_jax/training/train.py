@@ -16,6 +16,7 @@ import numpy as np
 from ssl_jax import errors
 from ssl_jax import methods
 from ssl_jax.data import input_pipeline
+from ssl_jax.data import paths
 from ssl_jax.evaluation import context
 from ssl_jax.evaluation import evaluators
 from ssl_jax.evaluation import knn
@@ -37,10 +38,7 @@ _LOOP_SCALARS = (
 
 
 def write_json(path: str, obj: Any) -> None:
-  tmp = path + '.tmp'
-  with open(tmp, 'w') as f:
-    json.dump(obj, f, indent=2, sort_keys=True)
-  os.replace(tmp, path)
+  paths.write_atomic(path, json.dumps(obj, indent=2, sort_keys=True))
 
 
 def train_and_evaluate(
@@ -73,7 +71,7 @@ def train_and_evaluate(
     )
   run = run_lib.build(config)
   method, mesh = run.method, run.mesh
-  train_split = run.load(config.data.train_split, cache=config.data.cache)
+  train_split = run.load_train()
   data = method.prepare_data(config, train_split, run.load)
   steps_per_epoch = method.steps_per_epoch(config, data)
   if steps_per_epoch == 0:
@@ -249,6 +247,9 @@ def train_and_evaluate(
   results['train/first_step'] = first_step
   results['train/skipped_steps'] = skipped
   results['data/skipped_images'] = _skipped_images(data)
+  # What data.host_crop and data.cache resolved to (both may be unset).
+  results['data/host_crop'] = int(run.host_crop)
+  results['data/cache_train'] = int(train_split.images is not None)
   results['train/failed_checkpoint_saves'] = ckpt.failed_saves
   results.update(_peak_memory())
   results['train/final_learning_rate'] = float(schedule(num_steps - 1))
@@ -327,7 +328,8 @@ def _final_evaluation(
       train_split=(
           train_split
           if config.data.probe_train_split == config.data.train_split
-          and config.data.cache
+          and train_split.images is not None
+          and not run.host_crop
           else None
       ),
   )
@@ -395,8 +397,8 @@ def _knn_monitor(run: run_lib.Run, train_split):
 def _save_dataset_facts(workdir: str, facts: dict[str, Any]) -> None:
   """Writes ``dataset.json``; refuses a resume whose classes were renumbered."""
   path = os.path.join(workdir, 'dataset.json')
-  if os.path.exists(path):
-    with open(path) as f:
+  if paths.exists(path):
+    with paths.open(path) as f:
       before = json.load(f).get('class_names', [])
     if list(before) != list(facts['class_names']):
       raise errors.DataError(

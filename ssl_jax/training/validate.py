@@ -9,6 +9,7 @@ from ssl_jax import errors
 from ssl_jax import methods
 from ssl_jax import models
 from ssl_jax.data import augment
+from ssl_jax.data import host_crop
 from ssl_jax.data import input_pipeline
 from ssl_jax.models import conv
 from ssl_jax.models import vit
@@ -141,10 +142,35 @@ def validate(
       f'probe.val_fraction={config.probe.val_fraction!r} must be in (0, 1).',
   )
   try:  # An unknown name, or a folder that is missing or holds no image.
-    info = input_pipeline.dataset_info(config.dataset, config.data_dir)
+    info = input_pipeline.dataset_info(
+        config.dataset, config.data_dir, config.data.classes
+    )
   except errors.DataError as e:
     raise ConfigError(str(e)) from None
   shape = info['image_shape']
+  method = methods.get(config.method)
+  _check(
+      not (config.data.host_crop and method.host_views is None),
+      f'data.host_crop=True: method {config.method!r} crops on device only;'
+      ' set --config.data.host_crop=False and --config.data.resize=SIDE.',
+  )
+  _check(
+      0 < config.data.eval_crop_fraction <= 1,
+      f'data.eval_crop_fraction={config.data.eval_crop_fraction!r} must be'
+      ' in (0, 1] (0.875: 256 -> 224).',
+  )
+  _check(
+      config.data.memory_budget_gb >= 0,
+      f'data.memory_budget_gb={config.data.memory_budget_gb!r} must be >= 0'
+      " (0: half of this machine's RAM).",
+  )
+  host = host_crop.resolve(
+      config.data.host_crop,
+      shape,
+      config.image_size,
+      config.data.resize,
+      method.host_views is not None,
+  )
   if config.dataset == 'folder':
     needed = [config.data.train_split]
     if info['num_classes']:  # The evaluations are skipped without classes.
@@ -162,6 +188,8 @@ def validate(
       '--config.data.channels=3 (or 1).',
   )
   side = config.data.resize or (0 if None in shape[:2] else min(shape[:2]))
+  # Host crops resize every crop and evaluation view to image_size.
+  side = config.image_size if host else side
   _check(
       side > 0,
       f'dataset={config.dataset!r} has images of mixed sizes; '
