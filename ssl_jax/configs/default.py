@@ -81,7 +81,21 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.labels_per_class = 0
   # FixMatch: split the labelled batches come from.
   c.data.labelled_split = 'train'
-  c.data.cache = True  # Decode each split once into host RAM.
+  # Decode each split once into host RAM: True, False (stream each batch from
+  # the files), or None: cache where it fits data.memory_budget_gb.
+  c.data.cache = ml_collections.config_dict.placeholder(bool)
+  # Host memory the data may hold, GiB (0: half of this machine's RAM).
+  c.data.memory_budget_gb = 0.0
+  # Cut each view's random-resized crop on the host from the original image
+  # (photos: ImageNet, your own) instead of on device from a stored size;
+  # None: on where image sizes vary or exceed 2 x image_size, data.resize unset.
+  c.data.host_crop = ml_collections.config_dict.placeholder(bool)
+  # Host crops' evaluation view: the central share of the shorter side,
+  # resized to image_size (0.875: 256 -> 224).
+  c.data.eval_crop_fraction = 0.875
+  # A subset of the classes: 'imagenet100' (solo-learn's) or a file of class
+  # names ('': all).
+  c.data.classes = ''
   c.data.prefetch = 2  # Batches prepared ahead by the host thread.
   # Resize every image to this side as read (0: keep; mixed sizes).
   c.data.resize = 0
@@ -151,7 +165,20 @@ def get_config() -> ml_collections.ConfigDict:
   # Part of the probe train split held out to choose l2.
   c.probe.val_fraction = 0.1
   c.probe.max_iters = 500  # L-BFGS iterations per fit.
-  c.probe.batch_size = 512  # Feature-extraction batch (global).
+  c.probe.batch_size = 512  # Feature-extraction and SGD batch (global).
+  # 'features': softmax regression on frozen features extracted once;
+  # 'augmented': ImageNet's linear evaluation, a head trained by SGD on
+  # random-resized-crop + flip views through the frozen encoder.
+  c.probe.protocol = 'features'
+  # 'lbfgs', 'sgd' (minibatches of the stored features), or 'auto': L-BFGS
+  # where its memory (docs/evaluation.md) fits data.memory_budget_gb.
+  c.probe.solver = 'auto'
+  # Dtype features are stored in: 'float32' or 'bfloat16' (half the memory).
+  c.probe.feature_dtype = 'float32'
+  c.probe.epochs = 100  # SGD passes over train ('sgd' solver, 'augmented').
+  c.probe.sgd_lr = 0.1  # SGD learning rate at batch 256, scaled linearly.
+  c.probe.momentum = 0.9  # SGD momentum; the LR decays along a cosine.
+  c.probe.weight_decay = 0.0  # 'augmented' protocol's weight decay.
 
   # kNN, embedding metrics, pictures, few-label fine-tuning, transfer: see
   # configs/evals/default.py (also runnable later on the finished workdir).

@@ -17,12 +17,14 @@ and JPEG draft mode (DCT scaling) when images shrink to ``data.resize``.
 
 import dataclasses
 import functools
+import io
 import os
 from typing import Optional
 
 import numpy as np
 
 from ssl_jax import errors
+from ssl_jax.data import paths as paths_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,8 +49,11 @@ def _hidden(name: str) -> bool:
 
 def _walk(top: str, rel: str = ''):
   """Yields the relative path of every file below ``top``, sorted."""
-  with os.scandir(os.path.join(top, rel)) as it:
-    entries = sorted((e.name, e.is_dir()) for e in it if not _hidden(e.name))
+  entries = sorted(
+      e
+      for e in paths_lib.listdir_typed(paths_lib.join(top, rel))
+      if not _hidden(e[0])
+  )
   for name, is_dir in entries:
     path = os.path.join(rel, name) if rel else name
     if is_dir:
@@ -70,9 +75,9 @@ def list_split(root: str) -> Listing:
   Raises:
     DataError: the folder does not exist.
   """
-  if not os.path.isdir(root):
+  if not paths_lib.isdir(root):
     parent = os.path.dirname(root.rstrip(os.sep)) or '.'
-    have = split_names(parent) if os.path.isdir(parent) else ()
+    have = split_names(parent) if paths_lib.isdir(parent) else ()
     raise errors.DataError(
         f'split folder {root!r} does not exist (dataset=folder; '
         + (
@@ -97,10 +102,13 @@ def split_names(data_dir: str) -> tuple[str, ...]:
   Returns:
     The names of its non-hidden subfolders, sorted.
   """
-  with os.scandir(data_dir) as it:
-    return tuple(
-        sorted(e.name for e in it if e.is_dir() and not _hidden(e.name))
-    )
+  return tuple(
+      sorted(
+          name
+          for name, is_dir in paths_lib.listdir_typed(data_dir)
+          if is_dir and not _hidden(name)
+      )
+  )
 
 
 def class_names(data_dir: str) -> tuple[str, ...]:
@@ -134,21 +142,54 @@ def decode(path: str, resize: int = 0) -> np.ndarray:
   from PIL import Image  # pylint: disable=g-import-not-at-top
   from PIL import ImageOps  # pylint: disable=g-import-not-at-top
 
-  with Image.open(path) as img:
+  source = path
+  # A URL is read in one request; Pillow then seeks in memory.
+  if paths_lib.is_url(path):
+    with paths_lib.open(path, 'rb') as f:
+      source = io.BytesIO(f.read())
+  with Image.open(source) as img:
     if resize and img.format == 'JPEG':
       img.draft(img.mode, (resize, resize))
-    img = ImageOps.exif_transpose(img)
-    mode = img.mode
-    if mode in ('L', 'RGB'):
-      return _hwc(np.asarray(img, np.uint8))
-    if mode in ('1', 'LA'):
-      return _hwc(np.asarray(img.convert('L'), np.uint8))
-    if mode.startswith('I'):  # 16-bit (Pillow opens some as 32-bit 'I').
-      x = np.asarray(img, np.float64) * (255.0 / 65535.0)
-      return _hwc(np.clip(np.round(x), 0, 255).astype(np.uint8))
-    if mode == 'F':  # Float pixels: taken as 0-255 values.
-      return _hwc(np.clip(np.round(np.asarray(img)), 0, 255).astype(np.uint8))
-    return _hwc(np.asarray(img.convert('RGB'), np.uint8))
+    return pixels(ImageOps.exif_transpose(img))
+
+
+def pixels(img) -> np.ndarray:
+  """An open Pillow image's pixels as ``decode`` returns them.
+
+  Args:
+    img: a Pillow image.
+
+  Returns:
+    uint8 [H, W, 1] (gray modes) or [H, W, 3] (every other mode).
+  """
+  mode = img.mode
+  if mode in ('L', 'RGB'):
+    return _hwc(np.asarray(img, np.uint8))
+  if mode in ('1', 'LA'):
+    return _hwc(np.asarray(img.convert('L'), np.uint8))
+  if mode.startswith('I'):  # 16-bit (Pillow opens some as 32-bit 'I').
+    x = np.asarray(img, np.float64) * (255.0 / 65535.0)
+    return _hwc(np.clip(np.round(x), 0, 255).astype(np.uint8))
+  if mode == 'F':  # Float pixels: taken as 0-255 values.
+    return _hwc(np.clip(np.round(np.asarray(img)), 0, 255).astype(np.uint8))
+  return _hwc(np.asarray(img.convert('RGB'), np.uint8))
+
+
+def to_supported_mode(img):
+  """An open image in ``L`` or ``RGB``, the modes Pillow resizes in 8 bits.
+
+  Args:
+    img: a Pillow image.
+
+  Returns:
+    The image itself, or a converted copy with ``pixels``' values.
+  """
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+
+  if img.mode in ('L', 'RGB'):
+    return img
+  x = pixels(img)
+  return Image.fromarray(x[..., 0] if x.shape[-1] == 1 else x)
 
 
 def _hwc(x: np.ndarray) -> np.ndarray:
@@ -162,6 +203,8 @@ class Source:
     root: the split folder.
     classes: the class names labels index (default: its own class folders).
     resize: the side images will be shrunk to (0: none), for JPEG draft mode.
+    only_classes: keep only the files of ``classes`` (``data.classes``);
+      other class folders and loose files are left out.
   """
 
   def __init__(
@@ -169,9 +212,18 @@ class Source:
       root: str,
       classes: Optional[tuple[str, ...]] = None,
       resize: int = 0,
+      only_classes: bool = False,
   ):
-    self.listing = list_split(root)
+    listing = list_split(root)
     self.classes = split_names(root) if classes is None else classes
+    if only_classes:
+      keep = set(self.classes)
+      kept = [
+          (p, c) for p, c in zip(listing.paths, listing.classes) if c in keep
+      ]
+      paths, names = zip(*kept) if kept else ((), ())
+      listing = Listing(listing.root, tuple(paths), tuple(names))
+    self.listing = listing
     index = {c: i for i, c in enumerate(self.classes)}
     self.labels = np.asarray(
         [index[c] if c else -1 for c in self.listing.classes], np.int32
@@ -209,7 +261,7 @@ def info(data_dir: str) -> dict:
   Raises:
     DataError: ``data_dir`` is not set, missing, or holds no image.
   """
-  if not data_dir or not os.path.isdir(data_dir):
+  if not data_dir or not paths_lib.isdir(data_dir):
     raise errors.DataError(
         'dataset=folder needs --config.data_dir=DIR, a folder with one '
         f'subfolder per split (train/, test/, ...); got {data_dir!r}.'
