@@ -25,6 +25,7 @@ import numpy as np
 
 from ssl_jax.data import decoding
 from ssl_jax.data import folder
+from ssl_jax.data import paths
 
 Source = Union[str, bytes]
 
@@ -157,7 +158,12 @@ def draw_box(
 def _open(src: Source):
   from PIL import Image  # pylint: disable=g-import-not-at-top
 
-  return Image.open(io.BytesIO(src) if isinstance(src, bytes) else src)
+  if isinstance(src, bytes):
+    return Image.open(io.BytesIO(src))
+  if paths.is_url(src):  # One request; Pillow then seeks in memory.
+    with paths.open(src, 'rb') as f:
+      return Image.open(io.BytesIO(f.read()))
+  return Image.open(src)
 
 
 def _oriented_size(img) -> tuple[int, int]:
