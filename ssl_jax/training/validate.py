@@ -9,8 +9,11 @@ from ssl_jax import errors
 from ssl_jax import methods
 from ssl_jax import models
 from ssl_jax.data import augment
+from ssl_jax.data import folder
 from ssl_jax.data import host_crop
 from ssl_jax.data import input_pipeline
+from ssl_jax.data import paths
+from ssl_jax.evaluation import probe
 from ssl_jax.models import conv
 from ssl_jax.models import vit
 from ssl_jax.training import checkpoint
@@ -69,6 +72,31 @@ def check_fields(
     )
 
 
+def _check_loose(data_dir: str, split: str) -> None:
+  """Raises where a labelled dataset's evaluation split has no class folders.
+
+  ImageNet's validation images come as one loose folder, their labels in a
+  separate file; evaluated as they are, every one would count as unlabelled.
+
+  Args:
+    data_dir: the dataset folder.
+    split: an evaluation split of it.
+
+  Raises:
+    ConfigError: the split's images are all loose.
+  """
+  listing = folder.list_split(paths.join(data_dir, split))
+  if listing.paths and not any(listing.classes):
+    raise ConfigError(
+        f'split {split!r} of data_dir={data_dir!r} holds'
+        f' {len(listing.paths)} loose images and no class folders, so none'
+        f' is labelled: move each into {split}/<class>/ (ImageNet: the'
+        " devkit's validation labels, e.g. the widely used valprep.sh,"
+        ' sort val/ into val/<wnid>/), or name a labelled split in'
+        ' --config.data.probe_test_split.'
+    )
+
+
 def validate(
     config: ml_collections.ConfigDict, num_devices: int, num_processes: int = 1
 ) -> None:
@@ -123,6 +151,7 @@ def validate(
       f'{num_devices} devices; use a multiple of {num_devices}.',
   )
   optim.check_config(config.optimizer)
+  probe.check_config(config.probe)
   _check(
       0 <= config.optimizer.warmup_epochs < config.num_epochs,
       f'optimizer.warmup_epochs={config.optimizer.warmup_epochs} must be in '
@@ -182,6 +211,9 @@ def validate(
           f'{config.data_dir!r} (it holds {sorted(info["splits"])}); name '
           'existing split folders in --config.data.*_split.',
       )
+    if info['num_classes']:
+      for name in config.data.probe_test_split.split('+'):
+        _check_loose(config.data_dir, name.strip())
   _check(
       config.data.channels or shape[2],
       f'dataset={config.dataset!r} mixes grayscale and colour images; set '
