@@ -1,21 +1,25 @@
 """What an evaluator sees of a run: :class:`Context`.
 
 Frozen features of the probe's train and test splits are extracted once per
-context, on first use, and shared by every evaluator.
+context, on first use, and shared by every evaluator. The splits are cached
+in RAM where they fit ``data.memory_budget_gb`` and streamed from their
+source otherwise: evaluators use the features and labels held here, and read
+the few images a picture needs with :meth:`Context.train_images` and
+:meth:`Context.test_images`.
 """
 
 import dataclasses
 import functools
 import os
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
 import jax
 import ml_collections
 import numpy as np
 
 from ssl_jax.data import input_pipeline
+from ssl_jax.evaluation import features as features_lib
 from ssl_jax.evaluation import knn as knn_lib
-from ssl_jax.evaluation import probe
 
 
 @dataclasses.dataclass
@@ -66,47 +70,85 @@ class Context:
 
   @functools.cached_property
   def probe_train(self) -> input_pipeline.Split:
-    """The labelled split probes are fitted on (cached)."""
+    """The split probes are fitted on: cached where it fits, else streamed."""
     split = self.train_split
     if split is None:
-      split = self.load(self.config.data.probe_train_split, cache=True)
-    return input_pipeline.labelled_only(split)
+      split = self.load(self.config.data.probe_train_split, cache=None)
+    return _labelled(split)
 
   @functools.cached_property
   def probe_test(self) -> input_pipeline.Split:
-    """The split probes are reported on, never chosen on (cached)."""
-    return input_pipeline.labelled_only(
-        self.load(self.config.data.probe_test_split, cache=True)
-    )
+    """The split probes are reported on, never chosen on."""
+    return _labelled(self.load(self.config.data.probe_test_split, cache=None))
 
-  def features(self, images: np.ndarray, variables=None) -> np.ndarray:
-    """Frozen features of uint8 ``images``.
+  def features(
+      self,
+      images: Union[np.ndarray, input_pipeline.Split],
+      variables=None,
+  ) -> Union[np.ndarray, features_lib.Extracted]:
+    """Frozen features of uint8 ``images``, or of a split's labelled records.
 
     Args:
-      images: uint8 [N, H, W, C].
+      images: uint8 [N, H, W, C], or a split (cached or streamed).
       variables: the encoder's variables (default: the evaluated ones).
 
     Returns:
-      float32 [N, D].
+      [N, D] features for an array; for a split, the features, labels and
+      record indices of its labelled good records. Features are
+      ``probe.feature_dtype``.
     """
-    return probe.extract_features(
-        self.model,
-        self.variables if variables is None else variables,
-        images,
+    kwargs = dict(
         image_size=self.config.image_size,
         batch_size=self.config.probe.batch_size,
         mesh=self.mesh,
+        dtype=self.config.probe.feature_dtype,
+    )
+    variables = self.variables if variables is None else variables
+    if isinstance(images, input_pipeline.Split):
+      return features_lib.extract(
+          self.model, variables, images, **kwargs
+      ).labelled()
+    return features_lib.extract_features(
+        self.model, variables, images, **kwargs
     )
 
   @functools.cached_property
-  def train_features(self) -> np.ndarray:
-    """Features of :attr:`probe_train`, computed once."""
-    return self.features(self.probe_train.images)
+  def train_data(self) -> features_lib.Extracted:
+    """Features, labels and records of :attr:`probe_train`, computed once."""
+    return self.features(self.probe_train)
 
   @functools.cached_property
+  def test_data(self) -> features_lib.Extracted:
+    """Features, labels and records of :attr:`probe_test`, computed once."""
+    return self.features(self.probe_test)
+
+  @property
+  def train_features(self) -> np.ndarray:
+    """[N, D] features of :attr:`probe_train`'s labelled records."""
+    return self.train_data.features
+
+  @property
+  def train_labels(self) -> np.ndarray:
+    """[N] labels of the rows of :attr:`train_features`."""
+    return self.train_data.labels
+
+  @property
   def test_features(self) -> np.ndarray:
-    """Features of :attr:`probe_test`, computed once."""
-    return self.features(self.probe_test.images)
+    """[M, D] features of :attr:`probe_test`'s labelled records."""
+    return self.test_data.features
+
+  @property
+  def test_labels(self) -> np.ndarray:
+    """[M] labels of the rows of :attr:`test_features`."""
+    return self.test_data.labels
+
+  def train_images(self, rows: np.ndarray) -> np.ndarray:
+    """uint8 images of rows of :attr:`train_features`, read on demand."""
+    return _read(self.probe_train, self.train_data.indices, rows)
+
+  def test_images(self, rows: np.ndarray) -> np.ndarray:
+    """uint8 images of rows of :attr:`test_features`, read on demand."""
+    return _read(self.probe_test, self.test_data.indices, rows)
 
   @functools.cached_property
   def knn_scores(self) -> np.ndarray:
@@ -114,7 +156,7 @@ class Context:
     cfg = self.config.evals.knn
     return knn_lib.knn_scores(
         self.train_features,
-        self.probe_train.labels,
+        self.train_labels,
         self.test_features,
         num_classes=self.info['num_classes'],
         k=cfg.k,
@@ -125,3 +167,33 @@ class Context:
     """Writes ``image`` to TensorBoard as ``eval/name`` (if there is a writer)."""
     if self.writer is not None:
       self.writer.write_images(self.step, {f'eval/{name}': image[None]})
+
+
+def _labelled(split: input_pipeline.Split) -> input_pipeline.Split:
+  """A cached split without its unlabelled records; a streamed one as is.
+
+  A streamed split's unlabelled records are dropped as its features are
+  extracted (:meth:`Context.features`), so it is never read twice; where its
+  sources know their labels (folders), a split with none fails here, before
+  any image is read.
+
+  Raises:
+    input_pipeline.DataError: the split has no labelled record.
+  """
+  if split.images is not None:
+    return input_pipeline.labelled_only(split)
+  if all(hasattr(s, 'labels') for s in split.sources):
+    if not any((s.labels >= 0).any() for s in split.sources):
+      raise input_pipeline.DataError(
+          f'split {split.name!r} of {split.dataset or "the dataset"} has no '
+          'labelled images, and the evaluations need labels: put its images '
+          'in class folders, or name labelled splits in --config.data.'
+          'probe_train_split and --config.data.probe_test_split.'
+      )
+  return split
+
+
+def _read(split, indices: np.ndarray, rows: np.ndarray) -> np.ndarray:
+  rows = np.asarray(rows)
+  images = split.read(indices[rows.ravel()])['image']
+  return images.reshape(rows.shape + images.shape[1:])

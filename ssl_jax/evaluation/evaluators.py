@@ -17,8 +17,10 @@ import numpy as np
 
 from ssl_jax import errors
 from ssl_jax.data import input_pipeline
+from ssl_jax.evaluation import augmented
 from ssl_jax.evaluation import embedding_metrics
 from ssl_jax.evaluation import finetune
+from ssl_jax.evaluation import knn as knn_lib
 from ssl_jax.evaluation import pictures as pictures_lib
 from ssl_jax.evaluation import probe
 from ssl_jax.evaluation.context import Context
@@ -27,26 +29,54 @@ Evaluator = Callable[[Context], Iterator[tuple[str, Any]]]
 
 
 def linear_probe(ctx: Context) -> Iterator[tuple[str, Any]]:
-  """The JAX L-BFGS softmax probe (``config.probe``), and its random-init reference."""
+  """The linear probe (``config.probe``), and its random-init reference.
+
+  ``probe.protocol='features'`` fits softmax regression on the frozen
+  features (L-BFGS or streamed SGD, ``probe.solver``); ``'augmented'``
+  trains a linear head on augmented views through the frozen encoder.
+  """
+  cfg = ctx.config.probe
+  probe.check_config(cfg)
   kwargs = dict(
       num_classes=ctx.info['num_classes'],
-      config=ctx.config.probe,
-      seed=ctx.config.seed,
       class_names=ctx.info.get('class_names'),
+  )
+  if cfg.protocol == 'augmented':
+    encoders = [('linear_probe/', ctx.variables)]
+    if cfg.random_init and ctx.random_init is not None:
+      encoders.append(('random_init/linear_probe/', ctx.random_init))
+    for prefix, variables in encoders:
+      yield from augmented.linear_eval(
+          ctx.model,
+          variables,
+          train_split=ctx.probe_train,
+          test_split=ctx.probe_test,
+          config=ctx.config,
+          mesh=ctx.mesh,
+          prefix=prefix,
+          **kwargs,
+      ).items()
+    return
+  kwargs.update(
+      config=cfg,
+      seed=ctx.config.seed,
+      budget_bytes=probe.memory_budget_bytes(ctx.config),
   )
   yield from probe.linear_probe(
       ctx.train_features,
-      ctx.probe_train.labels,
+      ctx.train_labels,
       ctx.test_features,
-      ctx.probe_test.labels,
+      ctx.test_labels,
       **kwargs,
   ).items()
-  if ctx.config.probe.random_init and ctx.random_init is not None:
+  if cfg.random_init and ctx.random_init is not None:
+    train = ctx.features(ctx.probe_train, ctx.random_init)
+    test = ctx.features(ctx.probe_test, ctx.random_init)
     yield from probe.linear_probe(
-        ctx.features(ctx.probe_train.images, ctx.random_init),
-        ctx.probe_train.labels,
-        ctx.features(ctx.probe_test.images, ctx.random_init),
-        ctx.probe_test.labels,
+        train.features,
+        train.labels,
+        test.features,
+        test.labels,
         prefix='random_init/linear_probe/',
         **kwargs,
     ).items()
@@ -58,28 +88,31 @@ def sklearn_probe(ctx: Context) -> Iterator[tuple[str, Any]]:
   from sklearn import preprocessing  # pylint: disable=g-import-not-at-top
 
   cfg = ctx.config.evals.sklearn_probe
-  x, y = ctx.train_features, ctx.probe_train.labels
+  # float32 rows as sklearn reads them (the features may be bfloat16).
+  rows = lambda x, i: np.asarray(x[i], np.float32)
+  x, y = ctx.train_features, ctx.train_labels
   rng = np.random.default_rng([ctx.config.seed, 11])
   keep = rng.permutation(len(y))[: cfg.max_train]
   n_val = max(1, int(round(ctx.config.probe.val_fraction * len(keep))))
   val, fit = keep[:n_val], keep[n_val:]
-  scaler = preprocessing.StandardScaler().fit(x[fit])
+  scaler = preprocessing.StandardScaler().fit(rows(x, fit))
   best = (-1.0, None)
   for c in cfg.c_grid:
     clf = linear_model.LogisticRegression(C=c, max_iter=cfg.max_iter)
-    clf.fit(scaler.transform(x[fit]), y[fit])
-    acc = float(clf.score(scaler.transform(x[val]), y[val]))
+    clf.fit(scaler.transform(rows(x, fit)), y[fit])
+    acc = float(clf.score(scaler.transform(rows(x, val)), y[val]))
     yield f'sklearn_probe/val_accuracy/C={c:g}', acc
     if acc > best[0]:
       best = (acc, c)
   clf = linear_model.LogisticRegression(C=best[1], max_iter=cfg.max_iter)
-  clf.fit(scaler.transform(x[keep]), y[keep])
-  scores = clf.decision_function(scaler.transform(ctx.test_features))
+  clf.fit(scaler.transform(rows(x, keep)), y[keep])
+  test_x = np.asarray(ctx.test_features, np.float32)
+  scores = clf.decision_function(scaler.transform(test_x))
   yield 'sklearn_probe/C', best[1]
   yield 'sklearn_probe/val_accuracy', best[0]
   metrics = probe.classification_metrics(
       scores,
-      ctx.probe_test.labels,
+      ctx.test_labels,
       ctx.info['num_classes'],
       ctx.info.get('class_names'),
       'sklearn_probe/test_',
@@ -94,7 +127,7 @@ def knn(ctx: Context) -> Iterator[tuple[str, Any]]:
   """Weighted cosine kNN: the train split is the bank, test the queries."""
   metrics = probe.classification_metrics(
       ctx.knn_scores,
-      ctx.probe_test.labels,
+      ctx.test_labels,
       ctx.info['num_classes'],
       ctx.info.get('class_names'),
       'knn/test_',
@@ -109,7 +142,7 @@ def embedding(ctx: Context) -> Iterator[tuple[str, Any]]:
   """Silhouette, Dunn and k-means NMI/ARI of the test embeddings against labels."""
   yield from embedding_metrics.embedding_metrics(
       ctx.test_features,
-      ctx.probe_test.labels,
+      ctx.test_labels,
       num_classes=ctx.info['num_classes'],
       seed=ctx.config.seed,
       max_points=ctx.config.evals.embedding.max_points,
@@ -117,10 +150,13 @@ def embedding(ctx: Context) -> Iterator[tuple[str, Any]]:
 
 
 def pictures(ctx: Context) -> Iterator[tuple[str, Any]]:
-  """t-SNE (over checkpoints), nearest-neighbour grid, confusion matrix, curves."""
+  """t-SNE (over checkpoints), nearest-neighbour grid, confusion matrix, curves.
+
+  Only the images shown are read, so a streamed split is never held in RAM.
+  """
   cfg, out = ctx.config.evals.pictures, ctx.out_dir
   names = ctx.info.get('class_names')
-  test_y = ctx.probe_test.labels
+  test_y = ctx.test_labels
   panels = []
   for step in cfg.tsne_steps:
     if step == ctx.step:
@@ -131,7 +167,7 @@ def pictures(ctx: Context) -> Iterator[tuple[str, Any]]:
       logging.warning('t-SNE: skipping step %s: %s', step, e)
       continue
     panels.append(
-        (f'step {step}', ctx.features(ctx.probe_test.images, variables))
+        (f'step {step}', ctx.features(ctx.probe_test, variables).features)
     )
   panels.append((f'step {ctx.step}', ctx.test_features))
   saved = {
@@ -146,15 +182,15 @@ def pictures(ctx: Context) -> Iterator[tuple[str, Any]]:
   }
   rng = np.random.default_rng([ctx.config.seed, 13])
   queries = np.sort(rng.permutation(len(test_y))[: cfg.queries])
-  nn = pictures_lib.nearest_neighbours(
+  _, nn = knn_lib.nearest(
       ctx.test_features[queries], ctx.train_features, cfg.neighbours
   )
   saved['neighbours'] = pictures_lib.neighbours(
-      ctx.probe_test.images[queries],
-      ctx.probe_train.images[nn],
+      ctx.test_images(queries),
+      ctx.train_images(nn),
       os.path.join(out, 'neighbours.png'),
       query_labels=test_y[queries],
-      neighbour_labels=ctx.probe_train.labels[nn],
+      neighbour_labels=ctx.train_labels[nn],
       class_names=names,
   )
   saved['confusion'] = pictures_lib.confusion_matrix(

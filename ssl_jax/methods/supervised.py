@@ -11,6 +11,7 @@ import optax
 from ssl_jax import models
 from ssl_jax.data import augment
 from ssl_jax.data import input_pipeline
+from ssl_jax.evaluation import features
 from ssl_jax.evaluation import probe
 from ssl_jax.methods import base
 from ssl_jax.methods import shared
@@ -148,7 +149,7 @@ def evaluate(
   Args:
     model: the module from :func:`build_model`.
     variables: ``{'params', 'batch_stats'}``.
-    test_split: the cached test :class:`input_pipeline.Split`.
+    test_split: the test :class:`input_pipeline.Split` (cached or streamed).
     config: the experiment config.
     mesh: the device mesh.
     num_classes: number of classes.
@@ -157,17 +158,17 @@ def evaluate(
   Returns:
     ``classifier/test_*`` metrics (accuracy, top-5, per-class P/R/F1).
   """
-  logits = probe.extract_features(
+  test = features.extract(
       model,
       variables,
-      test_split.images,
+      test_split,
       image_size=config.image_size,
       batch_size=config.probe.batch_size,
       mesh=mesh,
       output='logits',
-  )
+  ).labelled()
   return probe.classification_metrics(
-      logits, test_split.labels, num_classes, class_names, 'classifier/test_'
+      test.features, test.labels, num_classes, class_names, 'classifier/test_'
   )
 
 
