@@ -23,11 +23,12 @@ def local(path: str) -> str:
   """``path`` with a ``file://`` scheme removed (other paths unchanged).
 
   Args:
-    path: a local path or URL.
+    path: a local path (``str`` or ``os.PathLike``) or URL.
 
   Returns:
-    The local path a ``file://`` URL names, else ``path``.
+    The local path a ``file://`` URL names, else ``path`` as a ``str``.
   """
+  path = os.fspath(path)
   return path[len(_FILE) :] if path.startswith(_FILE) else path
 
 
@@ -40,6 +41,7 @@ def is_url(path: str) -> bool:
   Returns:
     True for ``scheme://...`` with a scheme other than ``file``.
   """
+  path = os.fspath(path)
   return '://' in path and not path.startswith(_FILE)
 
 
@@ -52,7 +54,7 @@ def scheme(path: str) -> str:
   Returns:
     The scheme.
   """
-  return path.split('://', 1)[0] if is_url(path) else ''
+  return os.fspath(path).split('://', 1)[0] if is_url(path) else ''
 
 
 def _fs(url: str) -> tuple[Any, str]:

@@ -8,7 +8,6 @@ that writer logged, for :func:`curves`.
 """
 
 import functools
-import glob
 import os
 from typing import Optional, Sequence
 
@@ -24,6 +23,8 @@ from sklearn import metrics as skmetrics
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.util import tensor_util
 
+from ssl_jax.data import paths
+
 _MATCH, _MISMATCH = 'tab:green', 'tab:red'
 
 
@@ -31,10 +32,11 @@ def _save(fig, path: str) -> np.ndarray:
   """Writes ``fig`` to ``path``, closes it and returns its RGB pixels."""
   try:
     if os.path.dirname(path):
-      os.makedirs(os.path.dirname(path), exist_ok=True)
+      paths.makedirs(os.path.dirname(path))
     fig.canvas.draw()
     rgb = np.array(np.asarray(fig.canvas.buffer_rgba())[..., :3])
-    fig.savefig(path)
+    with paths.open(path, 'wb') as f:
+      fig.savefig(f, format=os.path.splitext(path)[1][1:] or 'png')
   finally:
     plt.close(fig)
   return rgb
@@ -362,7 +364,8 @@ def read_scalars(
   """
   values: dict[str, dict[int, float]] = {}
   keep = None if tags is None else set(tags)
-  for f in sorted(glob.glob(os.path.join(workdir, 'events.out.tfevents.*'))):
+  # tensorboard reads URLs (gs://, memory://) through fsspec.
+  for f in paths.glob(paths.join(workdir, 'events.out.tfevents.*')):
     acc = event_accumulator.EventAccumulator(
         f,
         size_guidance={

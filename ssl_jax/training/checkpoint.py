@@ -15,6 +15,8 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
+from ssl_jax.data import paths
+
 # Fields whose change makes a checkpoint unusable (shapes or data order differ).
 STRUCTURAL_FIELDS = (
     'method',
@@ -37,6 +39,10 @@ STRUCTURAL_FIELDS = (
     'optimizer.weight_decay_end',
     'optimizer.clip_grad_norm',
 )
+
+
+# orbax's tensorstore writes arrays to local files or, for gs://, to GCS.
+_WORKDIR_SCHEMES = ('', 'gs')
 
 
 class IncompatibleCheckpointError(ValueError):
@@ -72,12 +78,10 @@ def check_config(
   Raises:
     IncompatibleCheckpointError: a structural field differs from the saved run.
   """
-  path = os.path.join(workdir, 'config.json')
+  path = paths.join(workdir, 'config.json')
   new = flatten(json.loads(config.to_json()))
-  if os.path.exists(path) and os.path.isdir(
-      os.path.join(workdir, 'checkpoints')
-  ):
-    with open(path) as f:
+  if paths.exists(path) and paths.isdir(paths.join(workdir, 'checkpoints')):
+    with paths.open(path) as f:
       old = flatten(json.load(f))
     diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     # A field the saved run did not have yet (added since) is not a conflict.
@@ -106,27 +110,35 @@ def make_workdir(workdir: str) -> None:
 
   Raises:
     CheckpointError: it cannot be created or written (read-only mount, a file
-      in the way, no permission), named in one line.
+      in the way, no permission, a URL scheme orbax cannot write), named in
+      one line.
   """
+  if paths.scheme(workdir) not in _WORKDIR_SCHEMES:
+    raise CheckpointError(
+        f'workdir {workdir!r}: orbax writes checkpoints to local paths and '
+        f'{", ".join(s + "://" for s in _WORKDIR_SCHEMES if s)} URLs only; '
+        'choose such a --workdir.'
+    )
   try:
-    os.makedirs(workdir, exist_ok=True)
-    if not os.access(workdir, os.W_OK | os.X_OK):
+    paths.makedirs(workdir)
+    if not paths.is_url(workdir) and not os.access(
+        paths.local(workdir), os.W_OK | os.X_OK
+    ):
       raise PermissionError(13, 'not writable')
-  except OSError as e:
+  except (OSError, ImportError) as e:  # ImportError: no gcsfs for gs://.
     raise CheckpointError(
         f'workdir {workdir!r} cannot be created or written '
-        f'({e.strerror or e}); choose a writable --workdir.'
+        f'({getattr(e, "strerror", None) or e}); choose a writable '
+        '--workdir.'
     ) from None
 
 
 def save_config(workdir: str, config: ml_collections.ConfigDict) -> None:
   """Writes ``workdir/config.json`` atomically."""
-  path = os.path.join(workdir, 'config.json')
-  os.makedirs(workdir, exist_ok=True)
-  tmp = path + '.tmp'
-  with open(tmp, 'w') as f:
-    f.write(config.to_json(indent=2))
-  os.replace(tmp, path)
+  paths.makedirs(workdir)
+  paths.write_atomic(
+      paths.join(workdir, 'config.json'), config.to_json(indent=2)
+  )
 
 
 def load_encoder(
@@ -149,9 +161,9 @@ def load_encoder(
   Raises:
     IncompatibleCheckpointError: no checkpoint there, or the encoders differ.
   """
-  directory = os.path.join(os.path.abspath(source_workdir), 'checkpoints')
+  directory = paths.join(paths.abspath(source_workdir), 'checkpoints')
   step = None
-  if os.path.isdir(directory):
+  if paths.isdir(directory):
     with ocp.CheckpointManager(directory) as manager:
       step = manager.latest_step()
       if step is not None:
@@ -200,8 +212,8 @@ def restore_tree(
   Raises:
     IncompatibleCheckpointError: no such checkpoint.
   """
-  directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
-  if os.path.isdir(directory):
+  directory = paths.join(paths.abspath(workdir), 'checkpoints')
+  if paths.isdir(directory):
     with ocp.CheckpointManager(
         directory, item_handlers=ocp.StandardCheckpointHandler()
     ) as manager:
@@ -258,9 +270,9 @@ class Checkpointer:
   """
 
   def __init__(self, workdir: str, keep: int, keep_period: int = 0):
-    self._workdir = os.path.abspath(workdir)
+    self._workdir = paths.abspath(workdir)
     self._manager = ocp.CheckpointManager(
-        os.path.join(self._workdir, 'checkpoints'),
+        paths.join(self._workdir, 'checkpoints'),
         item_handlers=ocp.StandardCheckpointHandler(),
         options=ocp.CheckpointManagerOptions(
             max_to_keep=keep, keep_period=keep_period or None, create=True
@@ -349,7 +361,7 @@ class Checkpointer:
 
   def _set_aside(self, step: int, error: Exception) -> int:
     """Moves an unreadable checkpoint out of orbax's way (kept for inspection)."""
-    aside = os.path.join(self._workdir, 'checkpoints_unreadable')
+    aside = paths.join(self._workdir, 'checkpoints_unreadable')
     logging.warning(
         'The checkpoint of step %d is unreadable (%s: %.300s); '
         'moving it to %s and trying the previous one.',
@@ -359,10 +371,10 @@ class Checkpointer:
         aside,
     )
     if jax.process_index() == 0:
-      os.makedirs(aside, exist_ok=True)
-      os.replace(
-          os.path.join(self._workdir, 'checkpoints', str(step)),
-          os.path.join(aside, f'{step}.{int(time.time())}'),
+      paths.makedirs(aside)
+      paths.rename(
+          paths.join(self._workdir, 'checkpoints', str(step)),
+          paths.join(aside, f'{step}.{int(time.time())}'),
       )
     self._manager.reload()
     return step

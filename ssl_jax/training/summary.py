@@ -8,6 +8,12 @@ arguments of clu's writers (``write_scalars``, ``write_images``, ...), the
 interface evaluators know. Tags are written as given (tensorboardX's
 ``add_*`` would rename ``l2=0.01`` to ``l2_0.01``), so TensorBoard's tags are
 the keys of ``results.json``.
+
+A logdir may be an fsspec URL (``gs://bucket/run``): its event files are
+kept in memory and uploaded whole at every flush (every 30 s and on
+``flush()``), as tensorboardX's own ``gs://`` writer does, but through
+fsspec like the rest of the workdir, so TensorBoard follows a bucket run live
+without google-cloud-storage.
 """
 
 from collections.abc import Mapping
@@ -18,8 +24,11 @@ from absl import logging
 import numpy as np
 from PIL import Image
 import tensorboardX
+from tensorboardX import record_writer
 from tensorboardX import summary as tbx_summary
 from tensorboardX.proto import summary_pb2
+
+from ssl_jax.data import paths
 
 
 class Writer:
@@ -39,9 +48,14 @@ class Writer:
     self.logdir = logdir
     self._file = None
     if logdir is not None:
+      if paths.is_url(logdir):
+        # tensorboardX picks the writer of an event file by its scheme.
+        record_writer.register_writer_factory(
+            paths.scheme(logdir), _UrlWriterFactory()
+        )
       # Creates logdir and the event file; a thread writes every 30 s and on
       # flush() and close().
-      self._file = tensorboardX.FileWriter(logdir, flush_secs=30)
+      self._file = tensorboardX.FileWriter(paths.local(logdir), flush_secs=30)
 
   def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
     """Writes numeric scalars at ``step``.
@@ -168,6 +182,42 @@ def create(logdir: str, just_logging: bool = False) -> Writer:
     A :class:`Writer`.
   """
   return Writer(None if just_logging else logdir)
+
+
+class _UrlEventFile:
+  """An event file at a URL: appended in memory, uploaded whole on flush.
+
+  Object stores cannot append, so each upload rewrites the object; event
+  files are small (scalars, a few images).
+  """
+
+  def __init__(self, url: str):
+    self._url = url
+    self._buffer = io.BytesIO()
+    self._uploaded = -1
+
+  def write(self, data: bytes) -> None:
+    self._buffer.write(data)
+
+  def flush(self) -> None:
+    data = self._buffer.getvalue()
+    if len(data) != self._uploaded:
+      with paths.open(self._url, 'wb') as f:
+        f.write(data)
+      self._uploaded = len(data)
+
+  def close(self) -> None:
+    self.flush()
+
+
+class _UrlWriterFactory:
+  """tensorboardX's hook for event files whose logdir is an fsspec URL."""
+
+  def open(self, url: str) -> _UrlEventFile:
+    return _UrlEventFile(url)
+
+  def directory_check(self, url: str) -> None:
+    paths.makedirs(url)
 
 
 def _scalar(tag: str, value: Any) -> float | int:
