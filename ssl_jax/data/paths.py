@@ -184,8 +184,8 @@ def open(path: str, mode: str = 'r') -> IO[Any]:  # pylint: disable=redefined-bu
 def makedirs(path: str) -> None:
   """Creates a folder and its parents if missing.
 
-  Object stores have no folders: there this only checks that the bucket can
-  be reached.
+  Object stores have no folders (a file needs none); there this is whatever
+  the fsspec filesystem's ``makedirs`` does.
 
   Args:
     path: a local path or URL.
