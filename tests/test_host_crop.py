@@ -244,3 +244,56 @@ def test_host_crop_resolves_automatically():
   assert not resolve(None, (None, None, 3), 96, 96, True)  # data.resize.
   assert not resolve(None, (None, None, 3), 224, 0, False)  # Device only.
   assert resolve(True, (32, 32, 3), 32, 0, True)
+
+
+@pytest.fixture(scope='module')
+def tfds_dir(tmp_path_factory):
+  """A tiny prepared tfds cifar10 (the real array_record path)."""
+  from ssl_jax.tools import prepare_data  # pylint: disable=g-import-not-at-top
+  from tests import test_prepare_data  # pylint: disable=g-import-not-at-top
+
+  root = tmp_path_factory.mktemp('tfds_host')
+  npz = test_prepare_data._write_npz(root / 'tiny.npz')  # pylint: disable=protected-access
+  prepare_data.prepare_cifar10_from_npz(
+      os.fspath(npz), os.fspath(root / 'tfds')
+  )
+  return os.fspath(root / 'tfds')
+
+
+def test_tfds_records_are_host_cropped_from_their_encoded_bytes(tfds_dir):
+  spec = host_crop.CropSpec(16, (0.2, 1.0), (3 / 4, 4 / 3))
+  split = input_pipeline.load_split(
+      'cifar10', 'train', tfds_dir, cache=None, crops=(spec, spec), seed=1
+  )
+  batch = split.read(np.arange(4), step=2)
+  assert [c.shape for c in batch['crops']] == [(4, 16, 16, 3)] * 2
+  plain = input_pipeline.load_split('cifar10', 'train', tfds_dir, cache=True)
+  np.testing.assert_array_equal(batch['label'], plain.labels[:4])
+
+
+def test_class_subset_of_a_tfds_split_renumbers_its_labels(tfds_dir, tmp_path):
+  names = tmp_path / 'classes.txt'
+  names.write_text('dog\ncat\n')
+  info = input_pipeline.dataset_info('cifar10', tfds_dir, os.fspath(names))
+  assert info['class_names'] == ('cat', 'dog') and info['num_classes'] == 2
+  every = input_pipeline.load_split('cifar10', 'train', tfds_dir, cache=True)
+  subset = input_pipeline.load_split(
+      'cifar10', 'train', tfds_dir, cache=True, classes=os.fspath(names)
+  )
+  cat, dog = 3, 5  # cifar10's label numbers.
+  want = every.labels[np.isin(every.labels, (cat, dog))]
+  np.testing.assert_array_equal(subset.labels, (want == dog).astype(np.int32))
+  unknown = tmp_path / 'unknown.txt'
+  unknown.write_text('cat\nunicorn\n')
+  with pytest.raises(errors.DataError, match="names 1 classes.*'unicorn'"):
+    input_pipeline.dataset_info('cifar10', tfds_dir, os.fspath(unknown))
+
+
+def test_folder_class_subset_keeps_only_those_classes(tmp_path):
+  root = _folder(tmp_path / 'inet', 2)
+  names = tmp_path / 'classes.txt'
+  names.write_text('b\n')
+  split = input_pipeline.load_split(
+      'folder', 'val', root, cache=True, resize=20, classes=os.fspath(names)
+  )
+  assert len(split) == 2 and (split.labels == 0).all()
