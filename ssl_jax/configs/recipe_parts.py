@@ -58,3 +58,29 @@ def normalize(
     mean_std: ``(mean, std)`` per channel, e.g. :data:`CIFAR10_MEAN_STD`.
   """
   c.model.input_mean, c.model.input_std = mean_std
+
+
+def imagenet_folder(
+    c: ml_collections.ConfigDict, image_size: int = 224
+) -> None:
+  """Sets ImageNet read from a folder in its layout, as the references read it.
+
+  ``DIR/train/<wnid>/*.JPEG`` is pretrained on and probed; ``DIR/val/<wnid>/``
+  is reported on. Each view's random-resized crop is cut on the host from the
+  original image (the references' ``RandomResizedCrop`` of the decoded JPEG),
+  and evaluation resizes to ``image_size / data.eval_crop_fraction`` and
+  centre-crops (256 -> 224 at the default 0.875). For tfds ``imagenet2012``
+  add ``--config.dataset=imagenet2012 --config.data.probe_test_split=validation``.
+
+  Args:
+    c: the experiment config.
+    image_size: the side of the training views and of evaluation.
+  """
+  c.dataset = 'folder'
+  c.image_size = image_size
+  c.model.cifar_stem = False
+  c.data.train_split = 'train'
+  c.data.probe_train_split = 'train'
+  c.data.probe_test_split = 'val'
+  c.data.channels = 3
+  c.data.host_crop = True
