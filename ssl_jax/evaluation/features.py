@@ -156,9 +156,8 @@ def extract(
     errors.DataError: a bad record, unless the split skips them.
   """
   np_dtype = numpy_dtype(dtype)
-  jitted = (
-      _forward_fn if conv.compiler_options(mesh) is None else (_forward_fn_cpu)
-  )
+  on_cpu = conv.compiler_options(mesh) is not None
+  jitted = _forward_fn_cpu if on_cpu else _forward_fn
   fn = functools.partial(
       jitted,
       model=model,
