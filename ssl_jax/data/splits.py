@@ -16,6 +16,7 @@ from ssl_jax import errors
 from ssl_jax.data import decoding
 from ssl_jax.data import folder
 from ssl_jax.data import host_crop
+from ssl_jax.data import tfds_data
 
 DataError = errors.DataError
 
@@ -64,6 +65,24 @@ class Split:
     if self.images is not None:
       return len(self.images)
     return sum(len(s) for s in self.sources)
+
+  def label_array(self) -> np.ndarray:
+    """Every record's label, read without decoding images where possible.
+
+    Returns:
+      int32 [N] (-1: unlabelled).
+    """
+    if self.labels is not None:
+      return self.labels
+    parts = []
+    for source in self.sources:
+      if isinstance(source, (folder.Source, tfds_data.ClassSubset)):
+        parts.append(np.asarray(source.labels, np.int32))
+      else:
+        parts.append(
+            np.asarray([source[k]['label'] for k in range(len(source))])
+        )
+    return np.concatenate(parts).astype(np.int32)
 
   @property
   def num_skipped(self) -> int:

@@ -41,6 +41,8 @@ class Context:
     restore: ``step -> variables`` of another checkpoint of the run.
     writer: optional :class:`ssl_jax.training.summary.Writer` for pictures.
     train_split: the labelled split features are fitted on (default: loaded).
+    host_crop: the run cuts its training crops on the host
+      (``data.host_crop``): augmented evaluation views are cut likewise.
   """
 
   config: ml_collections.ConfigDict
@@ -55,12 +57,13 @@ class Context:
   restore: Optional[Callable[[int], dict[str, Any]]] = None
   writer: Any = None
   train_split: Optional[input_pipeline.Split] = None
+  host_crop: bool = False
 
   @property
   def info(self) -> dict[str, Any]:
     """Facts about the run's dataset (``num_classes``, ``class_names``)."""
     return input_pipeline.dataset_info(
-        self.config.dataset, self.config.data_dir
+        self.config.dataset, self.config.data_dir, self.config.data.classes
     )
 
   @property

@@ -16,6 +16,7 @@ import ml_collections
 import numpy as np
 
 from ssl_jax import errors
+from ssl_jax.data import host_crop
 from ssl_jax.data import input_pipeline
 from ssl_jax.evaluation import augmented
 from ssl_jax.evaluation import embedding_metrics
@@ -42,6 +43,12 @@ def linear_probe(ctx: Context) -> Iterator[tuple[str, Any]]:
       class_names=ctx.info.get('class_names'),
   )
   if cfg.protocol == 'augmented':
+    train_split = ctx.probe_train
+    if ctx.host_crop:  # Each epoch's crops cut from the original images.
+      crop = host_crop.spec(augmented.view_config(), ctx.config.image_size)
+      train_split = ctx.load(
+          ctx.config.data.probe_train_split, cache=False, crops=(crop,)
+      )
     encoders = [('linear_probe/', ctx.variables)]
     if cfg.random_init and ctx.random_init is not None:
       encoders.append(('random_init/linear_probe/', ctx.random_init))
@@ -49,7 +56,7 @@ def linear_probe(ctx: Context) -> Iterator[tuple[str, Any]]:
       yield from augmented.linear_eval(
           ctx.model,
           variables,
-          train_split=ctx.probe_train,
+          train_split=train_split,
           test_split=ctx.probe_test,
           config=ctx.config,
           mesh=ctx.mesh,

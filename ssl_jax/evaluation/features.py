@@ -97,6 +97,9 @@ def image_shape(split: input_pipeline.Split) -> tuple[int, ...]:
   """``(H, W, C)`` of the images ``split.read`` returns."""
   if split.images is not None:
     return tuple(split.images.shape[1:])
+  if split.crops:  # Host crops: the first view's side.
+    side = split.crops[0].size
+    return (side, side, split.channels or 3)
   return tuple(split.image_shape)
 
 

@@ -98,7 +98,7 @@ def finetune(ctx: Context) -> Iterator[tuple[str, Any]]:
     ``frozen/{setting}/...`` likewise.
   """
   cfg, config = ctx.config.evals.finetune, ctx.config
-  labels = ctx.probe_train.labels
+  labels = ctx.probe_train.label_array()
   for name, fraction, per_class in _settings(cfg):
     tuned, frozen = [], []
     for seed in cfg.seeds:
@@ -194,7 +194,7 @@ def transfer(ctx: Context) -> Iterator[tuple[str, Any]]:
           n,
           split,
           data_dir=data_dir,
-          cache=True,
+          cache=None,
           resize=config.image_size,
           channels=channels,
           bad_images=config.data.bad_images,

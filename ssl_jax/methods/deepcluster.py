@@ -52,7 +52,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     raise errors.ConfigError(
         f'deepcluster.pca_dim={dc.pca_dim!r} must be a positive integer.'
     )
-  if not config.data.cache:
+  if config.data.cache is False:
     raise errors.ConfigError(
         'data.cache=False: deepcluster re-extracts features of the whole '
         'train split every epoch; set --config.data.cache=True.'
@@ -180,6 +180,13 @@ def epoch_start(
         f'deepcluster.num_clusters={config.deepcluster.num_clusters} is more '
         f'than the {len(split)} train images; lower --config.deepcluster.'
         'num_clusters.'
+    )
+  if split.images is None:
+    raise errors.DataError(
+        'deepcluster clusters the whole train split each epoch and needs it'
+        f' decoded in RAM, but its {len(split)} images do not fit'
+        f' data.memory_budget_gb={config.data.memory_budget_gb:g}; raise'
+        ' --config.data.memory_budget_gb, or set --config.data.cache=True.'
     )
   features = probe.extract_features(
       model,

@@ -297,6 +297,7 @@ def evaluation_context(
       mesh=run.mesh,
       load=run.load,
       step=step,
+      host_crop=run.host_crop,
       train_fn=train_and_evaluate,
       restore=lambda s: run.restore_variables(workdir, s)[1],
       **kwargs,
@@ -364,7 +365,7 @@ def _knn_monitor(run: run_lib.Run, train_split):
       and train_split.labels is not None
       and (train_split.labels >= 0).all()
       else input_pipeline.labelled_only(
-          run.load(config.data.probe_train_split, cache=True)
+          run.load(config.data.probe_train_split, cache=None)
       )
   )
   perm = np.random.default_rng([config.seed, 17]).permutation(len(split))
