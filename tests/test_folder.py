@@ -138,7 +138,7 @@ def test_odd_image_names_the_file_and_the_fix(tmp_path):
 
 
 @pytest.mark.parametrize('workers', [1, 2])
-@pytest.mark.parametrize('bad', ['corrupt.jpg', 'notes.txt'])
+@pytest.mark.parametrize('bad', ['corrupt.jpg', 'notes.png'])
 def test_bad_file_is_named_or_skipped_and_counted(mixed, bad, workers):
   data_dir = mixed[0]
   path = os.path.join(data_dir, 'unlabelled', bad)
@@ -335,7 +335,7 @@ def test_embed_command_line_skips_a_bad_file(trained, tmp_path):
   data_dir, workdir, _ = trained
   images = tmp_path / 'mine'
   shutil.copytree(os.path.join(data_dir, 'test', 'class_1'), images)
-  (images / 'readme.txt').write_text('not an image')
+  (images / 'broken.jpg').write_text('not an image')
   out = str(tmp_path / 'mine.npz')
   done = subprocess.run(
       [

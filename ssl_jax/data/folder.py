@@ -5,8 +5,11 @@
 images inside a subfolder (at any depth) belong to the class named by that
 subfolder; images directly in the split folder are unlabelled (label -1). The
 classes of a dataset are the sorted names of the class subfolders of all its
-splits, so every split numbers them alike. Hidden files (``.DS_Store``) are
-ignored; any other file is a record, and one that does not decode is a bad
+splits, so every split numbers them alike. As in torchvision's
+``ImageFolder``, only files with the extension of a format Pillow opens are
+records (``.jpg``, ``.JPEG``, ``.png``, ...): others (``README.txt``,
+``labels.csv``) are left out and counted in one log line per split, and hidden
+files (``.DS_Store``) are ignored. A record that does not decode is a bad
 record (``data.bad_images``).
 
 Listing uses ``os.scandir``, which reads file types from the directory itself
@@ -21,6 +24,7 @@ import io
 import os
 from typing import Optional
 
+from absl import logging
 import numpy as np
 
 from ssl_jax import errors
@@ -35,16 +39,31 @@ class Listing:
     root: the split folder.
     paths: file paths relative to ``root``, sorted.
     classes: per file, its class folder name ('' for unlabelled files).
+    num_left_out: files that are not images by their extension, left out.
   """
 
   root: str
   paths: tuple[str, ...]
   classes: tuple[str, ...]
+  num_left_out: int = 0
 
 
 def _hidden(name: str) -> bool:
   # Dot files and the resource forks macOS's zip puts beside the images.
   return name.startswith('.') or name == '__MACOSX'
+
+
+@functools.cache
+def _image_extensions() -> frozenset[str]:
+  """Lowercase extensions (``.jpg``) of the formats Pillow can open."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+
+  # Also lists formats Pillow only writes (.pdf): those are no records.
+  return frozenset(
+      ext.lower()
+      for ext, fmt in Image.registered_extensions().items()
+      if fmt in Image.OPEN
+  )
 
 
 def _walk(top: str, rel: str = ''):
@@ -65,6 +84,9 @@ def _walk(top: str, rel: str = ''):
 @functools.lru_cache(maxsize=64)
 def list_split(root: str) -> Listing:
   """Lists a split folder (cached per path for the life of the process).
+
+  Files whose extension is not that of an image format Pillow opens are left
+  out (counted in ``Listing.num_left_out`` and logged once).
 
   Args:
     root: the split folder.
@@ -88,9 +110,21 @@ def list_split(root: str) -> Listing:
         + '); set --config.data_dir=DIR to the folder holding one subfolder'
         ' per split, or use split names it has.'
     )
-  paths = tuple(_walk(root))
-  classes = tuple(p.split(os.sep, 1)[0] if os.sep in p else '' for p in paths)
-  return Listing(root, paths, classes)
+  images, others = [], []
+  extensions = _image_extensions()
+  for path in _walk(root):  # By name only: no file is opened or stat'ed.
+    is_image = os.path.splitext(path)[1].lower() in extensions
+    (images if is_image else others).append(path)
+  if others:
+    logging.info(
+        'Left out %d non-image files of split %r (%s%s)',
+        len(others),
+        os.path.basename(root.rstrip('/' + os.sep)),
+        ', '.join(others[:3]),
+        ', ...' if len(others) > 3 else '',
+    )
+  classes = tuple(p.split(os.sep, 1)[0] if os.sep in p else '' for p in images)
+  return Listing(root, tuple(images), classes, len(others))
 
 
 def split_names(data_dir: str) -> tuple[str, ...]:
