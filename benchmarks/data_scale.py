@@ -161,7 +161,7 @@ def grain_batches(tasks: list[list], workers: int, threads: int, buffer: int):
       .map(load_example)
       .batch(len(tasks[0]), drop_remainder=True)
       # grain's defaults (16 threads, 500 elements ahead per process) would
-      # hold hundreds of 19 MB batches; these match the pool's one batch.
+      # hold hundreds of 19 MB batches per worker; the pool holds one.
       .to_iter_dataset(
           grain.ReadOptions(num_threads=threads, prefetch_buffer_size=buffer)
       )
@@ -214,6 +214,11 @@ def throughput(args, crops) -> dict:
       figures['same_batches'] = _same(first, reference)
       out[name] = figures
       print(json.dumps({name: figures}), flush=True)
+      pool = out.get('one_core' if workers == 0 else f'pool_{workers}_workers')
+      if pool:  # The issue's rule: grain unless it is slower than the pool.
+        out.setdefault('grain_over_pool_rate', {})[str(workers)] = round(
+            figures['images_per_second'] / pool['images_per_second'], 3
+        )
   return out
 
 

@@ -83,6 +83,8 @@ def test_folder_is_imagenet_shaped_and_benchmark_records_every_part(tmp_path):
     assert figures['images_per_second'] > 0, name
     assert figures['batch_seconds_median'] > 0, name
     assert figures['same_batches'], name
+  if 'grain' in parts:
+    assert set(record['throughput']['grain_over_pool_rate']) == {'0', '1'}
   rss = record['rss'][str(data)]
   assert rss['num_files'] == 18
   assert rss['peak_rss_with_workers_mb'] >= rss['rss_after_imports_mb'] > 0
