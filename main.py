@@ -5,7 +5,6 @@ With no flags it runs the offline quick start into ./workdirs/quickstart.
 
 import logging as std_logging
 import os
-import re
 import sys
 
 # TensorFlow is optional; where it is installed, tfds' builders import it.
@@ -16,18 +15,22 @@ from absl import flags  # pylint: disable=g-import-not-at-top
 from absl import logging  # pylint: disable=g-import-not-at-top
 from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
 
+from ssl_jax.tools import cli  # pylint: disable=g-import-not-at-top
+
 _HERE = os.path.dirname(os.path.abspath(__file__))
 # Exit codes: 2 a user error (config, data, workdir); 3 a non-finite step
 # stopped the run; 75 (EX_TEMPFAIL) SIGTERM/SIGINT stopped it cleanly: rerun.
-USER_ERROR_EXIT_CODE = 2
+USER_ERROR_EXIT_CODE = cli.USER_ERROR_EXIT_CODE
 NONFINITE_EXIT_CODE = 3
 PREEMPTED_EXIT_CODE = 75
-_CONFIG = config_flags.DEFINE_config_file(
-    'config',
-    os.path.join(_HERE, 'configs', 'quickstart.py'),
-    'Experiment config file.',
-    lock_config=True,
-)
+# Without --config=FILE, config_flags reads the --config.* overrides here.
+with cli.flag_errors('ssl_jax'):
+  _CONFIG = config_flags.DEFINE_config_file(
+      'config',
+      os.path.join(_HERE, 'configs', 'quickstart.py'),
+      'Experiment config file.',
+      lock_config=True,
+  )
 _WORKDIR = flags.DEFINE_string(
     'workdir',
     None,
@@ -135,43 +138,13 @@ def main(argv):
   except guards.Preempted as e:
     print(f'ssl_jax: preempted: {e}', file=sys.stderr)
     sys.exit(PREEMPTED_EXIT_CODE)
-  probe = results.get('linear_probe/test_accuracy')
-  if probe is not None:
-    line = f'Linear probe test accuracy: {probe:.2%}'
-    reference = results.get('random_init/linear_probe/test_accuracy')
-    if reference is not None:
-      line += f' (random-init encoder: {reference:.2%})'
-    print(line)
-  print(
-      'Results written to'
-      f' {os.path.abspath(os.path.join(workdir, "results.json"))}'
-  )
+  from ssl_jax.training import report_table  # pylint: disable=g-import-not-at-top
 
-
-def _parse_flags(argv):
-  """absl's flag parsing, with a mistyped config field as a one-line error."""
-  try:
-    return flags.FLAGS(argv)
-  except flags.IllegalFlagValueError as e:  # A value of the wrong type.
-    print(
-        f'ssl_jax: error: {str(e).removeprefix("flag ")}; each field takes '
-        'the type of its default in configs/default.py.',
-        file=sys.stderr,
-    )
-    sys.exit(2)
-  except (AttributeError, KeyError) as e:  # ConfigDict's "no such field".
-    text = str(e)
-    field = re.search(r"([A-Za-z_][\w.]*)\\?'", text)
-    hint = re.search(r'Did you mean "([\w.]+)"', text)
-    print(
-        'ssl_jax: error: unknown config field '
-        f'{field.group(1) if field else text!r}'
-        f'{f" (did you mean {hint.group(1)!r}?)" if hint else ""}; every field '
-        'is listed in configs/default.py.',
-        file=sys.stderr,
-    )
-    sys.exit(2)
+  # The few figures that matter; all of them are in results.json and
+  # TensorBoard.
+  if jax.process_index() == 0:
+    print(report_table.run_summary(results, workdir))
 
 
 if __name__ == '__main__':
-  app.run(main, flags_parser=_parse_flags)
+  app.run(main, flags_parser=cli.flags_parser('ssl_jax'))

@@ -202,8 +202,13 @@ def transfer(ctx: Context) -> Iterator[tuple[str, Any]]:
       )
       train, test = load(train_name), load(test_name)
     except input_pipeline.DataError as e:
-      logging.error('transfer to %s: %s', name, e)
-      yield f'transfer/{name}/error', str(e)
+      # A target is read from evals.transfer.data_dir, which main.py and the
+      # evaluate tool both take as --config.evals.transfer.data_dir.
+      message = str(e).replace(
+          '--config.data_dir=', '--config.evals.transfer.data_dir='
+      )
+      logging.error('transfer to %s: %s', name, message)
+      yield f'transfer/{name}/error', message
       continue
     fit = probe.linear_probe(
         ctx.features(train.images),

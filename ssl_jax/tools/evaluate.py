@@ -2,14 +2,20 @@
 
   python -m ssl_jax.tools.evaluate --workdir=DIR [--evals=configs/evals/full.py]
       [--evals.knn.k=20 ...] [--only=knn,embedding] [--step=N]
+      [--config.data_dir=DIR --config.data.bad_images=skip ...]
 
 merges its figures into ``DIR/results.json`` (and
 ``DIR/eval/results_step{N}.json``) and writes PNGs to ``DIR/eval/``.
+``--config.FIELD=VALUE`` overrides a field of the run's saved config (any
+field of ``configs/default.py``, typed and validated as by ``main.py``), so the
+fixes error messages suggest work here too.
 """
 
+from collections.abc import Mapping
 import functools
 import json
 import os
+import sys
 import time
 from typing import Any, Optional
 
@@ -19,10 +25,17 @@ import ml_collections
 from ssl_jax import errors
 from ssl_jax.configs import default
 from ssl_jax.evaluation import evaluators
+from ssl_jax.tools import cli
 from ssl_jax.training import checkpoint
 from ssl_jax.training import run as run_lib
 from ssl_jax.training import summary
 from ssl_jax.training import train
+from ssl_jax.training import validate
+
+_PROG = 'ssl_jax.tools.evaluate'
+_LISTED_IN = (
+    'configs/default.py (--config.*) or configs/evals/default.py (--evals.*)'
+)
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
@@ -68,6 +81,7 @@ def evaluate_workdir(
     evals: Optional[ml_collections.ConfigDict] = None,
     step: Optional[int] = None,
     names: Optional[list[str]] = None,
+    overrides: Optional[Mapping[str, Any]] = None,
 ) -> dict[str, Any]:
   """Runs evaluators on a finished run's checkpoint and merges its results.json.
 
@@ -77,14 +91,22 @@ def evaluate_workdir(
     step: the checkpoint to evaluate (default: the latest).
     names: evaluators to run (default: those ``evals`` enables; the linear
       probe only when named, as training already ran it).
+    overrides: ``{'data.bad_images': 'skip', ...}``: fields of the run's
+      config to change (after ``evals``, so ``evals.*`` fields apply too).
 
   Returns:
     The new figures (also merged into ``workdir/results.json`` and written to
     ``workdir/eval/results_step{step}.json``).
+
+  Raises:
+    errors.ConfigError: the config, with ``overrides``, is invalid.
   """
   config = load_config(workdir)
   if evals is not None:
     config.evals = evals
+  config.update_from_flattened_dict(dict(overrides or {}))
+  # As main.py does, before any checkpoint or image is read.
+  validate.validate(config, jax.device_count(), jax.process_count())
   names = names or [
       n for n in evaluators.enabled(config) if n != 'linear_probe'
   ]
@@ -100,8 +122,11 @@ def evaluate_workdir(
       run, workdir, run.replicate(variables), step, writer=writer
   )
   results = evaluators.run(ctx, names)
+  # Every figure to TensorBoard; main() prints the accuracies.
   writer.write_scalars(
-      step, {k: v for k, v in results.items() if isinstance(v, (int, float))}
+      step,
+      {k: v for k, v in results.items() if isinstance(v, (int, float))},
+      log_keys=(),
   )
   writer.close()
   results['eval/wall_seconds'] = time.time() - start
@@ -116,6 +141,12 @@ def evaluate_workdir(
     if os.path.exists(main_path):
       with open(main_path) as f:
         merged = json.load(f)
+    # An error an evaluator recorded before is gone once it ran again.
+    merged = {
+        k: v
+        for k, v in merged.items()
+        if not (k.endswith('/error') and k.split('/')[0] in names)
+    }
     merged.update(results)
     train.write_json(main_path, merged)
   return results
@@ -123,19 +154,30 @@ def evaluate_workdir(
 
 def main(argv, *, flag_values, evals_flag):
   """The command line: evaluates ``--workdir`` with ``--evals``."""
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+
   if len(argv) > 1:
     raise SystemExit(f'Unexpected arguments: {argv[1:]}')
   flag = flag_values
   names = [n for n in flag.only.split(',') if n] if flag.only else None
   try:
-    results = evaluate_workdir(flag.workdir, evals_flag.value, flag.step, names)
+    results = evaluate_workdir(
+        flag.workdir,
+        evals_flag.value,
+        flag.step,
+        names,
+        overrides=config_flags.get_override_values(flag['config']),
+    )
   except (errors.DataError, ValueError) as e:
-    raise SystemExit(f'ssl_jax.tools.evaluate: error: {e}') from None
+    print(f'{_PROG}: error: {e}', file=sys.stderr)
+    sys.exit(cli.USER_ERROR_EXIT_CODE)
   for k in sorted(results):
     if isinstance(results[k], float) and k.endswith(
         ('accuracy', 'accuracy_mean', 'silhouette', 'dunn', 'kmeans_nmi')
     ):
       print(f'{k}: {results[k]:.4f}')
+    elif k.endswith('/error'):  # With its fix, a flag this command takes.
+      print(f'{k}: {results[k]}')
 
 
 def _define_flags():
@@ -163,11 +205,25 @@ def _define_flags():
       ),
       'Evaluations config file (configs/evals/*.py or configs/transfer/*.py).',
   )
+  # Typed by configs/default.py; only the fields given override config.json.
+  config_flags.DEFINE_config_dict(
+      'config',
+      default.get_config(),
+      "Overrides of the run's saved config: --config.FIELD=VALUE for any "
+      'field of configs/default.py (--config.data_dir=DIR, '
+      '--config.data.bad_images=skip, --config.data.workers=N).',
+      lock_config=True,
+  )
   return flags.FLAGS, evals
 
 
 if __name__ == '__main__':
   from absl import app  # pylint: disable=g-import-not-at-top
 
-  _flags, _evals = _define_flags()
-  app.run(functools.partial(main, flag_values=_flags, evals_flag=_evals))
+  # config_flags reads the overrides when defining flags or parsing them.
+  with cli.flag_errors(_PROG, _LISTED_IN):
+    _flags, _evals = _define_flags()
+  app.run(
+      functools.partial(main, flag_values=_flags, evals_flag=_evals),
+      flags_parser=cli.flags_parser(_PROG, _LISTED_IN),
+  )

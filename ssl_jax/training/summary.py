@@ -1,11 +1,14 @@
-"""Training summaries: one absl log line per write, and TensorBoard files.
+"""Training summaries: TensorBoard files, and a short absl log line per write.
 
 Hand-written because clu's ``metric_writers`` import TensorFlow; the event
 files are written through tensorboardX, which does not. :func:`create` gives
 the writer of one process: every process logs, only the chief (process 0)
 writes ``events.out.tfevents.*`` files. The methods have the names and
 arguments of clu's writers (``write_scalars``, ``write_images``, ...), the
-interface evaluators know. Tags are written as given (tensorboardX's
+interface evaluators know. The console line of a write shows at most
+:data:`MAX_LOGGED` scalars (or the ones the caller names): a run's 150
+final figures go to TensorBoard and ``results.json``, not the log. Tags are
+written as given (tensorboardX's
 ``add_*`` would rename ``l2=0.01`` to ``l2_0.01``), so TensorBoard's tags are
 the keys of ``results.json``.
 
@@ -17,6 +20,7 @@ without google-cloud-storage.
 """
 
 from collections.abc import Mapping
+from collections.abc import Sequence
 import io
 from typing import Any, Optional
 
@@ -29,6 +33,9 @@ from tensorboardX import summary as tbx_summary
 from tensorboardX.proto import summary_pb2
 
 from ssl_jax.data import paths
+
+# Scalars one console line shows at most; every scalar goes to TensorBoard.
+MAX_LOGGED = 8
 
 
 class Writer:
@@ -57,23 +64,39 @@ class Writer:
       # flush() and close().
       self._file = tensorboardX.FileWriter(paths.local(logdir), flush_secs=30)
 
-  def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
-    """Writes numeric scalars at ``step``.
+  def write_scalars(
+      self,
+      step: int,
+      scalars: Mapping[str, Any],
+      *,
+      log_keys: Optional[Sequence[str]] = None,
+  ) -> None:
+    """Writes numeric scalars at ``step``, and logs a few of them.
 
     Args:
       step: the training step.
       scalars: ``{tag: value}``; values are Python, numpy or jax numbers (or
         one-element arrays).
+      log_keys: the tags the console line shows (at most :data:`MAX_LOGGED`;
+        ``()``: no line, for callers that log their own); default: the first
+        :data:`MAX_LOGGED` in sorted order.
     """
     values = {k: _scalar(k, v) for k, v in scalars.items()}
-    logging.info(
-        '[%d] %s',
-        step,
-        ', '.join(
-            f'{k}={v:.6g}' if isinstance(v, float) else f'{k}={v}'
-            for k, v in sorted(values.items())
-        ),
-    )
+    shown = sorted(values) if log_keys is None else log_keys
+    shown = [k for k in shown if k in values][:MAX_LOGGED]
+    if shown:
+      more = len(values) - len(shown)
+      logging.info(
+          '[%d] %s%s',
+          step,
+          ', '.join(
+              f'{k}={values[k]:.6g}'
+              if isinstance(values[k], float)
+              else f'{k}={values[k]}'
+              for k in shown
+          ),
+          f' (+{more} more in TensorBoard)' if more else '',
+      )
     self._add(
         step,
         [
@@ -137,7 +160,8 @@ class Writer:
         k: v if isinstance(v, (bool, int, float, str)) else str(v)
         for k, v in hparams.items()
     }
-    logging.info('[Hyperparameters] %s', values)
+    # The full dump is the HParams tab (and the run's config.json).
+    logging.info('%d hyperparameters (TensorBoard HParams tab)', len(values))
     if self._file is None:
       return
     # SummaryWriter.add_hparams would put them in a new run (a sub-folder

@@ -187,13 +187,16 @@ def train_and_evaluate(
         scalars['images_per_second'] = rate * config.batch_size
         scalars['epoch'] = done / steps_per_epoch
         scalars['data/skipped_images'] = _skipped_images(data)
-        writer.write_scalars(done, scalars)
+        # Every scalar to TensorBoard; the console gets this one short line.
+        writer.write_scalars(done, scalars, log_keys=())
         logging.info(
-            'step %d/%d  epoch %.2f  loss %.4f  ETA %s',
+            'step %d/%d  epoch %.2f  loss %.4f  lr %.3g  %.0f img/s  ETA %s',
             done,
             num_steps,
             done / steps_per_epoch,
             scalars.get('loss', float('nan')),
+            scalars.get('learning_rate', float('nan')),
+            scalars['images_per_second'],
             _hms((num_steps - done) / max(rate, 1e-9)),
         )
         fetched, last_log = [], (done, now)
@@ -259,9 +262,11 @@ def train_and_evaluate(
   results.update(
       _final_evaluation(run, state, random_init, train_split, workdir, writer)
   )
+  # results.json and TensorBoard hold every figure; main.py prints a summary.
   writer.write_scalars(
       num_steps,
       {k: v for k, v in results.items() if isinstance(v, (int, float))},
+      log_keys=(),
   )
   writer.close()
   if is_chief:
