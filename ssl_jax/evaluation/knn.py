@@ -12,15 +12,21 @@ Neither the bank nor the similarity matrix has to fit on a device: the bank
 goes to the device one chunk at a time (each chunk once), and every chunk of
 queries keeps a running top-k, merged with each bank chunk's similarities by
 ``jax.lax.top_k`` over ``k + bank_chunk`` candidates. Device memory is then
-about ``query_chunk x bank_chunk`` similarities plus the bank chunk, whatever
-the bank's size.
+about ``query_chunk x bank_chunk`` similarities plus two bank chunks (the next
+is copied while the current one is merged), whatever the bank's size. A
+search of several bank chunks that runs long logs its progress.
 """
 
 import functools
+import time
 
+from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+# A search that runs longer than this logs its progress (and its time).
+_LOG_EVERY_SECONDS = 10.0
 
 
 def _normalize(x):
@@ -85,16 +91,44 @@ def nearest(
       )
       for _ in starts
   ]
-  for lo in range(0, n, bank_chunk):
+
+  def put(lo):
     chunk = bank[lo : lo + bank_chunk]
     valid = jnp.asarray(np.arange(bank_chunk) < len(chunk))
-    chunk = jnp.asarray(_pad(chunk, bank_chunk))
+    return jnp.asarray(_pad(chunk, bank_chunk)), valid
+
+  los = range(0, n, bank_chunk)
+  start = last_log = time.time()
+  upcoming = put(0)
+  for done, lo in enumerate(los, 1):
+    chunk, valid = upcoming
     tops = [
         _merge(*top, q, chunk, valid, jnp.int32(lo))
         for top, q in zip(tops, q_chunks)
     ]
+    if done == len(los):
+      break
+    upcoming = put(los[done])  # Copied while the merges run.
+    # Waiting for each chunk makes the times those of work done, not queued.
+    jax.block_until_ready(tops)
+    if time.time() - last_log > _LOG_EVERY_SECONDS:
+      last_log = time.time()
+      logging.info(
+          'kNN of %d queries: %d/%d bank rows, ETA %.0fs',
+          m,
+          lo + bank_chunk,
+          n,
+          (len(los) - done) * (last_log - start) / done,
+      )
   sims = np.concatenate([np.asarray(s) for s, _ in tops])[:m]
   idx = np.concatenate([np.asarray(i) for _, i in tops])[:m]
+  if time.time() - start > _LOG_EVERY_SECONDS:
+    logging.info(
+        'kNN of %d queries over %d bank rows in %.1fs',
+        m,
+        n,
+        time.time() - start,
+    )
   return sims, idx
 
 

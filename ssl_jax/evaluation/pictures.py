@@ -9,8 +9,10 @@ that writer logged, for :func:`curves`.
 
 import functools
 import os
+import time
 from typing import Optional, Sequence
 
+from absl import logging
 import jax
 import jax.numpy as jnp
 import matplotlib
@@ -83,13 +85,31 @@ def tsne(
   cmap = plt.get_cmap('tab10')
   panels = len(embeddings_list)
   fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 5), squeeze=False)
-  for ax, (title, emb) in zip(axes[0], embeddings_list):
+  start = time.time()
+  for i, (ax, (title, emb)) in enumerate(zip(axes[0], embeddings_list)):
+    # scikit-learn's t-SNE reports no progress: one line before and after.
+    logging.info(
+        't-SNE %d/%d (%s): %d points of dimension %d',
+        i + 1,
+        panels,
+        title,
+        len(idx),
+        np.shape(emb)[1],
+    )
     points = manifold.TSNE(
         n_components=2,
         init='pca',
         random_state=seed,
         perplexity=min(perplexity, len(idx) - 1.0),
     ).fit_transform(np.asarray(emb, np.float32)[idx])
+    elapsed = time.time() - start
+    logging.info(
+        't-SNE %d/%d done (%.1fs so far, ETA %.0fs)',
+        i + 1,
+        panels,
+        elapsed,
+        (panels - i - 1) * elapsed / (i + 1),
+    )
     for c in np.unique(sub):
       m = sub == c
       ax.scatter(
