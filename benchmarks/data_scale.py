@@ -26,7 +26,8 @@ Rates leave out each path's first two batches per worker (start-up,
 reported apart); files are read once before timing, so the OS page cache is
 warm for every path alike. ``cores_per_accelerator`` is the ResNet-50
 SimCLR bfloat16 step's images/s on one H200
-(``results/h200_torch_and_r50bf16.jsonl``) over the one-core rate. Writes ``results/data_scale_<commit>.json``.
+(``results/h200_torch_and_r50bf16.jsonl``) over the one-core rate. Writes
+``results/data_scale_<commit>.json``.
 """
 
 import argparse
