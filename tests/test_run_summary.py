@@ -1,11 +1,17 @@
 """The end of a run: a short table on the console, every figure in files."""
 
 import glob
+import json
 import os
+import subprocess
+import sys
+
+import pytest
 
 from ssl_jax.training import report_table
 from ssl_jax.training import summary
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = {
     'linear_probe/test_accuracy': 0.9125,
     'random_init/linear_probe/test_accuracy': 0.75,
@@ -120,3 +126,36 @@ def test_console_lines_stay_short_and_files_get_everything(
   acc.Reload()
   assert set(acc.Tags()['scalars']) == set(many)
   assert [e.step for e in acc.Scalars('metric_19')] == [1, 2, 3]
+
+
+@pytest.mark.slow
+def test_main_ends_with_the_table_and_no_metric_dump(tmp_path):
+  workdir = str(tmp_path / 'run')
+  done = subprocess.run(
+      [
+          sys.executable,
+          'main.py',
+          f'--workdir={workdir}',
+          '--config.num_epochs=1',
+          '--config.optimizer.warmup_epochs=0',
+          '--config.log_every_steps=2',
+          '--config.evals.pictures.enabled=False',
+      ],
+      cwd=ROOT,
+      env=dict(os.environ, XLA_FLAGS='', JAX_PLATFORMS='cpu'),
+      capture_output=True,
+      text=True,
+      timeout=900,
+      check=False,
+  )
+  assert done.returncode == 0, done.stderr[-3000:]
+  with open(os.path.join(workdir, 'results.json')) as f:
+    results = json.load(f)
+  assert done.stdout.strip() == report_table.run_summary(results, workdir)
+  rows = _rows(done.stdout.strip())
+  assert {'linear probe (test)', 'random-init encoder (probe)'} <= set(rows)
+  # Every figure is in results.json; no log line carries more than a few.
+  assert len(results) > 50
+  longest = max(done.stderr.splitlines(), key=len)
+  assert len(longest) < 300, longest
+  assert 'step 5/5  epoch 1.00  loss ' in done.stderr
