@@ -96,16 +96,24 @@ class Embedder:
 def load(
     workdir: str, step: Optional[int] = None, batch_size: int = 512
 ) -> Embedder:
-  """Loads a finished run's encoder.
+  """Loads a finished run's encoder, from its workdir or an exported bundle.
 
   Args:
-    workdir: a directory written by ``main.py``.
-    step: the checkpoint (default: the latest).
+    workdir: a directory written by ``main.py``, or a file written by
+      ``python -m ssl_jax.export --format=jax``.
+    step: the checkpoint (default: the latest; a bundle holds one).
     batch_size: images per compiled call; rounded up to the device count.
 
   Returns:
     The :class:`Embedder`.
   """
+  if os.path.isfile(workdir):
+    from ssl_jax import export  # pylint: disable=g-import-not-at-top
+
+    run, variables, step = export.bundle_run(workdir)
+    devices = run.mesh.size
+    batch_size = -(-batch_size // devices) * devices
+    return Embedder(run, run.replicate(variables), step, batch_size)
   config = evaluate.load_config(workdir)
   try:
     run = run_lib.build(config)
