@@ -134,6 +134,18 @@ def test_schedule_is_a_pure_function_of_the_step():
   np.testing.assert_array_equal(jax.vmap(sched)(steps), jax.vmap(again)(steps))
 
 
+def test_warmup_longer_than_the_run_warms_up_over_its_first_tenth():
+  # A recipe's 10 warm-up epochs in a 1-epoch smoke run of 20 steps.
+  c = default.get_config()
+  c.batch_size, c.learning_rate, c.num_epochs = 256, 0.3, 1
+  c.optimizer.lr_scaling, c.optimizer.warmup_epochs = 'linear', 10
+  sched = optim.learning_rate_schedule(c, steps_per_epoch=20)
+  assert float(sched(0)) == 0.0
+  np.testing.assert_allclose(sched(2), 0.3, rtol=1e-6)
+  assert 0 < float(sched(10)) < 0.3
+  assert float(sched(20)) == pytest.approx(0.0, abs=1e-7)
+
+
 def test_optax_count_resumes_schedule():
   """The optimiser's own step count lives in opt_state, which is checkpointed."""
   c = _config(name='sgd', weight_decay=0.0, momentum=0.0)

@@ -25,7 +25,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         ('dataset', 'imagenet_typo', "dataset='imagenet_typo' is neither"),
         ('dataset', 'folder', 'dataset=folder needs --config.data_dir=DIR'),
         ('optimizer.name', 'rmsprop', "optimizer.name='rmsprop'"),
-        ('optimizer.warmup_epochs', 5, r'warmup_epochs=5(\.0)? must be in'),
+        ('optimizer.warmup_epochs', -1, r'warmup_epochs=-1(\.0)? must be >= 0'),
         (
             'augment.view1.blur_prob',
             1.5,
@@ -231,8 +231,8 @@ _BAD = [
     ),
     (
         'simclr_cifar10',
-        '--config.optimizer.warmup_epochs=1100',
-        'optimizer.warmup_epochs=1100.0 must be in [0, num_epochs=1000.0).',
+        '--config.optimizer.warmup_epochs=-1',
+        'optimizer.warmup_epochs=-1.0 must be >= 0.',
     ),
     (
         'simclr_cifar10',

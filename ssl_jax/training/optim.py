@@ -4,6 +4,7 @@ import math
 import re
 from typing import Any, NamedTuple, Sequence
 
+from absl import logging
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -126,6 +127,18 @@ def learning_rate_schedule(
   )
   total = max(1, int(config.num_epochs * steps_per_epoch))
   warmup = int(config.optimizer.warmup_epochs * steps_per_epoch)
+  if warmup >= total:
+    # A recipe's warm-up outlasts a shortened (smoke) run: the run still
+    # warms up and decays, over its first tenth.
+    logging.warning(
+        'optimizer.warmup_epochs=%g is not shorter than the run '
+        '(num_epochs=%g): warming up over its first %d of %d steps instead.',
+        config.optimizer.warmup_epochs,
+        config.num_epochs,
+        total // 10,
+        total,
+    )
+    warmup = total // 10
   if warmup == 0:
     return optax.cosine_decay_schedule(peak, total)
   return optax.warmup_cosine_decay_schedule(

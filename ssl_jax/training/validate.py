@@ -153,9 +153,8 @@ def validate(
   optim.check_config(config.optimizer)
   probe.check_config(config.probe)
   _check(
-      0 <= config.optimizer.warmup_epochs < config.num_epochs,
-      f'optimizer.warmup_epochs={config.optimizer.warmup_epochs} must be in '
-      f'[0, num_epochs={config.num_epochs}).',
+      config.optimizer.warmup_epochs >= 0,
+      f'optimizer.warmup_epochs={config.optimizer.warmup_epochs} must be >= 0.',
   )
   _check_one_of('cpu_convolutions', config.cpu_convolutions, conv.CONVOLUTIONS)
   _check(
