@@ -149,6 +149,10 @@ def _write(out: str, tensors: dict[str, np.ndarray], metadata: dict[str, str]):
   os.close(fd)
   try:
     st_numpy.save_file(tensors, tmp, metadata=metadata)
+    # mkstemp makes the file private; give it the mode a plain open would.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     os.replace(tmp, out)
   except BaseException:
     os.remove(tmp)
