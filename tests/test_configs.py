@@ -59,7 +59,13 @@ def test_every_experiment_config_is_covered():
 def test_config_trains_two_finite_steps_under_jit(module, tmp_path):
   config = importlib.import_module(module).get_config()
   if config.dataset == 'folder':  # A folder of the config's kind of images.
-    config.data_dir = helpers.make_folder(tmp_path, size=40)
+    d = config.data
+    config.data_dir = helpers.make_folder(
+        tmp_path,
+        splits=((d.train_split, 3, 8), (d.probe_test_split, 3, 4)),
+        size=40,
+    )
+    d.classes = ''  # Its classes are not a named subset's (ImageNet-100).
   validate.check_fields(config, default.get_config())
   validate.validate(config, jax.device_count())
   config.batch_size = jax.device_count()  # 1 image per device; shapes as real.
