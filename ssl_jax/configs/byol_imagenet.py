@@ -28,13 +28,12 @@ shift in [-0.4, 0.4] (no field); our LARS applies the rate before the
 momentum (``optax.lars``) where BYOL's applies it after (no field for the
 rate's place; the trust ratio and decay are the same).
 
-Smoke run on a small folder (CPU, seconds; warm-up must be shorter than the
-run):
+Smoke run on a small folder (CPU; a warm-up longer than the run is
+shortened to its first tenth):
 
   python main.py --config=configs/byol_imagenet.py --workdir=/tmp/w \
       --config.data_dir=/tmp/inet --config.encoder=resnet18 \
-      --config.image_size=64 --config.batch_size=32 --config.num_epochs=1 \
-      --config.optimizer.warmup_epochs=0
+      --config.image_size=64 --config.batch_size=32 --config.num_epochs=1
 """
 
 from ssl_jax.configs import default

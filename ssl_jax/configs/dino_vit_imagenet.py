@@ -27,13 +27,12 @@ Kept apart from it (docs/recipes.md): no stochastic depth (its 0.1: our ViT
 has none); float32 (its fp16 mixed precision; ``--config.dtype=bfloat16`` is
 the accelerators' half precision); the rate's cosine ends at 0 (its 1e-6).
 
-Smoke run on a small folder (CPU; ViT-S/16 at 64 px, 32 px local crops,
-warm-up shorter than the run):
+Smoke run on a small folder (CPU; ViT-S/16 at 64 px, 32 px local crops):
 
   python main.py --config=configs/dino_vit_imagenet.py --workdir=/tmp/w \
       --config.data_dir=/tmp/inet --config.image_size=64 \
       --config.dino.local_size=32 --config.batch_size=32 \
-      --config.num_epochs=1 --config.optimizer.warmup_epochs=0
+      --config.num_epochs=1
 """
 
 from ssl_jax.configs import default

@@ -19,13 +19,12 @@ mean/std normalisation. Its README expects about 64.5 % from its linear
 evaluation of this run (README.md:146); not yet measured here. Per-value
 comparison: docs/recipes.md.
 
-Smoke run on a small folder (CPU, seconds; warm-up must be shorter than the
-run):
+Smoke run on a small folder (CPU; a warm-up longer than the run is
+shortened to its first tenth):
 
   python main.py --config=configs/simclr_imagenet.py --workdir=/tmp/w \
       --config.data_dir=/tmp/inet --config.encoder=resnet18 \
-      --config.image_size=64 --config.batch_size=32 --config.num_epochs=1 \
-      --config.optimizer.warmup_epochs=0
+      --config.image_size=64 --config.batch_size=32 --config.num_epochs=1
 """
 
 from ssl_jax.configs import default
