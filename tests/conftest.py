@@ -5,6 +5,7 @@
   compiling them dominates running them, and level 0 compiles several times
   faster. Runs compared bit for bit are compiled under the same flags, and the
   fixture comparisons (parity, colour) hold at this level too.
+* One OpenMP thread (scikit-learn, BLAS).
 * One persistent compilation cache for the session, in a temporary folder
   named by ``JAX_COMPILATION_CACHE_DIR`` in the environment, so that the
   ``main.py`` subprocesses inherit it: every run of the same program after the
@@ -24,6 +25,10 @@ os.environ['XLA_FLAGS'] = (
     + ' --xla_backend_optimization_level=0'
 )
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+# One OpenMP thread for scikit-learn and BLAS: the tests' problems are tiny,
+# and spinning OpenMP workers slow t-SNE or k-means tenfold and more whenever
+# the cores are shared (XLA's threads, CI neighbours).
+os.environ.setdefault('OMP_NUM_THREADS', '1')
 _OWN_CACHE = 'JAX_COMPILATION_CACHE_DIR' not in os.environ
 if _OWN_CACHE:
   os.environ['JAX_COMPILATION_CACHE_DIR'] = tempfile.mkdtemp(

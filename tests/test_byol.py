@@ -17,6 +17,7 @@ def test_momentum_is_a_cosine_from_base_to_one():
   assert tau(30) < tau(31)
 
 
+@pytest.mark.slow
 def test_step_moves_the_target_by_the_ema_of_the_new_online_weights():
   config = helpers.tiny_config(
       method='byol',

@@ -10,6 +10,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -28,6 +30,7 @@ def _run(*argv):
   return proc.stdout
 
 
+@pytest.mark.slow
 def test_folder_is_imagenet_shaped_and_benchmark_records_every_part(tmp_path):
   data = tmp_path / 'inet'
   _run(

@@ -44,6 +44,7 @@ def test_views_encoded_count_the_local_crops():
   assert dino.images_per_step(_config()) == (16, 5 * 16)
 
 
+@pytest.mark.slow
 def test_step_moves_the_teacher_and_centres_on_its_global_crops():
   config = _config()
   run, state, step = helpers.compiled_step(config)
@@ -87,6 +88,7 @@ def test_step_moves_the_teacher_and_centres_on_its_global_crops():
     np.testing.assert_allclose(new, 0.9 * old + 0.1 * p, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_without_local_crops_the_step_still_trains():
   config = _config(**{'dino.num_local_crops': 0})
   run, state, step = helpers.compiled_step(config)
@@ -111,10 +113,30 @@ def _ready_views(run, config, seed=0):
   )
 
 
-def test_head_batchnorm_normalises_all_crops_at_once():
+@pytest.fixture(scope='module')
+def bn_frozen_step():
+  """A head with BatchNorm, no centre EMA and a last layer frozen one epoch.
+
+  The two tests below check different parts of it, so they share one compile
+  (the freeze changes updates, never the loss of the first step).
+
+  Returns:
+    ``(config, run, state, step)``: copy ``state`` before stepping it (the
+    step donates it).
+  """
+  config = _config(**{
+      'dino.use_bn': True,
+      'dino.center_momentum': 0.0,
+      'dino.freeze_last_layer_epochs': 1.0,
+  })
+  return config, *helpers.compiled_step(config, steps_per_epoch=2)
+
+
+@pytest.mark.slow
+def test_head_batchnorm_normalises_all_crops_at_once(bn_frozen_step):
   """DINO's wrapper runs the head once on every crop's features."""
-  config = _config(**{'dino.use_bn': True, 'dino.center_momentum': 0.0})
-  run, state, step = helpers.compiled_step(config)
+  config, run, state, step = bn_frozen_step
+  state = jax.tree.map(jnp.copy, state)
   views, batch = _ready_views(run, config)
   variables = jax.device_get(
       {'params': state.params, 'batch_stats': state.batch_stats}
@@ -161,9 +183,10 @@ def momentum_target(state):
   }
 
 
-def test_last_layer_is_frozen_for_its_epochs_then_trains():
-  config = _config(**{'dino.freeze_last_layer_epochs': 1.0})
-  run, state, step = helpers.compiled_step(config, steps_per_epoch=2)
+@pytest.mark.slow
+def test_last_layer_is_frozen_for_its_epochs_then_trains(bn_frozen_step):
+  config, run, state, step = bn_frozen_step
+  state = jax.tree.map(jnp.copy, state)
   _, batch = _ready_views(run, config)
   key = run.replicate(jax.random.key(1))
 

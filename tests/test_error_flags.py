@@ -104,6 +104,7 @@ def _run(args, env=None):
   )
 
 
+@pytest.mark.slow
 def test_main_accepts_every_named_config_field():
   argv = [f'--config.{k}={v}' for k, v in _leaves('config').items()]
   # Flags only: main.py's module defines them, the shared parser reads them.
@@ -119,6 +120,7 @@ def test_main_accepts_every_named_config_field():
   assert done.stdout.strip() == str(sorted(_leaves('config'))), done.stdout
 
 
+@pytest.mark.slow
 def test_evaluate_tool_accepts_every_named_field():
   argv = [f'--config.{k}={v}' for k, v in _leaves('config').items()]
   argv += [f'--evals.{k}={v}' for k, v in _leaves('evals').items()]
@@ -131,6 +133,7 @@ def test_evaluate_tool_accepts_every_named_field():
   )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     'flag,error',
     [

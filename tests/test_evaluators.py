@@ -162,6 +162,7 @@ def test_frozen_evaluations_leave_encoder_bit_identical(tiny_run, tmp_path):
   assert 0 <= results['transfer/sklearn_digits/linear_probe/test_accuracy'] <= 1
 
 
+@pytest.mark.slow
 def test_results_do_not_depend_on_device_count(tiny_run):
   config, workdir, _ = tiny_run
   figures = []

@@ -14,6 +14,7 @@ from ssl_jax.training import run as run_lib
 from tests import helpers
 
 
+@pytest.mark.slow
 def test_loss_pairs_each_views_query_with_the_other_views_key():
   config = helpers.tiny_config(
       method='moco_v3',

@@ -39,6 +39,7 @@ def _copy(state):
   return jax.tree.map(jnp.copy, state)
 
 
+@pytest.mark.slow
 def test_ready_views_train_like_the_views_augmented_inside():
   # DINO: global and local views from one 'views' tuple (two-view methods
   # take the same path through shared.views_of).
@@ -99,6 +100,7 @@ def _assert_close(got, want, what):
   )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('method', PARITY_METHODS)
 def test_three_steps_match_the_torch_step_from_lightly_modules(method):
   """Losses, parameters, running means, targets and DINO's centre."""

@@ -96,6 +96,7 @@ def test_resume_continues_step_lr_and_data_exactly(uninterrupted, tmp_path):
   )
 
 
+@pytest.mark.slow
 def test_incompatible_workdir_names_the_field(uninterrupted, tmp_path):
   workdir = str(tmp_path / 'w')
   shutil.copytree(uninterrupted[0], workdir)
