@@ -173,6 +173,7 @@ def test_results_do_not_depend_on_device_count(tiny_run):
   assert figures[0][1] == figures[1][1]
 
 
+@pytest.mark.slow
 def test_missing_transfer_dataset_is_one_line_and_others_run(
     tiny_run, tmp_path
 ):

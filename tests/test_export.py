@@ -121,6 +121,7 @@ def _names():
     return json.load(f)
 
 
+@pytest.mark.slow
 def test_bundle_gives_the_workdirs_embeddings(vit_run, tmp_path):
   out = str(tmp_path / 'sub' / 'vit.safetensors')
   metadata = export.export(vit_run, 'jax', out)
@@ -136,6 +137,7 @@ def test_bundle_gives_the_workdirs_embeddings(vit_run, tmp_path):
   assert os.listdir(tmp_path / 'sub') == ['vit.safetensors']
 
 
+@pytest.mark.slow
 def test_resnet_bundle_keeps_batch_stats_and_normalisation(
     resnet_run, tmp_path
 ):

@@ -82,6 +82,7 @@ def test_vit_predictor_ends_in_affine_free_batchnorm():
   np.testing.assert_allclose(out['prediction'].mean(0), 0, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_frozen_patch_embedding_never_moves():
   config = helpers.tiny_config(
       method='moco_v3',
