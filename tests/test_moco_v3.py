@@ -1,5 +1,7 @@
 """MoCo v3: online queries against the momentum encoder's keys; output BN."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -73,12 +75,17 @@ def test_vit_predictor_ends_in_affine_free_batchnorm():
   )
   model = moco_v3.build_model(config, 10)
   x = jax.random.normal(jax.random.key(0), (32, 16, 16, 3))
-  variables = model.init(jax.random.key(1), x, train=False)
+  # Compiled whole: op by op, every op compiles on its own.
+  variables = jax.jit(functools.partial(model.init, train=False))(
+      jax.random.key(1), x
+  )
   predictor = variables['params']['predictor']
   assert set(predictor['Dense_1']) == {'kernel'}  # A BatchNorm follows it.
   assert 'BatchNorm_1' in variables['batch_stats']['predictor']
   assert 'BatchNorm_1' not in predictor  # No scale, no bias.
-  out, _ = model.apply(variables, x, train=True, mutable=['batch_stats'])
+  out, _ = jax.jit(
+      functools.partial(model.apply, train=True, mutable=['batch_stats'])
+  )(variables, x)
   np.testing.assert_allclose(out['prediction'].mean(0), 0, atol=1e-4)
 
 

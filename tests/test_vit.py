@@ -52,9 +52,10 @@ def test_other_input_sizes_resize_the_position_embeddings():
   model, _ = _params('vit_tiny', 16, 4)
   # ViT-Tiny's patching and position embedding; one narrow block is enough.
   model = model.clone(width=16, depth=1, num_heads=2)
-  variables = model.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)))
+  # Compiled whole: op by op, every op compiles on its own.
+  variables = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 16, 16, 3)))
   x = jax.random.uniform(jax.random.key(1), (2, 8, 8, 3))
-  out = model.apply(variables, x)  # A 2x2 grid from the learned 4x4 one.
+  out = jax.jit(model.apply)(variables, x)  # A 2x2 from the learned 4x4.
   # The same as a ViT learned for 8 px inputs given the resized embeddings.
   params = dict(variables['params'])
   params['position_embedding'] = jax.image.resize(
@@ -62,7 +63,7 @@ def test_other_input_sizes_resize_the_position_embeddings():
   )
   np.testing.assert_allclose(
       out,
-      model.clone(grid=2).apply({'params': params}, x),
+      jax.jit(model.clone(grid=2).apply)({'params': params}, x),
       rtol=1e-5,
       atol=1e-5,
   )
@@ -131,7 +132,9 @@ def test_moco_v3_patch_init_is_xavier_over_a_flattened_patch():
       grid=2,
       patch_init='xavier_uniform',
   )
-  params = model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 3)))['params']
+  params = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 8, 8, 3)))[
+      'params'
+  ]
   kernel = np.asarray(params['patch_embedding']['kernel'])
   bound = np.sqrt(6.0 / (3 * 4 * 4 + 64))
   assert np.abs(kernel).max() <= bound
@@ -169,7 +172,7 @@ def test_sincos_position_embedding_is_moco_v3s():
       grid=2,
       position_embedding='sincos',
   )
-  variables = model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 3)))
+  variables = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 8, 8, 3)))
   assert 'position_embedding' not in variables['params']  # Fixed.
-  out = model.apply(variables, jnp.zeros((2, 16, 16, 3)))  # Another grid.
+  out = jax.jit(model.apply)(variables, jnp.zeros((2, 16, 16, 3)))  # New grid.
   assert out.shape == (2, 16)
