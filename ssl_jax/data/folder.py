@@ -173,18 +173,31 @@ def decode(path: str, resize: int = 0) -> np.ndarray:
     every other mode as RGB (alpha dropped, palettes expanded). 16-bit
     values are scaled by 255/65535, float ones clipped to [0, 255].
   """
-  from PIL import Image  # pylint: disable=g-import-not-at-top
   from PIL import ImageOps  # pylint: disable=g-import-not-at-top
 
-  source = path
-  # A URL is read in one request; Pillow then seeks in memory.
-  if paths_lib.is_url(path):
-    with paths_lib.open(path, 'rb') as f:
-      source = io.BytesIO(f.read())
-  with Image.open(source) as img:
+  with open_image(path) as img:
     if resize and img.format == 'JPEG':
       img.draft(img.mode, (resize, resize))
     return pixels(ImageOps.exif_transpose(img))
+
+
+def open_image(src):
+  """Opens an image file (local path or URL) or encoded bytes with Pillow.
+
+  Args:
+    src: a path, a fsspec URL, or the file's bytes.
+
+  Returns:
+    The open (lazily decoded) Pillow image.
+  """
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+
+  if isinstance(src, bytes):
+    return Image.open(io.BytesIO(src))
+  if paths_lib.is_url(src):  # One request; Pillow then seeks in memory.
+    with paths_lib.open(src, 'rb') as f:
+      return Image.open(io.BytesIO(f.read()))
+  return Image.open(src)
 
 
 def pixels(img) -> np.ndarray:

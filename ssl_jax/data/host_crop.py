@@ -17,7 +17,6 @@ Written here rather than taken from a library because none decodes JPEGs at
 a draft scale chosen from the crop boxes.
 """
 
-import io
 import math
 from typing import Any, NamedTuple, Optional, Sequence, Union
 
@@ -25,7 +24,6 @@ import numpy as np
 
 from ssl_jax.data import decoding
 from ssl_jax.data import folder
-from ssl_jax.data import paths
 
 Source = Union[str, bytes]
 
@@ -155,17 +153,6 @@ def draw_box(
   return rng.uniform() * (height - h), rng.uniform() * (width - w), h, w
 
 
-def _open(src: Source):
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-
-  if isinstance(src, bytes):
-    return Image.open(io.BytesIO(src))
-  if paths.is_url(src):  # One request; Pillow then seeks in memory.
-    with paths.open(src, 'rb') as f:
-      return Image.open(io.BytesIO(f.read()))
-  return Image.open(src)
-
-
 def _oriented_size(img) -> tuple[int, int]:
   """``(height, width)`` after the EXIF rotation ``decode`` applies."""
   width, height = img.size
@@ -222,7 +209,7 @@ def random_crops(
   Returns:
     One uint8 [size, size, C] array per view.
   """
-  with _open(src) as img:
+  with folder.open_image(src) as img:
     height, width = _oriented_size(img)
     boxes = [draw_box(rng, height, width, c) for c in crops]
     out = _crops(
@@ -249,7 +236,7 @@ def center_crop(
   Returns:
     uint8 [size, size, C].
   """
-  with _open(src) as img:
+  with folder.open_image(src) as img:
     height, width = _oriented_size(img)
     side = min(height, width) * fraction
     box = ((height - side) / 2, (width - side) / 2, side, side)

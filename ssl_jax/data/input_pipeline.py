@@ -308,13 +308,7 @@ def labelled_subset(
   """
   if fraction >= 1 and per_class <= 0:
     return split
-  if split.labels is not None:
-    labels = split.labels
-  elif all(isinstance(s, folder.Source) for s in split.sources):
-    labels = np.concatenate([s.labels for s in split.sources])
-  else:
-    labels = split.read(np.arange(len(split)))['label']
-  idx = labelled_indices(labels, fraction, seed, per_class)
+  idx = labelled_indices(split.label_array(), fraction, seed, per_class)
   data = split.read(idx)
   what = (
       f'{per_class} per class' if per_class > 0 else f'{fraction:g} of labels'

@@ -18,6 +18,7 @@ import numpy as np
 from ssl_jax import errors
 from ssl_jax.data import host_crop
 from ssl_jax.data import input_pipeline
+from ssl_jax.data import memory
 from ssl_jax.evaluation import augmented
 from ssl_jax.evaluation import embedding_metrics
 from ssl_jax.evaluation import finetune
@@ -67,7 +68,7 @@ def linear_probe(ctx: Context) -> Iterator[tuple[str, Any]]:
   kwargs.update(
       config=cfg,
       seed=ctx.config.seed,
-      budget_bytes=probe.memory_budget_bytes(ctx.config),
+      budget_bytes=memory.budget_bytes(ctx.config.data.memory_budget_gb),
   )
   yield from probe.linear_probe(
       ctx.train_features,

@@ -12,7 +12,6 @@ split; the test split is used once, for the reported figures.
 """
 
 import functools
-import os
 import time
 from typing import Any
 
@@ -25,6 +24,7 @@ import optax
 from sklearn import metrics as skmetrics
 
 from ssl_jax import errors
+from ssl_jax.data import memory
 from ssl_jax.evaluation import features as features_lib
 
 # Kept here too: DeepCluster, the supervised baseline, embed and the kNN
@@ -67,21 +67,6 @@ def check_config(cfg: ml_collections.ConfigDict) -> None:
   ):
     if not ok:
       raise errors.ConfigError(f'probe.{field}={cfg[field]!r} must be {want}.')
-
-
-def memory_budget_bytes(config: ml_collections.ConfigDict) -> float:
-  """``data.memory_budget_gb`` in bytes; 0 (or unset): half of physical RAM.
-
-  Args:
-    config: the experiment config.
-
-  Returns:
-    The host memory the probe may use.
-  """
-  gb = config.data.get('memory_budget_gb', 0) or 0
-  if gb > 0:
-    return gb * 2**30
-  return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2
 
 
 def lbfgs_bytes(n: int, dim: int, num_classes: int) -> int:
@@ -455,5 +440,5 @@ def probe_encoder(
       seed=config.seed,
       class_names=class_names,
       prefix=prefix,
-      budget_bytes=memory_budget_bytes(config),
+      budget_bytes=memory.budget_bytes(config.data.memory_budget_gb),
   )
