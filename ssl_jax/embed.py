@@ -147,8 +147,9 @@ def embed_split(
   """
   kept, labels, out = [], [], []
   n, start = len(split), time.time()
-  for lo in range(0, n, chunk):
-    idx, batch = split.read_good(np.arange(lo, min(n, lo + chunk)))
+  # One worker pipeline for the whole split (Split.iter_good).
+  chunks = split.iter_good(np.arange(n), chunk)
+  for lo, (idx, batch) in zip(range(0, n, chunk), chunks):
     kept.append(idx)
     labels.append(batch['label'])
     if len(idx):

@@ -1,22 +1,28 @@
 """Pixels as training wants them, decoded in this process or in worker ones.
 
 :func:`convert_image` centre-crops, resizes and converts channels.
-:class:`Workers` decodes folder files in spawned processes: threads measured
-slower than one thread (Pillow releases the GIL only inside its decoder; the
-rest of each image's work is Python), while processes scale with the cores.
+:func:`grain_iter` runs a grain pipeline in spawned worker processes, the
+one worker mechanism: training and evaluation streams map whole steps'
+batches through it (``batching``), whole-split passes map records through
+:func:`stream`. Processes, not threads: threads measured slower than one
+thread (Pillow releases the GIL only inside its decoder; the rest of each
+image's work is Python).
 """
 
-import concurrent.futures
-import concurrent.futures.process
+import contextlib
 import multiprocessing
 import os
 import signal
 import threading
+import time
 from typing import Any, Callable, Iterator
 
+from absl import flags
 from absl import logging
+import grain
 import numpy as np
 
+from ssl_jax import errors
 from ssl_jax.data import folder
 
 
@@ -90,50 +96,79 @@ def num_workers(workers: int) -> int:
     return os.cpu_count() or 1
 
 
-def _ignore_signals() -> None:
-  # SIGINT/SIGTERM reach the whole process group; the parent handles them
-  # (guards.StopRequest saves a checkpoint) and ends the workers itself.
+def worker_init(index: int, count: int) -> None:
+  """Runs first in each grain worker process (``mp_prefetch``'s init).
+
+  SIGINT/SIGTERM reach the whole process group; the parent handles them
+  (guards.StopRequest saves a checkpoint) and closes the workers itself. A
+  parent killed outright (SIGKILL) cannot close them, so each worker also
+  ends when it is orphaned.
+
+  Args:
+    index: the worker's index (unused).
+    count: the number of workers (unused).
+  """
+  del index, count
   signal.signal(signal.SIGINT, signal.SIG_IGN)
   signal.signal(signal.SIGTERM, signal.SIG_IGN)
+  parent = os.getppid()
+
+  def exit_with_parent():
+    while os.getppid() == parent:
+      time.sleep(1)
+    os._exit(0)  # pylint: disable=protected-access
+
+  threading.Thread(target=exit_with_parent, daemon=True).start()
+
+
+def grain_iter(dataset, workers: int, buffer: int = 1) -> Iterator[Any]:
+  """Iterates a ``grain.MapDataset`` in order, in ``workers`` processes.
+
+  Each worker computes every ``workers``-th element in its own thread-free
+  loop (``ReadOptions(num_threads=1, prefetch_buffer_size=0)``: one element
+  in the making) and keeps ``buffer`` finished ones in shared memory; the
+  parent's grain thread keeps ``buffer`` more per worker, so at most
+  ``workers * (2 * buffer + 2)`` elements are held (``memory.batches_held``).
+  grain's defaults (16 threads, 500 elements ahead) would hold hundreds.
+
+  Args:
+    dataset: a ``grain.MapDataset`` whose transformations pickle (module-level
+      callables); elements hold numpy arrays.
+    workers: processes (spawned: they import the main script).
+    buffer: finished elements kept per worker (``per_worker_buffer_size``).
+
+  Yields:
+    The elements, in order. Closing the generator stops the workers.
+
+  Raises:
+    Whatever a worker raised, with its type and message (grain adds a note).
+  """
+  if not flags.FLAGS.is_parsed():  # grain's workers read its absl flags.
+    flags.FLAGS.mark_as_parsed()
+  iterator = iter(
+      dataset.to_iter_dataset(
+          grain.ReadOptions(num_threads=1, prefetch_buffer_size=0)
+      ).mp_prefetch(
+          grain.MultiprocessingOptions(
+              num_workers=workers, per_worker_buffer_size=buffer
+          ),
+          worker_init_fn=worker_init,
+      )
+  )
+  try:
+    yield from iterator
+  finally:
+    iterator.close()
 
 
 class Workers:
-  """One shared pool of spawned decoding processes (spawned, not forked: the
-  parent runs jax's threads)."""
+  """Whether grain's worker processes failed in this process.
 
-  _lock = threading.Lock()
-  _pool = None
-  _size = 0
-  broken = False  # The workers failed: decode in this process from now on.
+  After a failure (e.g. a script without a main guard, whose spawned workers
+  import it and stop) every read decodes in this process.
+  """
 
-  @classmethod
-  def map(
-      cls, tasks: list, workers: int, fn: Callable[..., Any] = load_file
-  ) -> Iterator[tuple[Any, str]]:
-    """``fn`` of each task, in order, streamed from ``workers`` processes.
-
-    Args:
-      tasks: ``fn``'s tasks.
-      workers: how many processes.
-      fn: a module-level function (``load_file``, ``host_crop.load``).
-
-    Returns:
-      An iterator of ``load_file`` results; it raises
-      ``BrokenProcessPool``/``RuntimeError`` where the workers fail.
-    """
-    with cls._lock:
-      if cls._pool is None or cls._size != workers:
-        if cls._pool is not None:
-          cls._pool.shutdown(wait=False)  # Pending maps still finish.
-        cls._pool = concurrent.futures.ProcessPoolExecutor(
-            workers,
-            mp_context=multiprocessing.get_context('spawn'),
-            initializer=_ignore_signals,
-        )
-        cls._size = workers
-      pool = cls._pool
-    chunk = max(1, min(64, len(tasks) // (4 * workers)))
-    return pool.map(fn, tasks, chunksize=chunk)
+  broken = False
 
   @classmethod
   def give_up(cls, error: Exception) -> None:
@@ -147,6 +182,8 @@ class Workers:
       main guard, so that its parent falls back instead of the worker
       running the whole script.
     """
+    if isinstance(error, (errors.DataError, errors.ConfigError)):
+      raise error  # A user's data or config, not the workers: say it.
     if multiprocessing.current_process().name != 'MainProcess':
       raise error
     if not cls.broken:
@@ -164,7 +201,10 @@ class Workers:
 def stream(
     tasks: list, workers: int, fn: Callable[..., Any] = load_file
 ) -> Iterator[Any]:
-  """Yields ``fn``'s results from the workers, in order.
+  """Yields ``fn``'s results from one grain pipeline, in order.
+
+  Records are mapped one by one and sent back in chunks of up to 64, so
+  that small images do not pay one round trip each.
 
   Args:
     tasks: ``fn``'s tasks.
@@ -175,11 +215,14 @@ def stream(
     One item per task: its result, or None (after the workers failed) for
     the caller to decode that task itself.
   """
+  chunk = max(1, min(64, len(tasks) // (4 * workers)))
+  dataset = grain.MapDataset.source(tasks).map(fn).batch(chunk, batch_fn=list)
   done = 0
   try:
-    for result in Workers.map(tasks, workers, fn):
-      done += 1
-      yield result
-  except (concurrent.futures.process.BrokenProcessPool, RuntimeError) as e:
+    with contextlib.closing(grain_iter(dataset, workers)) as chunks:
+      for results in chunks:
+        done += len(results)
+        yield from results
+  except Exception as e:  # pylint: disable=broad-except
     Workers.give_up(e)
     yield from [None] * (len(tasks) - done)

@@ -2,8 +2,9 @@
 
 ``data.cache`` left unset caches a split decoded in RAM only where it fits
 ``data.memory_budget_gb`` (0: half of this machine's physical memory);
-otherwise the split streams from its files through the decoding workers,
-and host memory stays flat whatever the dataset's size.
+otherwise the split streams from its files through grain's worker
+processes, and host memory stays flat whatever the dataset's size: a stream
+holds :func:`batches_held` batches.
 """
 
 import math
@@ -81,22 +82,41 @@ def choose_cache(
   return chosen
 
 
+def batches_held(prefetch: int, workers: int) -> int:
+  """Host batches a training stream holds at most.
+
+  This process holds the batch being stepped on, ``prefetch`` global batches
+  ahead and one being made global. With ``workers`` > 1 each grain worker
+  (``decoding.grain_iter``, one buffered batch per stage) holds one batch in
+  the making and one finished in shared memory, and grain's thread in this
+  process one queued and one being fetched from it: 4 per worker. With one
+  worker the batch is read here, the one being made global.
+
+  Args:
+    prefetch: ``data.prefetch``.
+    workers: ``data.workers`` as resolved (``Split.workers``).
+
+  Returns:
+    The count.
+  """
+  return prefetch + 2 + (4 * workers if workers > 1 else 0)
+
+
 def check_stream_budget(
     per_process_batch: int,
     view_pixels: int,
     prefetch: int,
     memory_budget_gb: float,
+    workers: int = 1,
 ) -> int:
   """Raises where the budget cannot hold the batches a stream keeps ready.
-
-  A stream holds the batch being stepped on, ``prefetch`` batches ahead and
-  one being assembled from the workers.
 
   Args:
     per_process_batch: images per process per step.
     view_pixels: uint8 values per image across its views (``S*S*C`` each).
     prefetch: ``data.prefetch``.
     memory_budget_gb: ``data.memory_budget_gb``.
+    workers: the split's decoding processes (see :func:`batches_held`).
 
   Returns:
     The bytes the stream needs.
@@ -104,14 +124,15 @@ def check_stream_budget(
   Raises:
     errors.ConfigError: the budget is smaller than that.
   """
-  need = per_process_batch * view_pixels * (prefetch + 2)
+  held = batches_held(prefetch, workers)
+  need = per_process_batch * view_pixels * held
   budget = budget_bytes(memory_budget_gb)
   if need > budget:
     raise errors.ConfigError(
         f'data.memory_budget_gb={memory_budget_gb:g} ({budget / GIB:.3g} GiB)'
-        f' cannot hold the {prefetch + 2} batches a stream keeps ready '
+        f' cannot hold the {held} batches a stream keeps ready '
         f'({need / GIB:.3g} GiB); raise --config.data.memory_budget_gb to at '
         f'least {math.ceil(need / GIB * 100) / 100:g}, or lower '
-        '--config.batch_size or --config.data.prefetch.'
+        '--config.batch_size, --config.data.prefetch or --config.data.workers.'
     )
   return need

@@ -7,6 +7,7 @@ the original image. Bad records raise or are counted (``data.bad_images``).
 """
 
 import dataclasses
+import multiprocessing
 from typing import Any, Iterator, Optional
 
 from absl import logging
@@ -30,8 +31,11 @@ class Split:
   record (fails to decode, or does not fit ``image_shape``; None: any) raises
   a :class:`DataError`, or with ``bad_images='skip'`` joins ``skipped`` and is
   dropped (cached) or replaced by the next good record (uncached: batches stay
-  full and a pure function of the step). Folder images are decoded by
-  ``workers`` processes (1: in this process).
+  full and a pure function of the step). Folder images and host crops are
+  decoded by ``workers`` grain processes (1: in this process): a training
+  or evaluation stream runs whole reads there (``batching.global_batches``
+  with ``splits``, on :meth:`for_worker` copies), a lone read or a pass over
+  the whole split maps its records there (``decoding.stream``).
 
   Host crops (``host_crop``): with ``crops`` (one ``CropSpec`` per view) a
   read returns each view's random-resized crop of the original image under
@@ -85,6 +89,29 @@ class Split:
     return np.concatenate(parts).astype(np.int32)
 
   @property
+  def parallel(self) -> bool:
+    """Whether reads decode files in worker processes (``workers`` > 1)."""
+    return self.images is None and self.workers > 1
+
+  def for_worker(self) -> 'Split':
+    """A copy that reads in the calling process (for a grain worker)."""
+    return dataclasses.replace(self, workers=1, skipped=set(self.skipped))
+
+  def count_skipped(self, indices) -> None:
+    """Adds bad records skipped elsewhere (a worker's copy) to ``skipped``.
+
+    Args:
+      indices: the records; the first ever is logged, as :meth:`_bad` does.
+    """
+    new = {int(i) for i in indices} - self.skipped
+    if new and not self.skipped:
+      logging.warning(
+          'Skipping bad %s (more are counted, not logged).',
+          self._where(min(new)),
+      )
+    self.skipped.update(new)
+
+  @property
   def num_skipped(self) -> int:
     """How many distinct bad records were skipped so far."""
     return len(self.skipped)
@@ -133,6 +160,35 @@ class Split:
           'label': np.zeros(0, np.int32),
       }
     return np.asarray(kept, np.int64), _stack(good)
+
+  def iter_good(
+      self, indices: np.ndarray, chunk: int
+  ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """:meth:`read_good` of ``indices`` in chunks, from one worker pipeline.
+
+    Args:
+      indices: records to read.
+      chunk: records per chunk.
+
+    Yields:
+      ``(the indices read, {'image', 'label'} of those)`` per chunk of
+      ``chunk`` indices (bad records dropped).
+    """
+    if self.images is not None:
+      for lo in range(0, len(indices), chunk):
+        yield self.read_good(indices[lo : lo + chunk])
+      return
+    indices = [int(i) for i in indices]
+    examples = self._iter_examples(indices)
+    for lo in range(0, len(indices), chunk):
+      part = indices[lo : lo + chunk]
+      got = [(i, e) for i, e in zip(part, examples) if e is not None]
+      if not got:
+        yield self.read_good([])
+        continue
+      yield np.asarray([i for i, _ in got], np.int64), _stack(
+          [e for _, e in got]
+      )
 
   def _good_example(self, i: int, step: int = 0) -> tuple[np.ndarray, int]:
     for _ in range(len(self)):
@@ -278,24 +334,30 @@ class Split:
     Raises:
       DataError: ``bad_images`` is not ``'skip'``.
     """
-    j, k = self._locate(i)
-    where = (
-        f'record {i} of {self.dataset} split {self.name!r} (index {k} of '
-        f'source {self.name.split("+")[j].strip()!r})'
-    )
-    if isinstance(self.sources[j], folder.Source):
-      where = f'file {self.sources[j].path(k)!r} (record {i} of {self.name!r})'
+    where = self._where(i)
     if self.bad_images != 'skip':
       raise DataError(
           f'{where} {why}; pass {fix}--config.data.bad_images=skip '
           'to skip and count bad records.'
       )
-    if not self.skipped:
+    # A grain worker's skips reach the parent with its batch, which logs them
+    # (count_skipped).
+    if not self.skipped and multiprocessing.parent_process() is None:
       logging.warning(
           'Skipping bad %s: %s (more are counted, not logged).', where, why
       )
     self.skipped.add(i)
     return None
+
+  def _where(self, i: int) -> str:
+    """Names record ``i``: its file, or its index in its source."""
+    j, k = self._locate(i)
+    if isinstance(self.sources[j], folder.Source):
+      return f'file {self.sources[j].path(k)!r} (record {i} of {self.name!r})'
+    return (
+        f'record {i} of {self.dataset} split {self.name!r} (index {k} of '
+        f'source {self.name.split("+")[j].strip()!r})'
+    )
 
 
 class _Failed(Exception):

@@ -104,24 +104,35 @@ def image_shape(split: input_pipeline.Split) -> tuple[int, ...]:
 
 
 def _reader(split: input_pipeline.Split, batch_size: int):
-  """``step -> this process's slice of global batch `step`, padded``."""
-  n, per_process = len(split), batch_size // jax.process_count()
-  shape = image_shape(split)
+  """``(splits, step) -> this process's slice of global batch `step`, padded``.
 
-  def read(step: int) -> dict[str, np.ndarray]:
-    lo = step * batch_size + jax.process_index() * per_process
-    wanted = np.arange(lo, min(lo + per_process, n))
-    images = np.zeros((per_process,) + shape, np.uint8)
-    labels = np.full(per_process, -1, np.int32)
-    index = np.full(per_process, -1, np.int32)
-    if len(wanted):
-      kept, data = split.read_good(wanted)
-      images[: len(kept)] = data['image']
-      labels[: len(kept)] = data['label']
-      index[: len(kept)] = kept
-    return {'image': images, 'label': labels, 'index': index}
+  A ``functools.partial`` of a module-level function, with jax's process
+  index taken here: it may run in grain workers (``batching.host_batches``).
+  """
+  return functools.partial(
+      _read_padded,
+      batch_size=batch_size,
+      per_process=batch_size // jax.process_count(),
+      process_index=jax.process_index(),
+      shape=image_shape(split),
+  )
 
-  return read
+
+def _read_padded(
+    splits, step: int, *, batch_size, per_process, process_index, shape
+) -> dict[str, np.ndarray]:
+  (split,) = splits
+  lo = step * batch_size + process_index * per_process
+  wanted = np.arange(lo, min(lo + per_process, len(split)))
+  images = np.zeros((per_process,) + shape, np.uint8)
+  labels = np.full(per_process, -1, np.int32)
+  index = np.full(per_process, -1, np.int32)
+  if len(wanted):
+    kept, data = split.read_good(wanted)
+    images[: len(kept)] = data['image']
+    labels[: len(kept)] = data['label']
+    index[: len(kept)] = kept
+  return {'image': images, 'label': labels, 'index': index}
 
 
 def extract(
@@ -180,6 +191,7 @@ def extract(
       stop_step=num_batches,
       sharding=sharding,
       prefetch=prefetch,
+      splits=(split,),
   )
   feats = labels = indices = None
   count, last_log = 0, start

@@ -10,6 +10,7 @@ pseudo-labels, with batches that sample the non-empty clusters uniformly
 resumed mid-epoch continues with the same pseudo-labels and batches.
 """
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -257,18 +258,31 @@ def train_batches(
       assignments, config.seed, epoch, steps_per_epoch * batch
   )
 
-  def read(step):
-    i = step - epoch * steps_per_epoch
-    idx = batching.process_slice(order[i * batch : (i + 1) * batch])
-    return dict(split.read(idx), pseudo_label=assignments[idx])
-
+  read = functools.partial(
+      _read_step,
+      order=order,
+      assignments=assignments,
+      first_step=epoch * steps_per_epoch,
+      batch=batch,
+      process_index=jax.process_index(),
+      process_count=jax.process_count(),
+  )
   return batching.global_batches(
       read,
       start_step=start_step,
       sharding=sharding,
       prefetch=config.data.prefetch,
       stop_step=(epoch + 1) * steps_per_epoch,
+      splits=(split,),
   )
+
+
+def _read_step(splits, step, *, order, assignments, first_step, batch, **kw):
+  """The epoch's batch of ``step`` (picklable: it may run in workers)."""
+  (split,) = splits
+  i = step - first_step
+  idx = batching.process_slice(order[i * batch : (i + 1) * batch], **kw)
+  return dict(split.read(idx), pseudo_label=assignments[idx])
 
 
 def train_step(

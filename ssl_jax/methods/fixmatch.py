@@ -11,6 +11,7 @@ strong view against the pseudo-label. An EMA of the parameters (and BatchNorm
 statistics) is kept in the state and is what the final evaluation uses.
 """
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -149,29 +150,31 @@ def train_batches(
   labelled, pool = data['labelled'], data['train']
   b, bu = config.batch_size, config.fixmatch.mu * config.batch_size
 
-  def read(step):
-    lab = labelled.read(
-        batching.process_slice(
-            batching.batch_indices(
-                config.seed, step, len(labelled), b, stream=1
-            )
-        )
-    )
-    unl = pool.read(
-        batching.process_slice(
-            batching.batch_indices(config.seed, step, len(pool), bu)
-        )
-    )
-    return dict(
-        lab, unlabelled_image=unl['image'], unlabelled_label=unl['label']
-    )
-
+  processes = dict(
+      process_index=jax.process_index(), process_count=jax.process_count()
+  )
   return batching.global_batches(
-      read,
+      functools.partial(
+          _read_step,
+          seed=config.seed,
+          batch=b,
+          unlabelled_batch=bu,
+          **processes,
+      ),
       start_step=start_step,
       sharding=sharding,
       prefetch=config.data.prefetch,
+      splits=(labelled, pool),
   )
+
+
+def _read_step(splits, step, *, seed, batch, unlabelled_batch, **processes):
+  """Both streams' batches of ``step`` (picklable: it may run in workers)."""
+  labelled, pool = splits
+  read = functools.partial(batching.shuffled_read, seed=seed, **processes)
+  lab = read((labelled,), step, batch_size=batch, stream=1)
+  unl = read((pool,), step, batch_size=unlabelled_batch)
+  return dict(lab, unlabelled_image=unl['image'], unlabelled_label=unl['label'])
 
 
 def pseudo_label_loss(

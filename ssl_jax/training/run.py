@@ -131,6 +131,7 @@ class Run:
           pixels,
           c.data.prefetch,
           c.data.memory_budget_gb,
+          split.workers if split.parallel else 1,
       )
     return split
 
