@@ -1,4 +1,4 @@
-"""Streaming large photos: host crop throughput, grain vs the pool, peak RSS.
+"""Streaming large photos: host crop throughput on grain, peak RSS.
 
   python benchmarks/make_imagenet_like.py --out=/tmp/inet10k --num_images=10000
   python benchmarks/make_imagenet_like.py --out=/tmp/inet100k \
@@ -12,15 +12,18 @@ decoded and cut into two 224 px random-resized crops, scale (0.08, 1)
 (``configs/simclr_imagenet.py``'s views through ``host_crop.load``), with
 the crops of step ``s`` drawn from ``(seed, s, record)``:
 
-* ``decode``: images/s in this process on one core (``workers`` 0), and on
-  ``ssl_jax.data.decoding``'s spawned pool (``decoding.stream``, as
-  ``Split.read`` calls it) at each of ``--workers``;
-* ``grain``: the same batches through ``grain.MapDataset`` (records mapped by
-  ``host_crop.load``, batched) and ``IterDataset.mp_prefetch`` at each of
-  ``--workers`` (0: grain in this process), checked equal to the pool's;
-* ``rss``: peak resident memory of a fresh process and its decoding workers
-  (summed, sampled every 20 ms) while ``Split.read`` streams ``--rss_steps``
-  batches uncached from each of ``--rss_dirs``, as training does.
+* ``decode``: images/s in this process on one core (``workers`` 0), and
+  through ``decoding.stream`` (records mapped by ``host_crop.load`` in one
+  grain pipeline, as cache fills and whole-split passes read) at each
+  ``--workers`` above 0;
+* ``grain``: the pipeline training uses (``batching.host_batches`` with
+  ``train_batches``' reader: a grain element is one step's batch, made
+  whole in a worker) at each ``--workers`` above 1 (below 2 the training
+  stream reads in this process: ``one_core``); batches checked equal to
+  ``one_core``'s;
+* ``rss``: peak resident memory of a fresh process and its grain workers
+  (summed, sampled every 20 ms) while the training pipeline streams
+  ``--rss_steps`` batches uncached from each of ``--rss_dirs``.
 
 Rates leave out each path's first two batches per worker (start-up,
 reported apart); files are read once before timing, so the OS page cache is
@@ -31,6 +34,7 @@ SimCLR bfloat16 step's images/s on one H200
 """
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -141,8 +145,8 @@ def _timed(batches, batch: int, warmup: int) -> tuple[dict, dict]:
   return figures, first
 
 
-def pool_batches(tasks: list[list], workers: int):
-  """Yields each step's batch: in this process (0) or the spawned pool."""
+def record_batches(tasks: list[list], workers: int):
+  """Yields each step's batch: in this process (0) or ``decoding.stream``."""
   for items in tasks:
     if workers == 0:
       yield _stack([load_example(item) for item in items])
@@ -150,40 +154,26 @@ def pool_batches(tasks: list[list], workers: int):
     results = decoding.stream([t for t, _ in items], workers, host_crop.load)
     examples = []
     for (task, label), result in zip(items, results):
-      if result is None or result[0] is None:  # The pool failed.
-        raise RuntimeError(f'decoding pool: {task[0]}: {result}')
+      if result is None or result[0] is None:  # The workers failed.
+        raise RuntimeError(f'decoding workers: {task[0]}: {result}')
       examples.append({'crops': tuple(result[0]), 'label': np.int32(label)})
     yield _stack(examples)
 
 
-def grain_batches(tasks: list[list], workers: int, threads: int, buffer: int):
-  """Yields the same batches through grain (0 workers: in this process)."""
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  import grain  # pylint: disable=g-import-not-at-top
-
-  if not flags.FLAGS.is_parsed():  # grain's workers read its absl flags.
-    flags.FLAGS.mark_as_parsed()
-  records = [item for items in tasks for item in items]
-  dataset = (
-      grain.MapDataset.source(records)
-      .map(load_example)
-      .batch(len(tasks[0]), drop_remainder=True)
-      # grain's defaults (16 threads, 500 elements ahead per process) would
-      # hold hundreds of 19 MB batches per worker; the pool holds one.
-      .to_iter_dataset(
-          grain.ReadOptions(num_threads=threads, prefetch_buffer_size=buffer)
-      )
+def stream_batches(split, seed: int, steps: int, batch: int):
+  """Yields steps ``0..steps-1`` as training reads them (``split.workers``)."""
+  read = functools.partial(
+      batching.shuffled_read,
+      seed=seed,
+      batch_size=batch,
+      process_index=0,
+      process_count=1,
   )
-  if workers:
-    dataset = dataset.mp_prefetch(
-        grain.MultiprocessingOptions(num_workers=workers)
-    )
-  iterator = iter(dataset)
+  batches = batching.host_batches(read, (split,), 0, steps)
   try:
-    yield from iterator
+    yield from batches
   finally:
-    if hasattr(iterator, 'close'):
-      iterator.close()
+    batches.close()
 
 
 def _same(a: dict, b: dict) -> bool:
@@ -205,9 +195,9 @@ def throughput(args, crops) -> dict:
   reference = _stack([load_example(item) for item in tasks[0]])
   for workers in args.workers if 'decode' in args.parts else ():
     figures, first = _timed(
-        pool_batches(tasks, workers), args.batch, 2 * max(1, workers)
+        record_batches(tasks, workers), args.batch, 2 * max(1, workers)
     )
-    name = 'one_core' if workers == 0 else f'pool_{workers}_workers'
+    name = 'one_core' if workers == 0 else f'records_{workers}_workers'
     figures['same_batches'] = _same(first, reference)
     out[name] = figures
     print(json.dumps({name: figures}), flush=True)
@@ -215,20 +205,21 @@ def throughput(args, crops) -> dict:
     import grain  # pylint: disable=g-import-not-at-top
 
     out['grain_version'] = getattr(grain, '__version__', 'unknown')
-    for workers in args.workers:
+    for workers in [w for w in args.workers if w > 1]:
+      split = open_split(args.data_dir, crops, workers, args.seed)
       figures, first = _timed(
-          grain_batches(tasks, workers, args.grain_threads, args.grain_buffer),
+          stream_batches(split, args.seed, args.steps, args.batch),
           args.batch,
-          2 * max(1, workers),
+          2 * workers,
       )
-      name = 'grain_in_process' if workers == 0 else f'grain_{workers}_workers'
+      name = f'stream_{workers}_workers'
       figures['same_batches'] = _same(first, reference)
       out[name] = figures
       print(json.dumps({name: figures}), flush=True)
-      pool = out.get('one_core' if workers == 0 else f'pool_{workers}_workers')
-      if pool:  # The issue's rule: grain unless it is slower than the pool.
-        out.setdefault('grain_over_pool_rate', {})[str(workers)] = round(
-            figures['images_per_second'] / pool['images_per_second'], 3
+      records = out.get(f'records_{workers}_workers')
+      if records:  # Whole batches per worker vs records mapped one by one.
+        out.setdefault('stream_over_records_rate', {})[str(workers)] = round(
+            figures['images_per_second'] / records['images_per_second'], 3
         )
   return out
 
@@ -275,13 +266,12 @@ def rss_child(args, crops) -> dict:
   data_dir = args._rss_dir  # pylint: disable=protected-access
   split = open_split(data_dir, crops, args.rss_workers, args.seed)
   listed_rss = sampler.now()
-  seconds = []
-  for step in range(args.rss_steps):
-    start = time.perf_counter()
-    indices = batching.batch_indices(args.seed, step, len(split), args.batch)
-    split.read(indices, step)
+  seconds, descendants = [], 0
+  start = time.perf_counter()
+  for _ in stream_batches(split, args.seed, args.rss_steps, args.batch):
     seconds.append(time.perf_counter() - start)
-  descendants = len(sampler.children())
+    descendants = max(descendants, len(sampler.children()))
+    start = time.perf_counter()
   peak = sampler.stop()
   steady = seconds[1:] or seconds  # The first batch starts the workers.
   return dict(
@@ -387,8 +377,6 @@ def main():
   parser.add_argument('--rss_steps', type=int, default=50)
   parser.add_argument('--workers', default='0,1,2', help='0: this process')
   parser.add_argument('--rss_workers', type=int, default=2)
-  parser.add_argument('--grain_threads', type=int, default=1)
-  parser.add_argument('--grain_buffer', type=int, default=1)
   parser.add_argument('--size', type=int, default=224)
   parser.add_argument('--seed', type=int, default=0)
   parser.add_argument('--out', default='auto', help="auto: results/; '': none")
@@ -418,8 +406,6 @@ def main():
       crops=[c._asdict() for c in crops],
       batch=args.batch,
       steps=args.steps,
-      grain_read_threads=args.grain_threads,
-      grain_prefetch_buffer=args.grain_buffer,
   )
   if 'decode' in args.parts or 'grain' in args.parts:
     record['throughput'] = throughput(args, crops)
