@@ -124,7 +124,7 @@ def worker_init(index: int, count: int) -> None:
 def grain_iter(dataset, workers: int, buffer: int = 1) -> Iterator[Any]:
   """Iterates a ``grain.MapDataset`` in order, in ``workers`` processes.
 
-  Each worker computes every ``workers``-th element in its own thread-free
+  Each worker computes every ``workers``-th element in its own
   loop (``ReadOptions(num_threads=1, prefetch_buffer_size=0)``: one element
   in the making) and keeps ``buffer`` finished ones in shared memory; the
   parent's grain thread keeps ``buffer`` more per worker, so at most
