@@ -19,6 +19,8 @@ import shutil
 import sys
 import tempfile
 
+import pytest
+
 os.environ['XLA_FLAGS'] = (
     os.environ.get('XLA_FLAGS', '')
     + ' --xla_force_host_platform_device_count=8'
@@ -50,3 +52,15 @@ def pytest_sessionfinish(session, exitstatus):
   del session, exitstatus
   if _OWN_CACHE:
     shutil.rmtree(os.environ['JAX_COMPILATION_CACHE_DIR'], ignore_errors=True)
+
+
+@pytest.fixture
+def small_reads_in_workers(monkeypatch):
+  """Sends reads of a few files to grain's workers, as large reads go.
+
+  Reads under ``decoding.MIN_TASKS`` files decode in the test's process;
+  the tests' folders are that small.
+  """
+  from ssl_jax.data import decoding  # pylint: disable=g-import-not-at-top
+
+  monkeypatch.setattr(decoding, 'MIN_TASKS', 0)

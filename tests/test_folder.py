@@ -137,8 +137,11 @@ def test_odd_image_names_the_file_and_the_fix(tmp_path):
   assert '--config.data.channels=3 to convert it' in message
 
 
-@pytest.mark.parametrize('workers', [1, 2])
+@pytest.mark.parametrize(
+    'workers', [1, pytest.param(2, marks=pytest.mark.slow)]
+)
 @pytest.mark.parametrize('bad', ['corrupt.jpg', 'notes.png'])
+@pytest.mark.usefixtures('small_reads_in_workers')
 def test_bad_file_is_named_or_skipped_and_counted(mixed, bad, workers):
   data_dir = mixed[0]
   path = os.path.join(data_dir, 'unlabelled', bad)
@@ -165,6 +168,7 @@ def test_bad_file_is_named_or_skipped_and_counted(mixed, bad, workers):
     assert split.num_skipped == 1
 
 
+@pytest.mark.usefixtures('small_reads_in_workers')
 def test_worker_processes_read_what_one_process_reads(tmp_path):
   data_dir = helpers.make_folder(tmp_path, size=20)
   idx = np.random.default_rng(0).permutation(24)
@@ -364,7 +368,8 @@ def test_script_without_main_guard_falls_back_to_one_process(tmp_path):
   script.write_text(
       'import sys\n'
       f'sys.path.insert(0, {ROOT!r})\n'
-      'from ssl_jax.data import input_pipeline\n'
+      'from ssl_jax.data import decoding, input_pipeline\n'
+      'decoding.MIN_TASKS = 0\n'
       'split = input_pipeline.load_split(\n'
       f'    "folder", "train", {data_dir!r}, cache=False, workers=2)\n'
       'print("read", split.read(list(range(24)))["image"].shape)\n'

@@ -151,6 +151,7 @@ def test_center_crop_is_resize_256_then_central_224_in_proportion():
   assert np.abs(out.astype(float) - ref).mean() < 2.0
 
 
+@pytest.mark.usefixtures('small_reads_in_workers')
 def test_split_reads_host_crops_alike_in_workers_and_here(tmp_path):
   root = _folder(tmp_path / 'inet', 6)
   read = lambda workers: input_pipeline.load_split(

@@ -198,6 +198,38 @@ class Workers:
     cls.broken = True
 
 
+# Fewer files than this decode in the calling process: starting a pass's
+# grain workers (spawned processes importing this package) takes seconds,
+# more than decoding a few hundred files here.
+MIN_TASKS = 512
+
+
+def pays(tasks: int, workers: int) -> bool:
+  """Whether ``tasks`` files are worth a pass through ``workers`` processes.
+
+  Args:
+    tasks: files to decode.
+    workers: ``data.workers``, resolved.
+
+  Returns:
+    True where worker processes should decode them.
+  """
+  return workers > 1 and tasks >= max(MIN_TASKS, 2 * workers)
+
+
+def _own_memory(result: Any) -> Any:
+  """``result`` with its arrays copied out of grain's shared memory.
+
+  Decoded records outlive the pass (a cached split keeps them), and grain's
+  shared-memory arrays left at interpreter exit print errors as they close.
+  """
+  if isinstance(result, np.ndarray):
+    return np.array(result)
+  if isinstance(result, (tuple, list)):
+    return type(result)(_own_memory(x) for x in result)
+  return result
+
+
 def stream(
     tasks: list, workers: int, fn: Callable[..., Any] = load_file
 ) -> Iterator[Any]:
@@ -222,7 +254,7 @@ def stream(
     with contextlib.closing(grain_iter(dataset, workers)) as chunks:
       for results in chunks:
         done += len(results)
-        yield from results
+        yield from map(_own_memory, results)
   except Exception as e:  # pylint: disable=broad-except
     Workers.give_up(e)
     yield from [None] * (len(tasks) - done)

@@ -232,7 +232,7 @@ class Split:
     if (
         self.workers <= 1
         or decoding.Workers.broken
-        or len(indices) < 2 * self.workers
+        or not decoding.pays(len(indices), self.workers)
         or not all(
             isinstance(self.sources[j], folder.Source) for j, _ in located
         )
@@ -268,7 +268,7 @@ class Split:
     if (
         self.workers > 1
         and not decoding.Workers.broken
-        and len(tasks) >= 2 * self.workers
+        and decoding.pays(len(tasks), self.workers)
     ):
       results = decoding.stream(tasks, self.workers, host_crop.load)
     for i, (task, label), result in zip(indices, prepared, results):
