@@ -81,8 +81,18 @@ def _peak_flops(device, dtype):
   return 2 * n**3 / median(times), 'measured float32 2048^3 matmul'
 
 
-def compile_step(config, num_classes=10, channels=3):
-  """The compiled train step of ``config`` and its inputs, on all devices."""
+def compile_step(config, num_classes=10, channels=3, mesh=None):
+  """The compiled train step of ``config`` and its inputs.
+
+  Args:
+    config: the experiment config.
+    num_classes: classes of the stand-in dataset.
+    channels: image channels of the stand-in dataset.
+    mesh: the device mesh (default: every device).
+
+  Returns:
+    ``(compiled step, state, batch, key, compile seconds)``.
+  """
   import dataclasses  # pylint: disable=g-import-not-at-top
 
   import jax  # pylint: disable=g-import-not-at-top
@@ -90,7 +100,7 @@ def compile_step(config, num_classes=10, channels=3):
 
   from ssl_jax.training import run as run_lib  # pylint: disable=g-import-not-at-top
 
-  run = run_lib.build(config)
+  run = run_lib.build(config, mesh=mesh)
   if run.num_classes != num_classes or run.channels != channels:
     run = dataclasses.replace(
         run,

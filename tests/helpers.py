@@ -1,6 +1,32 @@
-"""Tiny configs shared by the tests."""
+"""Tiny configs, folders and subprocess environments shared by the tests."""
+
+import os
 
 from ssl_jax.configs import default
+
+
+def subprocess_env(devices: int = 1, **extra) -> dict[str, str]:
+  """The environment of a command run by a test: CPU, ``devices`` devices.
+
+  Keeps the tests' other XLA flags (conftest.py: optimisation level 0), so a
+  subprocess compiles its small programs as fast as the test process does.
+
+  Args:
+    devices: fake CPU devices in the subprocess.
+    **extra: more variables.
+
+  Returns:
+    A copy of ``os.environ`` with ``JAX_PLATFORMS`` and ``XLA_FLAGS`` set.
+  """
+  flags = [
+      f
+      for f in os.environ.get('XLA_FLAGS', '').split()
+      if not f.startswith('--xla_force_host_platform_device_count')
+  ]
+  flags.append(f'--xla_force_host_platform_device_count={devices}')
+  return dict(
+      os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS=' '.join(flags), **extra
+  )
 
 
 def tiny_config(**overrides):

@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from tests import helpers
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, 'benchmarks'))
 import op_profile  # noqa: E402  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -15,8 +17,7 @@ import op_profile  # noqa: E402  # pylint: disable=g-import-not-at-top,wrong-imp
 @pytest.mark.slow
 def test_suite_smoke_prints_every_part(tmp_path):
   out = tmp_path / 'bench.json'
-  env = dict(os.environ, JAX_PLATFORMS='cpu')
-  env.pop('XLA_FLAGS', None)
+  env = helpers.subprocess_env()
   proc = subprocess.run(
       [
           sys.executable,

@@ -19,6 +19,7 @@ import pytest
 from ssl_jax.configs import default
 from ssl_jax.configs.evals import default as evals_default
 from ssl_jax.training import checkpoint
+from tests import helpers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A flag and, where the text gives one, its value (up to a space or quote).
@@ -96,7 +97,7 @@ def _run(args, env=None):
   return subprocess.run(
       [sys.executable, *args],
       cwd=ROOT,
-      env=dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS='', **(env or {})),
+      env=helpers.subprocess_env(**(env or {})),
       capture_output=True,
       text=True,
       timeout=300,

@@ -40,7 +40,7 @@ def _evaluate(*flags):
   return subprocess.run(
       [sys.executable, '-m', 'ssl_jax.tools.evaluate', *flags],
       cwd=ROOT,
-      env=dict(os.environ, XLA_FLAGS='', JAX_PLATFORMS='cpu'),
+      env=helpers.subprocess_env(),
       capture_output=True,
       text=True,
       timeout=600,

@@ -239,7 +239,7 @@ def test_transfer_target_spec():
 @pytest.mark.slow
 def test_cli_evaluates_a_workdir_and_merges_results(tiny_run):
   _, workdir, _ = tiny_run
-  env = dict(os.environ, XLA_FLAGS='', JAX_PLATFORMS='cpu')
+  env = helpers.subprocess_env()
   out = subprocess.run(
       [
           sys.executable,

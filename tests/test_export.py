@@ -110,6 +110,12 @@ def _embedder(workdir):
   return embed.load(workdir)
 
 
+def _apply(model, variables, images):
+  """docs/export.md's call, ``model.apply(variables, x, train=False)``, jitted."""
+  apply = jax.jit(functools.partial(model.apply, train=False))
+  return apply(variables, images / np.float32(255))
+
+
 def _images(side, n=4, seed=1):
   return np.random.default_rng(seed).integers(
       0, 256, (n, side, side, 3), np.uint8
@@ -129,10 +135,10 @@ def test_bundle_gives_the_workdirs_embeddings(vit_run, tmp_path):
   images = _images(16)
   want = _embedder(vit_run)(images)
   np.testing.assert_allclose(embed.load(out)(images), want, atol=1e-6)
-  # The one call for a user's own flax code: run op by op here, not as one
-  # compiled program, so rounding differs in the last bits.
+  # The one call for a user's own flax code, compiled as a separate program
+  # (its own fusions), so rounding may differ in the last bits.
   model, variables = export.load_bundle(out)
-  got = model.apply(variables, images / np.float32(255), train=False)
+  got = _apply(model, variables, images)
   np.testing.assert_allclose(got['features'], want, atol=1e-5)
   assert os.listdir(tmp_path / 'sub') == ['vit.safetensors']
 
@@ -157,7 +163,7 @@ def test_resnet_bundle_keeps_batch_stats_and_normalisation(
         np.testing.assert_array_equal, variables[part], saved[part]['encoder']
     )
   images = _images(32)
-  got = model.apply(variables, images / np.float32(255), train=False)
+  got = _apply(model, variables, images)
   np.testing.assert_allclose(
       got['features'], _embedder(resnet_run)(images), atol=1e-5
   )

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from ssl_jax.training import checkpoint
+from tests import helpers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 88  # 4 epochs of 1,437 digits at batch 64.
@@ -34,9 +35,7 @@ FLAGS = (
     '--config.evals.embedding.enabled=False',
     '--config.evals.pictures.enabled=False',
 )
-ENV = dict(
-    os.environ, XLA_FLAGS='', JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='3'
-)
+ENV = helpers.subprocess_env(TF_CPP_MIN_LOG_LEVEL='3')
 
 
 def _cmd(workdir, *extra):

@@ -10,6 +10,7 @@ import pytest
 
 from ssl_jax.training import report_table
 from ssl_jax.training import summary
+from tests import helpers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = {
@@ -142,7 +143,7 @@ def test_main_ends_with_the_table_and_no_metric_dump(tmp_path):
           '--config.evals.pictures.enabled=False',
       ],
       cwd=ROOT,
-      env=dict(os.environ, XLA_FLAGS='', JAX_PLATFORMS='cpu'),
+      env=helpers.subprocess_env(),
       capture_output=True,
       text=True,
       timeout=900,

@@ -60,13 +60,8 @@ def test_good_config_passes():
 
 
 def _main(*args, env_extra=None):
-  env = dict(
-      os.environ,
-      JAX_PLATFORMS='cpu',
-      TF_CPP_MIN_LOG_LEVEL='3',
-      XLA_FLAGS='--xla_force_host_platform_device_count=8',
-      JAX_LOG_COMPILES='1',
-      **(env_extra or {}),
+  env = helpers.subprocess_env(
+      8, TF_CPP_MIN_LOG_LEVEL='3', JAX_LOG_COMPILES='1', **(env_extra or {})
   )
   return subprocess.run(
       [sys.executable, 'main.py', *args],
