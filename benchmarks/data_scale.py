@@ -146,18 +146,26 @@ def _timed(batches, batch: int, warmup: int) -> tuple[dict, dict]:
 
 
 def record_batches(tasks: list[list], workers: int):
-  """Yields each step's batch: in this process (0) or ``decoding.stream``."""
-  for items in tasks:
-    if workers == 0:
+  """Yields each step's batch: in this process (0) or ``decoding.stream``.
+
+  With workers, every step's records go through one ``decoding.stream``
+  pipeline, as a pass over a whole split does (a pipeline per batch would
+  time the workers' start-up, not their decoding).
+  """
+  if workers == 0:
+    for items in tasks:
       yield _stack([load_example(item) for item in items])
-      continue
-    results = decoding.stream([t for t, _ in items], workers, host_crop.load)
-    examples = []
-    for (task, label), result in zip(items, results):
-      if result is None or result[0] is None:  # The workers failed.
-        raise RuntimeError(f'decoding workers: {task[0]}: {result}')
-      examples.append({'crops': tuple(result[0]), 'label': np.int32(label)})
-    yield _stack(examples)
+    return
+  flat = [item for items in tasks for item in items]
+  results = decoding.stream([t for t, _ in flat], workers, host_crop.load)
+  examples = []
+  for (task, label), result in zip(flat, results):
+    if result is None or result[0] is None:  # The workers failed.
+      raise RuntimeError(f'decoding workers: {task[0]}: {result}')
+    examples.append({'crops': tuple(result[0]), 'label': np.int32(label)})
+    if len(examples) == len(tasks[0]):
+      yield _stack(examples)
+      examples = []
 
 
 def stream_batches(split, seed: int, steps: int, batch: int):
