@@ -1,8 +1,36 @@
 """Tiny configs, folders and subprocess environments shared by the tests."""
 
+import functools
 import os
 
+import jax
+
 from ssl_jax.configs import default
+from ssl_jax.data import augment
+
+
+def train_apply(model):
+  """``model.apply`` in training mode (batch statistics), compiled whole.
+
+  Run op by op, a model's apply dispatches hundreds of small programs, each
+  compiled on first use: slower than one compile of the whole.
+
+  Args:
+    model: a flax module.
+
+  Returns:
+    ``(variables, x, **kwargs) -> (out, {'batch_stats': ...})``, jitted.
+  """
+  return jax.jit(
+      functools.partial(model.apply, train=True, mutable=['batch_stats'])
+  )
+
+
+def make_views(key, images, views, size):
+  """``augment.make_views`` compiled whole (see :func:`train_apply`)."""
+  return jax.jit(lambda k, x: augment.make_views(k, x, views, size))(
+      key, images
+  )
 
 
 def subprocess_env(devices: int = 1, **extra) -> dict[str, str]:

@@ -7,7 +7,6 @@ import pytest
 
 from ssl_jax import errors
 from ssl_jax import losses
-from ssl_jax.data import augment
 from ssl_jax.methods import dino
 from tests import helpers
 
@@ -62,15 +61,13 @@ def test_step_moves_the_teacher_and_centres_on_its_global_crops():
   # The centre: half the teacher's mean output on the two global crops
   # (centre momentum 0.5 from zeros), recomputed outside the step.
   global_key, _ = jax.random.split(jax.random.fold_in(key, 0))  # Step 0.
-  views = augment.make_views(
+  views = helpers.make_views(
       global_key,
       jnp.asarray(images),
       (config.augment.view1, config.augment.view2),
       16,
   )
-  out, _ = run.model.apply(
-      teacher, jnp.concatenate(views), train=True, mutable=['batch_stats']
-  )
+  out, _ = helpers.train_apply(run.model)(teacher, jnp.concatenate(views))
   np.testing.assert_allclose(
       jax.device_get(state.extra['center']),
       0.5 * np.mean(np.asarray(out['projection']), axis=0),
@@ -144,30 +141,20 @@ def test_head_batchnorm_normalises_all_crops_at_once(bn_frozen_step):
   teacher = jax.device_get(momentum_target(state))
   _, metrics = step(state, batch, run.replicate(jax.random.key(1)))
 
+  apply = helpers.train_apply(run.model)
+
   def loss_with(student):
-    t_out, _ = run.model.apply(
-        teacher,
-        jnp.concatenate(views[:2]),
-        train=True,
-        mutable=['batch_stats'],
-    )
+    t_out, _ = apply(teacher, jnp.concatenate(views[:2]))
     t = t_out['projection'].reshape(2, 16, -1)
     return float(losses.dino(student, t, jnp.zeros(32), 0.1, 0.04))
 
-  once, _ = run.model.apply(
+  once, _ = apply(
       variables,
       jnp.concatenate(views[:2]),
-      train=True,
       more_crops=jnp.concatenate(views[2:]),
-      mutable=['batch_stats'],
   )
   apart = [
-      run.model.apply(
-          variables,
-          jnp.concatenate(group),
-          train=True,
-          mutable=['batch_stats'],
-      )[0]['projection']
+      apply(variables, jnp.concatenate(group))[0]['projection']
       for group in (views[:2], views[2:])
   ]
   want = loss_with(once['projection'].reshape(5, 16, -1))

@@ -20,7 +20,6 @@ from ssl_jax import errors
 from ssl_jax import methods
 from ssl_jax import models
 from ssl_jax.configs import default
-from ssl_jax.data import augment
 from ssl_jax.evaluation import evaluators
 from ssl_jax.methods import base
 from ssl_jax.methods import shared
@@ -282,25 +281,19 @@ def test_target_network_gets_no_gradient(registered):
       )
   )(state)
 
-  views = augment.make_views(
+  views = helpers.make_views(
       key,
       batch['image'],
       (config.augment.view1, config.augment.view2),
       shared.train_view_size(config),
   )
   x = jnp.concatenate(views)
-  target_out, _ = run.model.apply(
-      state.extra['target'], x, train=True, mutable=['batch_stats']
-  )
+  apply = helpers.train_apply(run.model)
+  target_out, _ = apply(state.extra['target'], x)
   t_a, t_b = jnp.split(target_out['projection'], 2)
 
   def loss(params):
-    out, _ = run.model.apply(
-        {'params': params, 'batch_stats': state.batch_stats},
-        x,
-        train=True,
-        mutable=['batch_stats'],
-    )
+    out, _ = apply({'params': params, 'batch_stats': state.batch_stats}, x)
     p_a, p_b = jnp.split(out['prediction'], 2)
     return byol_loss(p_a, p_b, t_a, t_b)[0]
 

@@ -15,6 +15,7 @@ import psutil
 import pytest
 
 from ssl_jax import errors
+from ssl_jax import methods
 from ssl_jax.data import batching
 from ssl_jax.data import decoding
 from ssl_jax.data import host_crop
@@ -159,4 +160,32 @@ def test_closing_stops_the_workers_and_memory_counts_what_grain_holds(
     held = now
   assert 0 < held <= memory.batches_held(0, 2) - 2
   batches.close()
+  assert not _workers()
+
+
+@pytest.mark.slow
+def test_fixmatch_streams_both_splits_through_the_workers_alike(folder):
+  config = helpers.tiny_config(method='fixmatch', batch_size=2)
+  config.fixmatch.mu = 2
+  mesh = jax.sharding.Mesh(jax.devices()[:1], ('data',))
+  sharding = jax.sharding.NamedSharding(
+      mesh, jax.sharding.PartitionSpec('data')
+  )
+
+  def steps(workers):
+    data = {
+        'labelled': _split(folder, workers, resize=12),
+        'train': _split(folder, workers, resize=12),
+    }
+    assert data['train'].parallel == (workers > 1)
+    batches = methods.get('fixmatch').train_batches(
+        state=None, start_step=3, config=config, data=data, sharding=sharding
+    )
+    got = [jax.device_get(next(batches)) for _ in range(2)]
+    batches.close()
+    return got
+
+  here, there = steps(1), steps(2)
+  assert there[0]['unlabelled_image'].shape == (4, 12, 12, 3)
+  _equal(here, there)
   assert not _workers()

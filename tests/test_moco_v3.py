@@ -9,7 +9,6 @@ import pytest
 
 from ssl_jax import errors
 from ssl_jax import losses
-from ssl_jax.data import augment
 from ssl_jax.methods import moco_v3
 from ssl_jax.models import heads
 from ssl_jax.training import run as run_lib
@@ -36,15 +35,16 @@ def test_loss_pairs_each_views_query_with_the_other_views_key():
   key = jax.random.key(1)
   _, metrics = step(state, batch, run.replicate(key))
 
-  views = augment.make_views(
+  views = helpers.make_views(
       jax.random.fold_in(key, 0),  # Step 0's key.
       jnp.asarray(images),
       (config.augment.view1, config.augment.view2),
       16,
   )
   x = jnp.concatenate(views)
-  out, _ = run.model.apply(online, x, train=True, mutable=['batch_stats'])
-  keys, _ = run.model.apply(target, x, train=True, mutable=['batch_stats'])
+  apply = helpers.train_apply(run.model)
+  out, _ = apply(online, x)
+  keys, _ = apply(target, x)
   q_a, q_b = jnp.split(out['prediction'], 2)
   k_a, k_b = jnp.split(keys['projection'], 2)
   expected = losses.moco_v3(q_a, k_b, 0.2) + losses.moco_v3(q_b, k_a, 0.2)
