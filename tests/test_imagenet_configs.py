@@ -5,9 +5,9 @@ ImageNet's layout (``train/<wnid>/``, ``val/<wnid>/``, mixed-size JPEGs: 3
 classes, or all of ImageNet-100's and one more for the ImageNet-100 recipes),
 then runs two jit-compiled train steps
 through the path ``train.train_and_evaluate`` takes (its data read with host
-random-resized crops, its optimiser, its compiled step) with the views shrunk
-to 64 px and the global batch to 2 images on one device. ``test_configs.py``
-runs them at their full view sizes on random batches.
+random-resized crops, its optimiser, its compiled step) at the recipe's own
+view sizes, with the global batch shrunk to 2 images on one device. This is
+these recipes' real-shape check; ``test_configs.py`` leaves them to it.
 """
 
 import importlib
@@ -121,10 +121,7 @@ def test_trains_two_steps_from_an_imagenet_folder(name, tmp_path):
   num_classes = len(wnids) - 1 if config.data.classes else len(wnids)
   validate.check_fields(config, default.get_config())
   validate.validate(config, jax.device_count())  # As committed.
-  # Reduced: 64 px views (32 px local crops), 2 images on one device.
-  config.image_size = 64
-  if config.method == 'dino':
-    config.dino.local_size = 32
+  # Shapes as real but the batch: 2 images on one device.
   config.batch_size = 2
   config.data.workers = 1
   mesh = step_lib.make_mesh(jax.devices()[:1])
@@ -151,7 +148,7 @@ def test_trains_two_steps_from_an_imagenet_folder(name, tmp_path):
       batch = next(batches)
       crops = batch['crops']
       assert len(crops) == len(method.host_views(config))
-      assert crops[0].shape == (config.batch_size, 64, 64, 3)
+      assert crops[0].shape == (config.batch_size, 224, 224, 3)
       assert crops[0].dtype == np.uint8
       state, metrics = step(state, batch, key)
       metrics = jax.device_get(metrics)
