@@ -65,6 +65,10 @@ def tiny_config(**overrides):
   c.model.dense = 0
   c.projector.hidden_dims = (16,)
   c.projector.out_dim = 8
+  # DINO's head in place of the projector: 2048-wide, 4,096 prototypes.
+  c.dino.hidden_dims = (16,)
+  c.dino.bottleneck_dim = 8
+  c.dino.out_dim = 32
   c.image_size = 16
   c.batch_size = 16
   c.num_epochs = 2

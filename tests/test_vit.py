@@ -71,8 +71,20 @@ def test_other_input_sizes_resize_the_position_embeddings():
     model.apply(variables, jnp.zeros((1, 10, 10, 3)))
 
 
+@pytest.fixture
+def two_block_vit_tiny(monkeypatch):
+  """ViT-Tiny two blocks deep: every kind of parameter, a sixth of the compile.
+
+  The blocks repeat, so two show what twelve would (a block's output feeding
+  the next included); the sizes themselves are checked above.
+  """
+  width, _, heads = vit.SIZES['tiny']
+  monkeypatch.setitem(vit.SIZES, 'tiny', (width, 2, heads))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize('method', ['supervised', 'moco_v3', 'dino'])
+@pytest.mark.usefixtures('two_block_vit_tiny')
 def test_methods_train_a_vit_under_jit(method):
   config = helpers.tiny_config(
       method=method,
@@ -94,6 +106,7 @@ def test_methods_train_a_vit_under_jit(method):
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures('two_block_vit_tiny')
 def test_a_vit_run_is_probed_and_fine_tuned(tmp_path):
   config = helpers.tiny_config(
       method='moco_v3',

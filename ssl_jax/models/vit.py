@@ -14,7 +14,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-# name -> (width, depth, heads); the MLP is 4x the width.
 PATCH_INITS = ('lecun_normal', 'xavier_uniform')
 POSITION_EMBEDDINGS = ('learned', 'sincos')
 
@@ -51,6 +50,7 @@ def sincos_position_embedding(
   return emb[None]
 
 
+# name -> (width, depth, heads); the MLP is 4x the width.
 SIZES = {
     'tiny': (192, 12, 3),
     'small': (384, 12, 6),
