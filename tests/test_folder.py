@@ -278,7 +278,7 @@ def test_one_device_matches_eight(trained, tmp_path):
       'train.train_and_evaluate(test_folder._folder_config(sys.argv[2]), '
       'sys.argv[3])'
   )
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=1')
+  env = helpers.subprocess_env()
   subprocess.run(
       [sys.executable, '-c', script, ROOT, data_dir, workdir],
       check=True,

@@ -40,13 +40,7 @@ FLAGS = (
 
 
 def _env(devices, **extra):
-  return dict(
-      os.environ,
-      JAX_PLATFORMS='cpu',
-      TF_CPP_MIN_LOG_LEVEL='3',
-      XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
-      **extra,
-  )
+  return helpers.subprocess_env(devices, TF_CPP_MIN_LOG_LEVEL='3', **extra)
 
 
 def _free_port():
