@@ -221,7 +221,7 @@ def test_convnet_gradients_in_compiled_step_match_flax_max_pool(
   """
   model = convnet.ConvNet(widths=widths, dense=0)
   x = jax.random.uniform(jax.random.key(0), (16, size, size, 3))
-  variables = model.init(jax.random.key(1), x)
+  variables = jax.jit(model.init)(jax.random.key(1), x)
 
   def loss(params, x):
     out, _ = model.apply(
