@@ -34,7 +34,6 @@ SimCLR bfloat16 step's images/s on one H200
 """
 
 import argparse
-import functools
 import json
 import os
 import platform
@@ -170,14 +169,9 @@ def record_batches(tasks: list[list], workers: int):
 
 def stream_batches(split, seed: int, steps: int, batch: int):
   """Yields steps ``0..steps-1`` as training reads them (``split.workers``)."""
-  read = functools.partial(
-      batching.shuffled_read,
-      seed=seed,
-      batch_size=batch,
-      process_index=0,
-      process_count=1,
+  batches = batching.host_batches(
+      batching.shuffled_reader(seed, batch), (split,), 0, steps
   )
-  batches = batching.host_batches(read, (split,), 0, steps)
   try:
     yield from batches
   finally:

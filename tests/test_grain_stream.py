@@ -21,6 +21,7 @@ from ssl_jax.data import decoding
 from ssl_jax.data import host_crop
 from ssl_jax.data import input_pipeline
 from ssl_jax.data import memory
+from ssl_jax.training import step as step_lib
 from tests import helpers
 
 SEED, BATCH = 3, 8
@@ -34,14 +35,9 @@ def _split(data_dir, workers, **kwargs):
 
 
 def _read(split, start, stop):
-  read = functools.partial(
-      batching.shuffled_read,
-      seed=SEED,
-      batch_size=BATCH,
-      process_index=0,
-      process_count=1,
+  batches = batching.host_batches(
+      batching.shuffled_reader(SEED, BATCH), (split,), start, stop
   )
-  batches = batching.host_batches(read, (split,), start, stop)
   try:
     return list(batches)
   finally:
@@ -84,9 +80,8 @@ def test_two_workers_give_the_batches_of_one_process_and_resume(folder):
 
 
 def test_host_crops_through_train_batches_match_one_process(folder):
-  mesh = jax.sharding.Mesh(jax.devices(), ('data',))
   sharding = jax.sharding.NamedSharding(
-      mesh, jax.sharding.PartitionSpec('data')
+      step_lib.make_mesh(), step_lib.P('data')
   )
 
   def first(workers, start):
@@ -167,9 +162,8 @@ def test_closing_stops_the_workers_and_memory_counts_what_grain_holds(
 def test_fixmatch_streams_both_splits_through_the_workers_alike(folder):
   config = helpers.tiny_config(method='fixmatch', batch_size=2)
   config.fixmatch.mu = 2
-  mesh = jax.sharding.Mesh(jax.devices()[:1], ('data',))
   sharding = jax.sharding.NamedSharding(
-      mesh, jax.sharding.PartitionSpec('data')
+      step_lib.make_mesh(jax.devices()[:1]), step_lib.P('data')
   )
 
   def steps(workers):

@@ -20,7 +20,7 @@ import contextlib
 import functools
 import queue
 import threading
-from typing import Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import grain
 import jax
@@ -233,6 +233,26 @@ def shuffled_read(
   return split.read(process_slice(indices, process_index, process_count), step)
 
 
+def shuffled_reader(seed: int, batch_size: int) -> Callable[..., Any]:
+  """:func:`shuffled_read` bound to this process: a picklable step read.
+
+  Args:
+    seed: the data seed.
+    batch_size: the global batch size.
+
+  Returns:
+    ``(splits, step) -> dict of numpy arrays``, for :func:`host_batches` or
+    :func:`global_batches`.
+  """
+  return functools.partial(
+      shuffled_read,
+      seed=seed,
+      batch_size=batch_size,
+      process_index=jax.process_index(),
+      process_count=jax.process_count(),
+  )
+
+
 def train_batches(
     split: Split,
     *,
@@ -259,15 +279,8 @@ def train_batches(
     ``{'image': uint8 [B,H,W,C], 'label': int32 [B]}`` global jax Arrays
     (host crops: ``{'crops': (uint8 [B,S,S,C] per view), 'label'}``).
   """
-  read = functools.partial(
-      shuffled_read,
-      seed=seed,
-      batch_size=batch_size,
-      process_index=jax.process_index(),
-      process_count=jax.process_count(),
-  )
   yield from global_batches(
-      read,
+      shuffled_reader(seed, batch_size),
       start_step=start_step,
       sharding=sharding,
       prefetch=prefetch,
