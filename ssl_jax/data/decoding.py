@@ -205,16 +205,21 @@ MIN_TASKS = 512
 
 
 def pays(tasks: int, workers: int) -> bool:
-  """Whether ``tasks`` files are worth a pass through ``workers`` processes.
+  """Whether ``tasks`` files go through a pass of ``workers`` processes.
 
   Args:
     tasks: files to decode.
     workers: ``data.workers``, resolved.
 
   Returns:
-    True where worker processes should decode them.
+    True where there are workers, they have not failed (:class:`Workers`),
+    and the files are enough to repay starting them.
   """
-  return workers > 1 and tasks >= max(MIN_TASKS, 2 * workers)
+  return (
+      workers > 1
+      and not Workers.broken
+      and tasks >= max(MIN_TASKS, 2 * workers)
+  )
 
 
 def _own_memory(result: Any) -> Any:

@@ -229,13 +229,8 @@ class Split:
       yield from self._host_examples(indices, step)
       return
     located = [self._locate(i) for i in indices]
-    if (
-        self.workers <= 1
-        or decoding.Workers.broken
-        or not decoding.pays(len(indices), self.workers)
-        or not all(
-            isinstance(self.sources[j], folder.Source) for j, _ in located
-        )
+    if not decoding.pays(len(indices), self.workers) or not all(
+        isinstance(self.sources[j], folder.Source) for j, _ in located
     ):
       yield from map(self._example, indices)
       return
@@ -265,11 +260,7 @@ class Split:
     prepared = [self._host_task(i, step) for i in indices]
     tasks = [task for task, _ in prepared]
     results = [None] * len(tasks)
-    if (
-        self.workers > 1
-        and not decoding.Workers.broken
-        and decoding.pays(len(tasks), self.workers)
-    ):
+    if decoding.pays(len(tasks), self.workers):
       results = decoding.stream(tasks, self.workers, host_crop.load)
     for i, (task, label), result in zip(indices, prepared, results):
       crops, why = result or host_crop.load(task)
